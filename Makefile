@@ -1,0 +1,32 @@
+# Developer entry points. `make test` is what CI runs (via .ci/run).
+
+PYTHON ?= python3
+VENV := .venv
+# Stamp file: the venv is (re)built only when pyproject.toml changes.
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -e '.[test]'
+	touch $@
+
+demo: venv
+	$(VENV)/bin/dunningops demo
+
+# install-deps.sh puts PostgreSQL etc. in place (a no-op when present).
+test: venv
+	bash scripts/install-deps.sh
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+bench: venv
+	$(VENV)/bin/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .hypothesis src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

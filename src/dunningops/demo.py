@@ -1,0 +1,54 @@
+"""`dunningops demo`: a round on the example config, on SQLite, in a directory of its own.
+
+Today the round is plan → apply → plan (no changes); the ledger and the
+cycles extend it as they arrive.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from dunningops import clock
+from dunningops.reconcile import build_plan
+from dunningops.reconcile.apply import apply_config
+from dunningops.reconcile.render import render_text
+from dunningops.spec import load_config
+from dunningops.store import open_store
+from dunningops.store.config_objects import read_actual
+
+EXAMPLE_CONFIG = Path(__file__).with_name("example_config")
+
+
+def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
+    """Copy the example config into ``directory`` and run the round there; returns the directory."""
+    directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dunningops-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    config_dir = directory / "config"
+    if not config_dir.exists():
+        shutil.copytree(EXAMPLE_CONFIG, config_dir)
+    url = f"sqlite:///{directory / '.dunningops' / 'state.db'}"
+    echo(f"dunningops demo in {directory}")
+    echo(f"  config: {config_dir}\n  store:  {url}\n")
+
+    desired = load_config(config_dir)
+    store = open_store(url)
+    try:
+        echo("$ dunningops plan")
+        with store.session() as session:
+            echo(render_text(build_plan(desired, read_actual(session))))
+        echo("$ dunningops apply --auto-approve")
+        result = apply_config(store, desired, now=clock.now(), actor="demo", git_commit=None)
+        s = result.plan.summary()
+        echo(f"Apply complete! Resources: {s['add']} added, {s['change']} changed, {s['replace']} replaced, {s['destroy']} destroyed.")
+        for item in result.outbox:
+            echo(f"Queued: confirmation email to {item['payload']['email']} for {item['ref']} (A3).")
+        echo("\n$ dunningops plan")
+        with store.session() as session:
+            echo(render_text(build_plan(desired, read_actual(session))))
+    finally:
+        store.dispose()
+    echo(f"Done. Look around: cd {directory} && dunningops show")
+    return directory

@@ -1,0 +1,173 @@
+"""Apply: carry out a plan in one transaction, under the apply lock, with an audit row and an outbox.
+
+The plan is rebuilt under the lock from the store as it is then, and must be
+the plan that was shown (or saved): what was reviewed is exactly what runs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import secrets
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import insert
+from sqlalchemy.exc import OperationalError
+
+from dunningops.errors import LockError, StalePlanError, UnsafePlanError
+from dunningops.reconcile.objects import desired_objects, split_address
+from dunningops.reconcile.plan import Change, Plan
+from dunningops.reconcile.planner import build_plan
+from dunningops.spec.state import DesiredState
+from dunningops.store import config_objects as objects
+from dunningops.store.engine import Store
+from dunningops.store.lock import acquire_apply_lock
+from dunningops.store.schema import ApplyRow, OutboxRow
+
+
+@dataclass
+class ApplyResult:
+    plan: Plan
+    applied: bool
+    apply_id: int | None = None
+    outbox: list[dict] = field(default_factory=list)
+
+
+def raise_if_unsafe(plan: Plan, allow_destroy: bool) -> None:
+    """Refuse a plan that destroys or replaces more than the configured share (settings.safety)."""
+    if allow_destroy:
+        return
+    share, limit = plan.destructive_share(), plan.safety.get("max_destroy_share", 0.3)
+    if plan.objects_in_store >= plan.safety.get("min_objects", 10) and share > limit:
+        s = plan.summary()
+        raise UnsafePlanError(
+            f"this plan destroys {s['destroy']} and replaces {s['replace']} of {plan.objects_in_store} objects "
+            f"({share:.0%}, more than settings.safety.max_destroy_share {limit:.0%}); "
+            "re-run with --allow-destroy if that is intended"
+        )
+
+
+def apply_config(
+    store: Store,
+    desired: DesiredState,
+    *,
+    now: datetime,
+    expected: Plan | None = None,
+    targets: tuple[str, ...] = (),
+    excludes: tuple[str, ...] = (),
+    allow_destroy: bool = False,
+    confirm: Callable[[Plan], bool] | None = None,
+    actor: str | None = None,
+    git_commit: str | None = None,
+    lock_timeout_s: float = 30.0,
+) -> ApplyResult:
+    """Apply ``desired`` to the store.
+
+    Args:
+        expected: the plan that was saved or shown; refused if the states moved on since.
+        confirm: asked with the plan (under the lock) before anything is written.
+    """
+    if expected is not None:
+        targets, excludes = expected.targets, expected.excludes
+    actor = actor or who_applies(desired.root)
+    try:
+        with store.session(write_lock=True) as session:
+            acquire_apply_lock(session, actor, now, lock_timeout_s)
+            plan = build_plan(desired, objects.read_actual(session), targets=targets, excludes=excludes)
+            if expected is not None:
+                _check_not_stale(expected, plan)
+            if plan.empty:
+                return ApplyResult(plan, applied=False)
+            raise_if_unsafe(plan, allow_destroy)
+            if confirm is not None and not confirm(plan):
+                return ApplyResult(plan, applied=False)
+            outbox = _execute(session, desired, plan, now)
+            apply_id = session.execute(
+                insert(ApplyRow).values(
+                    applied_at=now, actor=actor, git_commit=git_commit or git_head(desired.root),
+                    plan_digest=plan.digest, desired_digest=plan.desired_digest, summary=plan.summary(),
+                    changes=[{"action": c.action, "address": c.address} for c in plan.changes],
+                ).returning(ApplyRow.id)
+            ).scalar_one()
+            for item in outbox:
+                session.execute(insert(OutboxRow).values(**item, created_at=now, apply_id=apply_id))
+    except OperationalError as exc:
+        if "locked" in str(exc.orig).lower():
+            raise LockError("another apply holds the store's write lock; try again when it has finished") from exc
+        raise
+    return ApplyResult(plan, applied=True, apply_id=apply_id, outbox=outbox)
+
+
+def _check_not_stale(expected: Plan, plan: Plan) -> None:
+    if expected.desired_digest != plan.desired_digest:
+        raise StalePlanError("the config changed since this plan was made; run `dunningops plan` again")
+    if expected.actual_digest != plan.actual_digest:
+        raise StalePlanError("the store changed since this plan was made (another apply?); run `dunningops plan` again")
+    if expected.digest != plan.digest:
+        raise StalePlanError("this plan no longer matches what apply would do; run `dunningops plan` again")
+
+
+def _execute(session, desired: DesiredState, plan: Plan, now: datetime) -> list[dict]:
+    """Write the plan's changes; return the outbox items to queue."""
+    outbox: list[dict] = []
+    want = desired_objects(desired)
+    for change in plan.changes:  # renames first, so that later writes find the new ids
+        if change.moved_from:
+            objects.rename(session, change.kind, split_address(change.moved_from)[1], change.id, now)
+    for change in plan.changes:
+        for follower in change.followers:
+            if follower in want:
+                kind, ident = split_address(follower)
+                objects.update_fields(session, kind, ident, want[follower], now)
+        outbox.extend(_write(session, change, now))
+    return outbox
+
+
+def _write(session, change: Change, now: datetime) -> list[dict]:
+    kind, ident = change.kind, change.id
+    if change.action == "delete":
+        # C8: when the ledger holds contacts, their function follows change.note's reassignment here.
+        objects.destroy(session, kind, ident)
+        return []
+    if change.action == "replace":
+        objects.destroy(session, kind, ident)
+    if change.action in ("update", "move"):
+        if change.fields:
+            objects.update_fields(session, kind, ident, change.after, now)
+        return []
+    if kind != "alias":
+        objects.create(session, kind, ident, change.after, now)
+        return []
+    # A3: a new (or replaced, A4) alias is unverified until its confirmation link is opened.
+    token = secrets.token_urlsafe(24)
+    objects.create(
+        session, kind, ident, change.after, now,
+        verified=False, verification_token=hashlib.sha256(token.encode()).hexdigest(),
+    )
+    payload = {"alias": ident, "email": change.after["email"], "display_name": change.after["display_name"], "token": token}
+    return [{"kind": "alias_confirmation", "ref": change.address, "payload": payload}]
+
+
+def who_applies(config_dir: Path) -> str:
+    """DUNNINGOPS_ACTOR, else git's user.email, else the login name."""
+    if os.environ.get("DUNNINGOPS_ACTOR"):
+        return os.environ["DUNNINGOPS_ACTOR"]
+    email = _git(config_dir, "config", "user.email")
+    return email or getpass.getuser()
+
+
+def git_head(config_dir: Path) -> str | None:
+    return _git(config_dir, "rev-parse", "HEAD")
+
+
+def _git(config_dir: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(config_dir), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,9 @@
+"""Desired state: pydantic models of the YAML config, loading with file:line errors, checks, schema.
+
+Imports nothing else of dunningops but ``errors``.
+"""
+
+from dunningops.spec.loader import load_config
+from dunningops.spec.state import DesiredState
+
+__all__ = ["DesiredState", "load_config"]

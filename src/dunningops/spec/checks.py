@@ -1,0 +1,191 @@
+"""Cross-reference checks of a merged config: what a step, a setting or a rename points at exists.
+
+Each problem is a ConfigIssue at the line of the offending key, with the
+closest valid name when it looks like a misspelling.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import jinja2
+import yaml
+
+from dunningops.errors import ConfigIssue
+from dunningops.spec.state import DesiredState
+from dunningops.spec.types import KINDS, parse_days, split_ref
+
+BLOCK_TYPES = ("heading", "paragraph", "invoice_table", "button", "signature", "divider")
+
+
+def _unknown(kind: str, ident: str, known: dict) -> str:
+    message = f"unknown {kind} {ident!r}"
+    close = difflib.get_close_matches(ident, list(known), n=1, cutoff=0.6)
+    return message + (f"; did you mean {close[0]!r}?" if close else "")
+
+
+def read_template_bodies(state: DesiredState, issues: list[ConfigIssue]) -> None:
+    """Read each template's body files (beside the YAML that defines it) and check their syntax."""
+    env = jinja2.Environment()
+    for tid, template in state.templates.items():
+        src = state.sources[f"template.{tid}"]
+        folder = (state.root / src.file).parent
+        for lang, loc in template.locales.items():
+            path = folder / loc.body
+            key = f"templates[{tid}].locales.{lang}.body"
+            line = src.line_of("locales", lang, "body")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                issues.append(ConfigIssue(src.file, line, key, f"body file {loc.body!r} not found beside {src.file}"))
+                continue
+            except (OSError, UnicodeDecodeError) as exc:
+                issues.append(ConfigIssue(src.file, line, key, f"cannot read body file {loc.body!r}: {exc}"))
+                continue
+            state.template_bodies[(tid, lang)] = text
+            body_file = path.relative_to(state.root).as_posix()
+            if template.design == "blocks":
+                _check_blocks(text, body_file, issues)
+            else:
+                try:
+                    env.parse(text)
+                except jinja2.TemplateSyntaxError as exc:
+                    issues.append(ConfigIssue(body_file, exc.lineno, "", f"template syntax: {exc.message}"))
+            try:
+                env.parse(loc.subject)
+            except jinja2.TemplateSyntaxError as exc:
+                issues.append(ConfigIssue(src.file, src.line_of("locales", lang, "subject"), key[:-4] + "subject", f"template syntax: {exc.message}"))
+
+
+def _check_blocks(text: str, body_file: str, issues: list[ConfigIssue]) -> None:
+    # T2 "blocks" design: a YAML list of ready blocks; rendering comes with the send cycle.
+    try:
+        blocks = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        issues.append(ConfigIssue(body_file, mark.line + 1 if mark else None, "", f"invalid YAML: {exc}"))
+        return
+    if not isinstance(blocks, list) or not blocks:
+        issues.append(ConfigIssue(body_file, 1, "", "a blocks body is a non-empty list of blocks"))
+        return
+    for index, block in enumerate(blocks):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind not in BLOCK_TYPES:
+            issues.append(
+                ConfigIssue(body_file, None, f"[{index}].type", f"unknown block type {kind!r} (expected one of: {', '.join(BLOCK_TYPES)})")
+            )
+
+
+def check_references(state: DesiredState, issues: list[ConfigIssue]) -> None:
+    """Check every reference between objects; append one issue per dangling or bad one."""
+    settings = state.settings
+    assert settings is not None
+    s_src = state.sources["settings"]
+
+    alias = settings.portal.notifications_alias
+    if alias and alias not in state.aliases:
+        # A5/A9: portal notifications need an alias; one still used cannot be deleted.
+        issues.append(
+            ConfigIssue(s_src.file, s_src.line_of("portal", "notifications_alias"), "settings.portal.notifications_alias",
+                        _unknown("alias", alias, state.aliases) + " (an alias used for portal notifications cannot be deleted, A5)")
+        )
+    if state.members and not any(m.role == "owner" for m in state.members.values()):
+        first = next(iter(state.members))
+        src = state.sources[f"member.{first}"]
+        issues.append(ConfigIssue(src.file, src.line, "members", "no member has role owner (R3 assigns some to-dos to the owner)"))
+
+    defaults = [pid for pid, plan in state.plans.items() if plan.assign.default]
+    for pid in defaults[1:]:
+        src = state.sources[f"plan.{pid}"]
+        issues.append(ConfigIssue(src.file, src.line_of("assign", "default"), f"plans[{pid}].assign.default",
+                                  f"only one plan can be the default; {defaults[0]!r} already is"))
+
+    removed = {r.from_.split(".", 1)[1] for r in state.removed}
+    for pid, plan in state.plans.items():
+        _check_plan(state, pid, plan, removed, settings.company.language, issues)
+    _check_moved(state, issues)
+    _check_removed(state, issues)
+
+
+def _check_plan(state, pid, plan, removed, language, issues) -> None:
+    src = state.sources[f"plan.{pid}"]
+    seen: set[str] = set()
+    previous: int | None = None
+    for index, step in enumerate(plan.steps):
+        where = f"plans[{pid}].steps[{step.id}]"
+
+        def add(key: str, message: str, *path: object) -> None:
+            issues.append(ConfigIssue(src.file, src.line_of("steps", index, *path), f"{where}.{key}" if key else where, message))
+
+        if step.id in seen:
+            add("id", f"step id {step.id!r} is used twice in this plan", "id")
+        seen.add(step.id)
+        days = parse_days(step.at)
+        if previous is not None and days <= previous:
+            add("at", f"step offsets must strictly increase: {step.at} comes after {previous}d", "at")
+        previous = days
+        if step.from_:
+            add_sender = _check_actor(state, step.from_, ("alias", "member", "account_manager"))
+            if add_sender:
+                add("from", add_sender, "from")
+        if step.assignee:
+            problem = _check_actor(state, step.assignee, ("member", "account_manager"))
+            if problem:
+                add("assignee", problem, "assignee")
+        for key in ("to", "cc", "bcc"):
+            for fn_index, fn in enumerate(getattr(step, key)):
+                if fn in removed:
+                    add(key, f"contact function {fn!r} is removed: take it out of `{key}` "
+                             "(a step with no function goes to the primary contact, C8)", key, fn_index)
+                elif fn not in state.contact_functions:
+                    add(key, _unknown("contact function", fn, state.contact_functions), key, fn_index)
+        if step.template:
+            template = state.templates.get(step.template)
+            if template is None:
+                add("template", _unknown("template", step.template, state.templates), "template")
+            elif language not in template.locales:
+                add("template", f"template {step.template!r} has no body for the company language {language!r}", "template")
+
+
+def _check_actor(state: DesiredState, ref: str, allowed: tuple[str, ...]) -> str | None:
+    kind, ident = split_ref(ref)
+    shapes = " or ".join(f"{k}.<id>" if k != "account_manager" else k for k in allowed)
+    if kind not in allowed or (kind == "account_manager") != (ident is None):
+        return f"{ref!r} is not a valid reference: expected {shapes}"
+    if kind == "alias" and ident not in state.aliases:
+        return _unknown("alias", ident, state.aliases)
+    if kind == "member" and ident not in state.members:
+        return _unknown("member", ident, state.members)
+    return None
+
+
+def _check_moved(state: DesiredState, issues: list[ConfigIssue]) -> None:
+    targets: set[str] = set()
+    for moved in state.moved:
+        src = state.sources[f"moved.{moved.from_}"]
+        (fk, fid), (tk, tid) = split_ref(moved.from_), split_ref(moved.to)
+
+        def add(message: str) -> None:
+            issues.append(ConfigIssue(src.file, src.line, f"moved[{moved.from_}]", message))
+
+        if fk not in KINDS[1:] or fk != tk:
+            add(f"a move stays within one kind ({', '.join(KINDS[1:])}): {moved.from_} → {moved.to}")
+            continue
+        if tid not in state.collection(tk):
+            add(f"{moved.to} is not defined in the config")
+        if fid in state.collection(fk):
+            add(f"{moved.from_} is still defined in the config; a moved object exists only under its new name")
+        if moved.to in targets:
+            add(f"two moves lead to {moved.to}")
+        targets.add(moved.to)
+
+
+def _check_removed(state: DesiredState, issues: list[ConfigIssue]) -> None:
+    for removed in state.removed:
+        src = state.sources[f"removed.{removed.from_}"]
+        fid = removed.from_.split(".", 1)[1]
+        if fid in state.contact_functions:
+            issues.append(ConfigIssue(src.file, src.line, f"removed[{removed.from_}]", f"{removed.from_} is still defined in the config"))
+        if removed.reassign_to is not None and removed.reassign_to not in state.contact_functions:
+            issues.append(ConfigIssue(src.file, src.line_of("reassign_to"), f"removed[{removed.from_}].reassign_to",
+                                      _unknown("contact function", removed.reassign_to, state.contact_functions)))

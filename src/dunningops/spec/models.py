@@ -1,0 +1,281 @@
+"""The config's pydantic models: one class per YAML kind, ``extra="forbid"`` everywhere.
+
+A misspelt key is an error (the loader turns it into file:line and a
+suggestion). Rule ids from ../shared/spec/behaviour.md are cited where a
+field implements one.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dunningops.spec.types import Days, Email, Id
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+class Company(Model):
+    name: str = Field(min_length=1)
+    country: str = Field("FR", pattern=r"^[A-Z]{2}$", description="ISO 3166 code; public holidays follow it")
+    timezone: str = "Europe/Paris"
+    locale: str = Field("fr_FR", pattern=r"^[a-z]{2}(_[A-Z]{2})?$")
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    logo_url: str | None = None
+    brand_color: str = Field("#1f4e79", pattern=r"^#[0-9a-fA-F]{6}$")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+        return value
+
+    @property
+    def language(self) -> str:
+        return self.locale.split("_")[0]
+
+
+class Deliverability(Model):
+    # A2, E5: mail from an address outside ``domain`` (or with no domain) goes
+    # out from ``fallback_sender``.
+    domain: str | None = Field(None, pattern=r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+    fallback_sender: Email
+
+
+class Window(Model):
+    # E3: weekdays, 08:00-09:00 company time by default.
+    days: list[Weekday] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1)
+    start: str = "08:00"
+    end: str = "09:00"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not re.match(r"^\d{2}:\d{2}$", value):
+            raise ValueError(f"{value!r} is not a time of day: write it as HH:MM")
+        time.fromisoformat(value)
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.start >= self.end:
+            raise ValueError(f"the window must end after it starts ({self.start} >= {self.end})")
+        return self
+
+
+class Caps(Model):
+    # T6: caps keep mail from being classed as spam; sending resumes when they allow.
+    per_day: int = Field(300, ge=1)
+    per_month: int = Field(1000, ge=1)
+
+
+class Transport(Model):
+    kind: Literal["maildir", "smtp"] = "maildir"
+    path: str = Field(".dunningops/maildir", description="maildir: folder, relative to the repo root")
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    # Secrets come only from the environment: the config names the variables.
+    username_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    password_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    timeout_seconds: float = Field(30, gt=0)
+
+    @model_validator(mode="after")
+    def _smtp_needs_host(self) -> Transport:
+        if self.kind == "smtp" and not self.host:
+            raise ValueError("an smtp transport needs a host")
+        return self
+
+
+class Sending(Model):
+    window: Window = Field(default_factory=Window)
+    caps: Caps = Field(default_factory=Caps)
+    skip_public_holidays: bool = True
+    transport: Transport = Field(default_factory=Transport)
+
+
+class Replies(Model):
+    # R2/R3: imported mail only notifies unless ``manage`` is on; R6: ``import: all``.
+    manage: bool = False
+    import_: Literal["matched", "all"] = Field("matched", alias="import")
+
+
+class Alerts(Model):
+    # C9: where a bounce is announced.
+    bounce: list[Literal["in_app", "email", "slack"]] = Field(default_factory=lambda: ["in_app"])
+    email_to: list[Email] = Field(default_factory=list)
+    slack_webhook_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+
+class Portal(Model):
+    # A9: portal notifications go out from one alias; A5 guards its deletion.
+    notifications_alias: Id | None = None
+
+
+class Safety(Model):
+    # Like octoDNS's thresholds: an apply that destroys or replaces more than
+    # this share of existing objects needs --allow-destroy.
+    max_destroy_share: float = Field(0.3, ge=0, le=1)
+    min_objects: int = Field(10, ge=0, description="the share applies once the store holds this many objects")
+
+
+class Settings(Model):
+    company: Company
+    deliverability: Deliverability
+    sending: Sending = Field(default_factory=Sending)
+    replies: Replies = Field(default_factory=Replies)
+    alerts: Alerts = Field(default_factory=Alerts)
+    portal: Portal = Field(default_factory=Portal)
+    safety: Safety = Field(default_factory=Safety)
+
+
+# --- people and identities ----------------------------------------------------------------
+
+
+class Member(Model):
+    id: Id
+    email: Email
+    name: str = Field(min_length=1)
+    role: Literal["owner", "admin", "member"] = "member"
+
+
+class Alias(Model):
+    """A1: a sender identity. A4: only display_name and signature may change."""
+
+    id: Id
+    email: Email
+    display_name: str = Field(min_length=1)
+    signature: str = ""
+
+
+class ContactFunction(Model):
+    """C5: a contact function with translatable labels."""
+
+    id: Id
+    label: str = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict, description="label per language, e.g. {fr: Payeur}")
+
+
+# --- templates ----------------------------------------------------------------------------
+
+
+class TemplateLocale(Model):
+    subject: str = Field(min_length=1)
+    body: str = Field(min_length=1, description="file beside the YAML holding the body for this language")
+
+
+class Template(Model):
+    """T2: name, subject, a body in one of three designs, one body file per language."""
+
+    id: Id
+    name: str = Field(min_length=1)
+    design: Literal["text", "html", "blocks"] = "text"
+    locales: dict[str, TemplateLocale] = Field(min_length=1)
+
+    @field_validator("locales")
+    @classmethod
+    def _languages(cls, value: dict[str, TemplateLocale]) -> dict[str, TemplateLocale]:
+        for lang in value:
+            if not re.match(r"^[a-z]{2}$", lang):
+                raise ValueError(f"{lang!r} is not a language code: use two letters such as fr or en")
+        return value
+
+
+# --- plans --------------------------------------------------------------------------------
+
+
+class Assign(Model):
+    default: bool = Field(False, description="customers matched by no other plan get this one")
+    where: dict[Literal["country", "currency", "locale"], list[str]] = Field(default_factory=dict)
+
+
+SENDERS = "alias.<id>, account_manager or member.<id>"
+
+
+class Step(Model):
+    """E1: one action of a plan: email (auto or manual), call or letter."""
+
+    id: Id
+    at: Days = Field(description="offset from the due date: -3d before, 7d after")
+    action: Literal["email", "call", "letter"]
+    send: Literal["auto", "manual"] = Field("manual", description="E2: automatic sending is set per email action")
+    from_: str | None = Field(None, alias="from", description=f"A6: {SENDERS}")
+    to: list[Id] = Field(default_factory=list, description="contact functions; none = the primary contact (C6)")
+    cc: list[Id] = Field(default_factory=list)
+    bcc: list[Id] = Field(default_factory=list)
+    template: Id | None = None
+    assignee: str | None = Field(None, description="who gets the to-do: account_manager or member.<id>")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Step:
+        if self.action != "email" and self.send == "auto":
+            raise ValueError(f"step {self.id}: only email actions can be sent automatically (E1)")
+        if self.action == "email" and not self.from_:
+            raise ValueError(f"step {self.id}: an email action needs `from` ({SENDERS}, A6)")
+        if self.action in ("email", "letter") and not self.template:
+            raise ValueError(f"step {self.id}: a {self.action} action needs a template")
+        if self.action != "email" and (self.from_ or self.cc or self.bcc):
+            raise ValueError(f"step {self.id}: from/cc/bcc only apply to email actions")
+        return self
+
+
+class Plan(Model):
+    id: Id
+    name: str = Field(min_length=1)
+    level: Literal["customer", "invoice"] = "customer"
+    assign: Assign = Field(default_factory=Assign)
+    min_contact_delay: Days = "0d"
+    reply_to: Email | None = Field(None, description="A7: replies go here instead of the sender")
+    steps: list[Step] = Field(min_length=1)
+
+
+# --- refactoring ----------------------------------------------------------------------------
+
+
+class Moved(Model):
+    """A rename: the object keeps its history and what points at it (like Terraform's moved)."""
+
+    from_: str = Field(alias="from", pattern=r"^[a-z_]+\.[a-z0-9][a-z0-9_-]*$")
+    to: str = Field(pattern=r"^[a-z_]+\.[a-z0-9][a-z0-9_-]*$")
+
+
+class Removed(Model):
+    """C8: deleting a contact function says where its contacts go (or ``null``: nowhere)."""
+
+    from_: str = Field(alias="from", pattern=r"^contact_function\.[a-z0-9][a-z0-9_-]*$")
+    reassign_to: Id | None
+
+
+class ConfigFile(Model):
+    """One YAML file of the config directory; every kind is optional, files are merged."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        title="dunningops config file",
+        json_schema_extra={"$id": "https://dunningops.dev/schema/config-v1.json"},
+    )
+
+    version: Literal[1] = 1
+    settings: Settings | None = None
+    members: list[Member] = Field(default_factory=list)
+    aliases: list[Alias] = Field(default_factory=list)
+    contact_functions: list[ContactFunction] = Field(default_factory=list)
+    templates: list[Template] = Field(default_factory=list)
+    plans: list[Plan] = Field(default_factory=list)
+    moved: list[Moved] = Field(default_factory=list)
+    removed: list[Removed] = Field(default_factory=list)

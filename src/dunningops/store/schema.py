@@ -1,0 +1,145 @@
+"""SQLAlchemy tables of the store.
+
+Config tables hold what ``apply`` wrote (desired fields) plus actual-only
+fields (an alias's verification, timestamps, last send) that never show in a
+plan. ``applies`` is the audit trail; ``outbox`` holds side effects queued by
+an apply and delivered only after it committed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _ts() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True))
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class SettingsRow(Timestamps, Base):
+    __tablename__ = "settings"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # always "settings"
+    data: Mapped[dict] = mapped_column(JSON)
+
+
+class MemberRow(Timestamps, Base):
+    __tablename__ = "members"
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class AliasRow(Timestamps, Base):
+    __tablename__ = "aliases"
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    display_name: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(Text)
+    # A3: actual-only; set by the confirmation link, never by the YAML.
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    verification_token: Mapped[str | None] = mapped_column(String(64))
+    verified_at: Mapped[datetime | None] = _ts()
+    last_sent_at: Mapped[datetime | None] = _ts()
+
+
+class ContactFunctionRow(Timestamps, Base):
+    __tablename__ = "contact_functions"
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    labels: Mapped[dict] = mapped_column(JSON)
+
+
+class TemplateRow(Timestamps, Base):
+    __tablename__ = "templates"
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    design: Mapped[str] = mapped_column(String(16))
+    # {language: {subject, body_file, body}}
+    locales: Mapped[dict] = mapped_column(JSON)
+    last_sent_at: Mapped[datetime | None] = _ts()  # T4
+
+
+class PlanRow(Timestamps, Base):
+    __tablename__ = "plans"
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    level: Mapped[str] = mapped_column(String(16))
+    assign: Mapped[dict] = mapped_column(JSON)
+    min_contact_delay: Mapped[str] = mapped_column(String(16))
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+
+
+class PlanStepRow(Base):
+    """A plan's steps in their own table, so the send cycle can join them to invoices in SQL."""
+
+    __tablename__ = "plan_steps"
+    plan_id: Mapped[str] = mapped_column(
+        String(63), ForeignKey("plans.id", ondelete="CASCADE", onupdate="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    at: Mapped[str] = mapped_column(String(16))
+    at_days: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    send: Mapped[str] = mapped_column(String(16))
+    sender: Mapped[str | None] = mapped_column(String(130))
+    to_functions: Mapped[list] = mapped_column(JSON)
+    cc_functions: Mapped[list] = mapped_column(JSON)
+    bcc_functions: Mapped[list] = mapped_column(JSON)
+    template_id: Mapped[str | None] = mapped_column(String(63))
+    assignee: Mapped[str | None] = mapped_column(String(130))
+
+
+class ApplyRow(Base):
+    """The audit trail: one row per apply."""
+
+    __tablename__ = "applies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    applied_at: Mapped[datetime] = _ts()
+    actor: Mapped[str] = mapped_column(Text)
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    plan_digest: Mapped[str] = mapped_column(String(64))
+    desired_digest: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict] = mapped_column(JSON)
+    changes: Mapped[list] = mapped_column(JSON)  # [{action, address}]
+
+
+class OutboxRow(Base):
+    """Side effects of an apply (A3's confirmation email), delivered after commit by the send cycle."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(130))
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = _ts()
+    delivered_at: Mapped[datetime | None] = _ts()
+    apply_id: Mapped[int | None] = mapped_column(ForeignKey("applies.id"))
+
+
+class LockRow(Base):
+    """On SQLite, the apply lock is a write to this row inside the apply's transaction."""
+
+    __tablename__ = "locks"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(Text)
+    acquired_at: Mapped[datetime | None] = _ts()

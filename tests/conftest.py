@@ -1,0 +1,112 @@
+"""Shared pytest fixtures.
+
+Databases:
+  * ``database_url`` -- parametrized: every test using it runs twice, once on
+    SQLite (``[sqlite]``) and once on a real PostgreSQL (``[postgresql]``).
+  * ``sqlite_url`` / ``postgres_url`` -- one backend only.
+  Each test gets a fresh, empty database; the URLs are SQLAlchemy URLs.
+
+The PostgreSQL server is started once per run, and only if some selected test
+needs it.  If it cannot start, those tests FAIL (never skip): a missing server
+must not turn into a green run.  ``-m "not postgres"`` deselects them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# tests/ is not a package: pytest puts this directory on sys.path.
+from servers import PostgresServer, PostgresServerError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- paths -------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def config_dir(repo_root: Path) -> Path:
+    return repo_root / "config"
+
+
+# --- databases ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        server.start()
+    except (PostgresServerError, OSError) as exc:
+        pytest.fail(
+            f"could not start PostgreSQL for the tests: {exc}\n"
+            "Install it with `apt-get install postgresql` "
+            "(or run `bash scripts/install-deps.sh` as root, as `make test` does).",
+            pytrace=False,
+        )
+    yield server
+    server.stop()
+
+
+# Database names must be unique within the server for the whole run; the pid
+# keeps them apart if several pytest processes ever share a server.
+_db_counter = itertools.count(1)
+
+
+def _fresh_postgres_database(server: PostgresServer) -> Iterator[str]:
+    name = f"test_{os.getpid()}_{next(_db_counter)}"
+    server.create_database(name)
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)  # WITH (FORCE): kills leftover connections
+
+
+def _sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/state.db"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield _sqlite_url(tmp_path)
+    else:
+        # Looked up lazily so that SQLite-only runs never start PostgreSQL.
+        yield from _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return _sqlite_url(tmp_path)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    yield from _fresh_postgres_database(postgres_server)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that take postgres_url/postgres_server directly get the `postgres`
+    # marker too (database_url[postgresql] has it from its param), so that
+    # `-m "not postgres"` really leaves PostgreSQL out.
+    for item in items:
+        if {"postgres_url", "postgres_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+# =============================================================================
+# Project fixtures: add new fixtures below this line.
+# =============================================================================
