@@ -110,3 +110,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # =============================================================================
 # Project fixtures: add new fixtures below this line.
 # =============================================================================
+
+import shutil  # noqa: E402
+
+from click.testing import CliRunner  # noqa: E402
+
+from dunningops.cli import cli  # noqa: E402
+
+FIXTURES = Path(__file__).with_name("fixtures")
+# A pinned clock, so that show/history output and timestamps are reproducible.
+PINNED_NOW = "2026-11-23T08:30:00+00:00"
+
+
+@pytest.fixture
+def v1(tmp_path: Path) -> Path:
+    """A copy of the small v1 config (tests may edit it)."""
+    return Path(shutil.copytree(FIXTURES / "v1", tmp_path / "v1"))
+
+
+@pytest.fixture
+def v2(tmp_path: Path) -> Path:
+    """v1 after a review: an update, an A4 replace, a create, a move, a C8 removal, a delete."""
+    return Path(shutil.copytree(FIXTURES / "v2", tmp_path / "v2"))
+
+
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch):
+    """Run the CLI in-process: run("plan", "--config", d) → click Result (stdout and stderr apart)."""
+    monkeypatch.setenv("DUNNINGOPS_NOW", PINNED_NOW)
+    monkeypatch.setenv("DUNNINGOPS_ACTOR", "ci@acme.fr")
+    monkeypatch.delenv("DUNNINGOPS_DATABASE_URL", raising=False)
+
+    def _run(*args: str, input: str | None = None):
+        return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return _run

@@ -63,7 +63,7 @@ def _body_lines(change: Change) -> list[str]:
     if change.action in ("create", "delete"):
         sign = "+" if change.action == "create" else "-"
         # Like Terraform, a new or destroyed object lists only the values it has.
-        values = {p: v for p, v in flatten(change.after if change.action == "create" else change.before).items() if v not in (None, [], {})}
+        values = {p: v for p, v in flatten(change.after if change.action == "create" else change.before).items() if v not in (None, "", [], {})}
         width = max((len(p) for p in values if not _is_long(values[p])), default=0)
         for path, value in values.items():
             value = mask(path, value)
@@ -74,6 +74,7 @@ def _body_lines(change: Change) -> list[str]:
             else:
                 lines.append(f"{sign} {path.ljust(width)} = {_value(value)}")
         return lines
+    width = max((len(f.path) for f in change.fields if not (_is_long(f.before) or _is_long(f.after))), default=0)
     for field in change.fields:
         before, after = mask(field.path, field.before), mask(field.path, field.after)
         sign = "+" if field.before is None else "-" if field.after is None else "~"
@@ -85,7 +86,7 @@ def _body_lines(change: Change) -> list[str]:
             lines.extend(f"    {line}" for line in diff)
         else:
             suffix = "  # forces replacement" if field.forces_replacement else ""
-            lines.append(f"{sign} {field.path} = {_value(before)} -> {_value(after)}{suffix}")
+            lines.append(f"{sign} {field.path.ljust(width)} = {_value(before)} -> {_value(after)}{suffix}")
     for follower in change.followers:
         lines.append(f"~ {follower}: references follow the move")
     return lines
@@ -151,8 +152,13 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
 
 
 def _diff_line(line: str) -> str:
-    # In a ```diff block, "~" lines would be plain: mark them as changes ("!").
-    return "!" + line[1:] if line.startswith("~") else line
+    # In a ```diff block, "~" lines would be plain: mark them as changes ("!"), and
+    # bring a text diff's own +/- to the first column so that GitHub colours it.
+    if line.startswith("~"):
+        return "!" + line[1:]
+    if line.startswith(("    +", "    -")) and not line.startswith(("    +++", "    ---")):
+        return line[4] + "   " + line[5:]
+    return line
 
 
 def render_json(plan: Plan) -> str:

@@ -52,7 +52,8 @@ def load_config(root: Path | str) -> DesiredState:
         parsed = _parse_file(path, rel, issues)
         if parsed is not None:
             _merge(state, parsed, rel, issues)
-    if state.settings is None and not any(i.key == "settings" for i in issues):
+    # A file that failed to parse may hold the settings: only then is "missing" a guess.
+    if state.settings is None and not issues:
         issues.append(ConfigIssue(root.as_posix(), None, "settings", "no file defines `settings` (company, deliverability)"))
     if not issues:
         read_template_bodies(state, issues)
@@ -88,7 +89,14 @@ def _parse_file(path: Path, rel: str, issues: list[ConfigIssue]) -> tuple[Config
     try:
         model = ConfigFile.model_validate(doc)
     except ValidationError as exc:
-        for err in exc.errors():
+        errors = exc.errors()
+        # A misspelt required key is one mistake, not two: drop its "missing" twin.
+        suggested = {
+            (err["loc"][:-1], _suggestion(err["loc"])) for err in errors if err["type"] == "extra_forbidden"
+        }
+        for err in errors:
+            if err["type"] == "missing" and (err["loc"][:-1], err["loc"][-1]) in suggested:
+                continue
             issues.append(_issue_from_error(rel, doc, err))
         return None
     return (model, doc) if not duplicates else None
@@ -99,10 +107,9 @@ def _issue_from_error(rel: str, doc: LineDict, err: Any) -> ConfigIssue:
     line = line_at(doc, loc)
     key = _key_path(doc, loc)
     if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        close = _suggestion(loc)
         message = f"unknown key {loc[-1]!r}"
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-        message += f"; did you mean {close[0]!r}?" if close else f" (expected one of: {', '.join(allowed)})"
+        message += f"; did you mean {close!r}?" if close else f" (expected one of: {', '.join(_allowed_keys(loc[:-1]))})"
     else:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
@@ -110,6 +117,12 @@ def _issue_from_error(rel: str, doc: LineDict, err: Any) -> ConfigIssue:
         elif err["type"] == "literal_error":
             message += f", got {err.get('input')!r}"
     return ConfigIssue(rel, line, key, message)
+
+
+def _suggestion(loc: tuple) -> str | None:
+    loc = tuple(seg for seg in loc if not (isinstance(seg, str) and seg.startswith(("function-", "union["))))
+    close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc[:-1]), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _key_path(doc: Any, loc: tuple) -> str:
