@@ -47,11 +47,19 @@ def load_config(root: Path | str) -> DesiredState:
 
     issues: list[ConfigIssue] = []
     state = DesiredState(root=root)
+    not_mappings: list[ConfigIssue] = []
     for path in files:
         rel = path.relative_to(root).as_posix()
-        parsed = _parse_file(path, rel, issues)
+        parsed = _parse_file(path, rel, issues, not_mappings)
         if parsed is not None:
             _merge(state, parsed, rel, issues)
+    # A YAML file that is not a mapping is fine when a template uses it as its body (blocks design).
+    bodies = {
+        ((root / state.sources[f"template.{tid}"].file).parent / loc.body).resolve()
+        for tid, template in state.templates.items()
+        for loc in template.locales.values()
+    }
+    issues.extend(i for i in not_mappings if (root / i.file).resolve() not in bodies)
     # A file that failed to parse may hold the settings: only then is "missing" a guess.
     if state.settings is None and not issues:
         issues.append(ConfigIssue(root.as_posix(), None, "settings", "no file defines `settings` (company, deliverability)"))
@@ -63,7 +71,9 @@ def load_config(root: Path | str) -> DesiredState:
     return state
 
 
-def _parse_file(path: Path, rel: str, issues: list[ConfigIssue]) -> tuple[ConfigFile, LineDict] | None:
+def _parse_file(
+    path: Path, rel: str, issues: list[ConfigIssue], not_mappings: list[ConfigIssue]
+) -> tuple[ConfigFile, LineDict] | None:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -84,7 +94,7 @@ def _parse_file(path: Path, rel: str, issues: list[ConfigIssue]) -> tuple[Config
     if doc is None:
         return None
     if not isinstance(doc, LineDict):
-        issues.append(ConfigIssue(rel, getattr(doc, "line", 1), "", "a config file must be a mapping of kinds"))
+        not_mappings.append(ConfigIssue(rel, getattr(doc, "line", 1), "", "a config file must be a mapping of kinds"))
         return None
     try:
         model = ConfigFile.model_validate(doc)

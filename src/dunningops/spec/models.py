@@ -82,6 +82,12 @@ class Caps(Model):
     per_day: int = Field(300, ge=1)
     per_month: int = Field(1000, ge=1)
 
+    @model_validator(mode="after")
+    def _day_within_month(self) -> Caps:
+        if self.per_day > self.per_month:
+            raise ValueError(f"per_day ({self.per_day}) cannot exceed per_month ({self.per_month})")
+        return self
+
 
 class Transport(Model):
     kind: Literal["maildir", "smtp"] = "maildir"
@@ -119,6 +125,14 @@ class Alerts(Model):
     bounce: list[Literal["in_app", "email", "slack"]] = Field(default_factory=lambda: ["in_app"])
     email_to: list[Email] = Field(default_factory=list)
     slack_webhook_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _channels_have_targets(self) -> Alerts:
+        if "email" in self.bounce and not self.email_to:
+            raise ValueError("bounce alerts by email need `email_to`")
+        if "slack" in self.bounce and not self.slack_webhook_env:
+            raise ValueError("bounce alerts on Slack need `slack_webhook_env` (the variable holding the webhook URL)")
+        return self
 
 
 class Portal(Model):
@@ -168,6 +182,14 @@ class ContactFunction(Model):
     id: Id
     label: str = Field(min_length=1)
     labels: dict[str, str] = Field(default_factory=dict, description="label per language, e.g. {fr: Payeur}")
+
+    @field_validator("labels")
+    @classmethod
+    def _languages(cls, value: dict[str, str]) -> dict[str, str]:
+        for lang in value:
+            if not re.match(r"^[a-z]{2}$", str(lang)):
+                raise ValueError(f"{lang!r} is not a language code: use two letters such as fr or en")
+        return value
 
 
 # --- templates ----------------------------------------------------------------------------
@@ -241,6 +263,13 @@ class Plan(Model):
     min_contact_delay: Days = "0d"
     reply_to: Email | None = Field(None, description="A7: replies go here instead of the sender")
     steps: list[Step] = Field(min_length=1)
+
+    @field_validator("min_contact_delay")
+    @classmethod
+    def _not_negative(cls, value: str) -> str:
+        if value.startswith("-"):
+            raise ValueError("min_contact_delay cannot be negative")
+        return value
 
 
 # --- refactoring ----------------------------------------------------------------------------
