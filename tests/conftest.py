@@ -142,6 +142,6 @@ def run(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("DUNNINGOPS_DATABASE_URL", raising=False)
 
     def _run(*args: str, input: str | None = None):
-        return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+        return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False, prog_name="dunningops")
 
     return _run

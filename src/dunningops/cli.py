@@ -32,7 +32,7 @@ class Cli(click.Group):
 def config_option(f):
     return click.option(
         "--config", "config_dir", type=click.Path(file_okay=False, path_type=Path),
-        default=lambda: os.environ.get("DUNNINGOPS_CONFIG", "config"), show_default="config", help=CONFIG_HELP,
+        default=lambda: os.environ.get("DUNNINGOPS_CONFIG", "config"), help=CONFIG_HELP,
     )(f)
 
 
