@@ -8,9 +8,22 @@ an apply and delivered only after it committed.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -143,3 +156,87 @@ class LockRow(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     holder: Mapped[str | None] = mapped_column(Text)
     acquired_at: Mapped[datetime | None] = _ts()
+
+
+# --- the ledger (operational data, imported from the accounting system, C4) ----------------
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    country: Mapped[str | None] = mapped_column(String(2))
+    locale: Mapped[str | None] = mapped_column(String(8))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    account_manager: Mapped[str | None] = mapped_column(String(63))  # a member id
+    plan_id: Mapped[str | None] = mapped_column(String(63))  # explicit; else the plans' assignment rules
+    paused_until: Mapped[date | None] = mapped_column(Date)
+    pause_reason: Mapped[str | None] = mapped_column(Text)  # promise to pay, dispute (R9)
+    origin: Mapped[str] = mapped_column(String(20), default="import")  # import | manual | incoming_message (R6)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class ContactRow(Base):
+    """C1-C3, C9-C10: a person at a customer; identified by (customer, email)."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("customer_id", "email"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(String(64))
+    job: Mapped[str | None] = mapped_column(Text)
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    valid: Mapped[bool] = mapped_column(Boolean, default=True)
+    invalid_reason: Mapped[str | None] = mapped_column(Text)
+    invalid_at: Mapped[datetime | None] = _ts()
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class ContactFunctionLinkRow(Base):
+    """C5/C7: which functions a contact has (a contact function id from the applied config)."""
+
+    __tablename__ = "contact_function_links"
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    function_id: Mapped[str] = mapped_column(String(63), primary_key=True, index=True)
+
+
+class InvoiceRow(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (Index("ix_invoices_status_due", "status", "due_date"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    number: Mapped[str] = mapped_column(String(128))
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    # Amounts in cents: exact, and the same on every dialect.
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    # The balance the accounting system reported; payments imported here reduce it further.
+    reported_outstanding_cents: Mapped[int] = mapped_column(BigInteger)
+    outstanding_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    document_url: Mapped[str | None] = mapped_column(Text)
+    # What the accounting system said, and what follows once payments are counted.
+    reported_status: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(8))  # open | paid | void
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)  # R9
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class PaymentRow(Base):
+    """A payment or credit note; it reduces its invoice's outstanding amount."""
+
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    paid_on: Mapped[date] = mapped_column(Date)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))  # payment | credit_note
+    created_at: Mapped[datetime] = _ts()

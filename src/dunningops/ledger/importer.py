@@ -1,0 +1,201 @@
+"""`dunningops ledger import`: stream a file into staging, check it, write it, in one transaction.
+
+Nothing is written when any row is invalid, unless ``skip_invalid`` (then the
+bad rows go to a reject file). ``dry_run`` does all the work and rolls back,
+so its summary is exact.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from dunningops.errors import DunningOpsError
+from dunningops.ledger.columns import KINDS, make_parsers
+from dunningops.ledger.context import LedgerContext
+from dunningops.ledger.issues import CellError, LedgerImportError, RowIssue
+from dunningops.ledger.mapping import Mapping
+from dunningops.ledger.reader import detect_format, read_rows
+from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS, converter
+from dunningops.ledger.writes import set_problems, write
+from dunningops.store.engine import Store
+
+BATCH = 5_000
+
+
+@dataclass
+class ImportSummary:
+    kind: str
+    file: str
+    rows: int = 0
+    added: int = 0
+    changed: int = 0
+    pruned: int = 0
+    links_changed: int = 0
+    rejected: int = 0
+    dry_run: bool = False
+    issues: list[RowIssue] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> int:
+        return self.rows - self.rejected - self.added - self.changed
+
+    def line(self) -> str:
+        verb = "would import" if self.dry_run else "imported"
+        parts = [f"{self.added} added", f"{self.changed} changed", f"{self.unchanged} unchanged"]
+        if self.kind == "contacts":
+            parts.append(f"{self.links_changed} function links changed")
+        if self.kind == "invoices" and self.pruned:
+            parts.append(f"{self.pruned} voided (absent from the file, --prune)")
+        if self.rejected:
+            parts.append(f"{self.rejected} rejected")
+        return f"{self.kind}: {verb} {self.rows} rows from {self.file}: {', '.join(parts)}."
+
+
+class _Rollback(Exception):
+    """Raised inside the transaction to undo a dry run or a declined confirmation."""
+
+
+def import_file(
+    store: Store,
+    kind: str,
+    path: Path,
+    *,
+    now: datetime,
+    fmt: str | None = None,
+    mapping: Mapping | None = None,
+    skip_invalid: bool = False,
+    reject_file: Path | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+    confirm: Callable[[ImportSummary], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int = BATCH,
+) -> ImportSummary:
+    """Import one file of ``kind`` (customers, contacts, invoices, payments)."""
+    if kind not in KINDS:
+        raise DunningOpsError(f"unknown ledger kind {kind!r} (expected one of: {', '.join(KINDS)})")
+    if prune and kind != "invoices":
+        raise DunningOpsError("--prune applies to invoices only (a full export voids the invoices it lacks)")
+    mapping = mapping or Mapping()
+    summary = ImportSummary(kind=kind, file=path.name, dry_run=dry_run)
+    try:
+        with store.session() as session:
+            _stage(session, kind, path, fmt, mapping, summary, progress, batch_size)
+            if summary.issues and not skip_invalid:
+                raise LedgerImportError(summary.issues, summary.rows)
+            if summary.issues:
+                _reject(session, kind, summary, reject_file)
+            counts = write(session, kind, now, prune)
+            summary.added, summary.changed, summary.pruned, summary.links_changed = (
+                counts.added, counts.changed, counts.pruned, counts.links_changed,
+            )
+            _drop_staging(session, kind)
+            if dry_run or (confirm is not None and not confirm(summary)):
+                raise _Rollback
+    except _Rollback:
+        pass
+    return summary
+
+
+def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, progress, batch_size) -> None:
+    ctx = LedgerContext.load(session)
+    stg = STAGING[kind]
+    _drop_staging(session, kind)
+    stg.create(session.connection())
+    if kind == "contacts":
+        STAGING_FUNCTIONS.create(session.connection())
+    columns = KINDS[kind]
+    parsers = make_parsers(mapping.date_format, mapping.decimal_comma)
+    steps = [(c.name, parsers[c.parse], c.required, c.max_length) for c in columns]
+    convert = converter(kind, ctx)
+    file_format = detect_format(path, fmt)
+    unit = "line" if file_format == "jsonl" else "row"
+    rows, fn_rows = [], []
+    for row_no, raw in read_rows(path, file_format, columns, mapping):
+        summary.rows += 1
+        if "__error__" in raw:
+            summary.issues.append(RowIssue(path.name, row_no, "", f"{unit} {raw['__error__']}", unit))
+        else:
+            values, problems = {}, []
+            for name, parse, required, max_length in steps:
+                text = raw.get(name, "")
+                if not text:
+                    if required:
+                        problems.append(RowIssue(path.name, row_no, name, "is empty (required)", unit))
+                    continue
+                if len(text) > max_length:
+                    problems.append(RowIssue(path.name, row_no, name, f"is longer than {max_length} characters", unit))
+                    continue
+                try:
+                    values[name] = parse(text)
+                except ValueError as exc:
+                    problems.append(RowIssue(path.name, row_no, name, str(exc), unit))
+            if not problems:
+                try:
+                    staged, links = convert(row_no, values)
+                    rows.append(staged)
+                    fn_rows.extend(links)
+                except CellError as exc:
+                    problems.append(RowIssue(path.name, row_no, exc.column, str(exc), unit))
+            summary.issues.extend(problems)
+        if len(rows) >= batch_size:
+            _flush(session, stg, rows, fn_rows)
+            if progress:
+                progress(summary.rows)
+    _flush(session, stg, rows, fn_rows)
+    if progress:
+        progress(summary.rows)
+    unit_of = "line" if file_format == "jsonl" else "row"
+    summary.issues.extend(RowIssue(path.name, r, c, m, unit_of) for r, c, m in set_problems(session, kind))
+
+
+def _flush(session: Session, stg, rows: list, fn_rows: list) -> None:
+    if rows:
+        session.execute(insert(stg), rows)
+        rows.clear()
+    if fn_rows:
+        session.execute(insert(STAGING_FUNCTIONS), fn_rows)
+        fn_rows.clear()
+
+
+def _reject(session: Session, kind: str, summary: ImportSummary, reject_file: Path | None) -> None:
+    """--skip-invalid: drop the bad rows from staging; write them, with why, to the reject file."""
+    bad = sorted({i.row for i in summary.issues})
+    summary.rejected = len(bad)
+    stg = STAGING[kind]
+    for start in range(0, len(bad), 1000):
+        chunk = bad[start:start + 1000]
+        session.execute(delete(stg).where(stg.c.row_no.in_(chunk)))
+        if kind == "contacts":
+            session.execute(delete(STAGING_FUNCTIONS).where(STAGING_FUNCTIONS.c.row_no.in_(chunk)))
+    if reject_file is None:
+        return
+    with reject_file.open("w", encoding="utf-8", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["file", "row", "column", "error"])
+        for issue in summary.issues:
+            out.writerow([issue.file, issue.row, issue.column, issue.message])
+
+
+def _drop_staging(session: Session, kind: str) -> None:
+    # SQLite keeps TEMP tables for the connection's life, and the pool reuses connections.
+    STAGING[kind].drop(session.connection(), checkfirst=True)
+    STAGING_FUNCTIONS.drop(session.connection(), checkfirst=True)
+
+
+def ledger_counts(session: Session) -> dict[str, int]:
+    from sqlalchemy import func
+
+    from dunningops.store.schema import ContactRow, CustomerRow, InvoiceRow, PaymentRow
+
+    return {
+        name: session.scalar(select(func.count()).select_from(row))
+        for name, row in (("customers", CustomerRow), ("contacts", ContactRow), ("invoices", InvoiceRow), ("payments", PaymentRow))
+    }

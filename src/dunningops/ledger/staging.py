@@ -1,0 +1,118 @@
+"""Staging: each imported row, parsed and typed, lands in a temporary table first.
+
+Checks that involve other rows or the store (duplicates, unknown customers)
+and the writes themselves are then a few set-based statements, whatever the
+file's size, and memory stays flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, Date, Integer, MetaData, String, Table, Text
+
+from dunningops.ledger.columns import KINDS
+from dunningops.ledger.context import LedgerContext
+from dunningops.ledger.issues import CellError
+
+_meta = MetaData()
+
+
+def _table(name: str, *columns: Column) -> Table:
+    return Table(name, _meta, Column("row_no", Integer, primary_key=True), *columns, prefixes=["TEMPORARY"])
+
+
+STAGING: dict[str, Table] = {
+    "customers": _table(
+        "stg_customers", Column("external_id", String(128)), Column("name", Text), Column("country", String(2)),
+        Column("locale", String(8)), Column("currency", String(3)), Column("account_manager", String(63)),
+        Column("plan_id", String(63)),
+    ),
+    "contacts": _table(
+        "stg_contacts", Column("customer_external_id", String(128)), Column("email", String(320)), Column("name", Text),
+        Column("phone", String(64)), Column("job", Text), Column("is_primary", Boolean),
+    ),
+    "invoices": _table(
+        "stg_invoices", Column("external_id", String(128)), Column("customer_external_id", String(128)),
+        Column("number", String(128)), Column("issue_date", Date), Column("due_date", Date),
+        Column("amount_cents", BigInteger), Column("reported_outstanding_cents", BigInteger),
+        Column("currency", String(3)), Column("document_url", Text), Column("reported_status", String(8)),
+    ),
+    "payments": _table(
+        "stg_payments", Column("external_id", String(128)), Column("invoice_external_id", String(128)),
+        Column("paid_on", Date), Column("amount_cents", BigInteger), Column("kind", String(16)),
+    ),
+}
+# C7: a contact's functions, one row per (contact, function), beside stg_contacts.
+STAGING_FUNCTIONS = Table(
+    "stg_contact_functions", _meta, Column("row_no", Integer), Column("customer_external_id", String(128)),
+    Column("email", String(320)), Column("function_id", String(63)), prefixes=["TEMPORARY"],
+)
+
+RowConverter = Callable[[int, dict[str, Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+def converter(kind: str, ctx: LedgerContext) -> RowConverter:
+    """A function turning one parsed row into its staging row (and function rows); CellError on a problem."""
+
+    def customers(row_no: int, v: dict) -> tuple[dict, list]:
+        manager = v.get("account_manager")
+        if manager:
+            if manager.lower() not in ctx.members and manager not in ctx.members:
+                raise CellError("account_manager", f"unknown member {manager!r} (a member id or email from the config)")
+            manager = ctx.members.get(manager) or ctx.members[manager.lower()]
+        plan = v.get("plan") or None
+        if plan and plan not in ctx.plans:
+            raise CellError("plan", f"unknown plan {plan!r} (known: {', '.join(sorted(ctx.plans))})")
+        return {
+            "row_no": row_no, "external_id": v["external_id"], "name": v["name"], "country": v.get("country"),
+            "locale": v.get("locale") or ctx.locale, "currency": v.get("currency") or ctx.currency,
+            "account_manager": manager or None, "plan_id": plan,
+        }, []
+
+    def contacts(row_no: int, v: dict) -> tuple[dict, list]:
+        functions = []
+        for name in v.get("functions") or ():
+            try:
+                fid = ctx.function_id(name)
+            except ValueError as exc:
+                raise CellError("functions", str(exc)) from None
+            if fid not in functions:
+                functions.append(fid)
+        customer, email = v["customer_external_id"], v["email"]
+        staged = {
+            "row_no": row_no, "customer_external_id": customer, "email": email, "name": v.get("name") or None,
+            "phone": v.get("phone") or None, "job": v.get("job") or None, "is_primary": bool(v.get("primary")),
+        }
+        links = [{"row_no": row_no, "customer_external_id": customer, "email": email, "function_id": f} for f in functions]
+        return staged, links
+
+    def invoices(row_no: int, v: dict) -> tuple[dict, list]:
+        amount = v["amount"]
+        outstanding = v.get("outstanding", amount)
+        if outstanding > amount:
+            raise CellError("outstanding", f"outstanding ({outstanding / 100:.2f}) exceeds the amount ({amount / 100:.2f})")
+        if v.get("issue_date") and v["due_date"] < v["issue_date"]:
+            raise CellError("due_date", f"due date {v['due_date']} is before the issue date {v['issue_date']}")
+        status = (v.get("status") or "").lower() or ("paid" if outstanding == 0 else "open")
+        if status not in ("open", "paid", "void"):
+            raise CellError("status", f"{v['status']!r} is not a status (open, paid or void)")
+        return {
+            "row_no": row_no, "external_id": v["external_id"], "customer_external_id": v["customer_external_id"],
+            "number": v["number"], "issue_date": v.get("issue_date"), "due_date": v["due_date"], "amount_cents": amount,
+            "reported_outstanding_cents": outstanding, "currency": v.get("currency") or ctx.currency,
+            "document_url": v.get("document_url") or None, "reported_status": status,
+        }, []
+
+    def payments(row_no: int, v: dict) -> tuple[dict, list]:
+        kind = (v.get("kind") or "payment").lower()
+        if kind not in ("payment", "credit_note"):
+            raise CellError("kind", f"{v['kind']!r} is not a kind (payment or credit_note)")
+        return {
+            "row_no": row_no, "external_id": v["external_id"], "invoice_external_id": v["invoice_external_id"],
+            "paid_on": v["date"], "amount_cents": v["amount"], "kind": kind,
+        }, []
+
+    assert set(KINDS) == {"customers", "contacts", "invoices", "payments"}
+    return {"customers": customers, "contacts": contacts, "invoices": invoices, "payments": payments}[kind]

@@ -1,0 +1,213 @@
+"""Set-based checks and writes from the staging tables into the ledger: a few statements per import.
+
+Every UPDATE touches only rows whose values differ, so importing the same file
+twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Table, and_, case, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS
+from dunningops.store.schema import ContactFunctionLinkRow, ContactRow, CustomerRow, InvoiceRow, PaymentRow
+
+customers, contacts, invoices, payments = (t.__table__ for t in (CustomerRow, ContactRow, InvoiceRow, PaymentRow))
+links = ContactFunctionLinkRow.__table__
+
+
+@dataclass
+class WriteCounts:
+    added: int = 0
+    changed: int = 0
+    pruned: int = 0
+    links_changed: int = 0
+
+
+def set_problems(session: Session, kind: str) -> list[tuple[int, str, str]]:
+    """(row, column, message) for problems that involve other rows or the store."""
+    stg = STAGING[kind]
+    problems: list[tuple[int, str, str]] = []
+    key = ("customer_external_id", "email") if kind == "contacts" else ("external_id",)
+    problems += _duplicates(session, stg, key)
+    if kind in ("contacts", "invoices"):
+        problems += _unknown(session, stg, "customer_external_id", customers, "customer")
+    if kind == "payments":
+        problems += _unknown(session, stg, "invoice_external_id", invoices, "invoice")
+    if kind == "contacts":
+        # C3: one primary contact per customer.
+        first = (
+            select(stg.c.customer_external_id, func.min(stg.c.row_no).label("first"))
+            .where(stg.c.is_primary.is_(True)).group_by(stg.c.customer_external_id).subquery()
+        )
+        rows = session.execute(
+            select(stg.c.row_no, stg.c.customer_external_id, first.c.first)
+            .join(first, first.c.customer_external_id == stg.c.customer_external_id)
+            .where(stg.c.is_primary.is_(True), stg.c.row_no != first.c.first)
+        )
+        problems += [(r, "primary", f"a second primary contact for customer {c!r} (the first is on row {f})") for r, c, f in rows]
+    return problems
+
+
+def _duplicates(session: Session, stg: Table, key: tuple[str, ...]) -> list[tuple[int, str, str]]:
+    cols = [stg.c[k] for k in key]
+    first = select(*cols, func.min(stg.c.row_no).label("first")).group_by(*cols).having(func.count() > 1).subquery()
+    rows = session.execute(
+        select(stg.c.row_no, first.c.first, *cols)
+        .join(first, and_(*(first.c[k] == stg.c[k] for k in key)))
+        .where(stg.c.row_no != first.c.first)
+    )
+    what = " and ".join(key)
+    return [(r[0], key[-1], f"duplicate {what} {'/'.join(map(str, r[2:]))!r} (first on row {r[1]})") for r in rows]
+
+
+def _unknown(session: Session, stg: Table, column: str, target: Table, what: str) -> list[tuple[int, str, str]]:
+    rows = session.execute(
+        select(stg.c.row_no, stg.c[column]).where(~exists().where(target.c.external_id == stg.c[column]))
+    )
+    return [(r, column, f"unknown {what} {value!r} (import {what}s first)") for r, value in rows]
+
+
+def _upsert(session: Session, target: Table, stg: Table, match: list, values: dict, joins: list, now: datetime, extra_insert: dict | None = None) -> tuple[int, int]:
+    """UPDATE the rows whose values differ, INSERT the missing ones; returns (added, changed)."""
+    differs = or_(*(target.c[col].is_distinct_from(expr) for col, expr in values.items()))
+    changed = session.execute(
+        update(target).where(*match, *joins, differs).values({**{target.c[c]: e for c, e in values.items()}, target.c.updated_at: now})
+    ).rowcount
+    inserted = {**values, **(extra_insert or {}), "created_at": literal(now), "updated_at": literal(now)}
+    source = select(*(expr.label(col) for col, expr in inserted.items())).where(*joins, ~exists().where(*match))
+    added = session.execute(insert(target).from_select(list(inserted), source)).rowcount
+    return added, changed
+
+
+def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCounts:
+    stg, counts = STAGING[kind], WriteCounts()
+    if kind == "customers":
+        values = {c: stg.c[c] for c in ("name", "country", "locale", "currency", "account_manager", "plan_id")}
+        counts.added, counts.changed = _upsert(
+            session, customers, stg, [customers.c.external_id == stg.c.external_id], values, [], now,
+            {"external_id": stg.c.external_id, "origin": literal("import")},
+        )
+    elif kind == "contacts":
+        cu = customers.alias("cu")
+        joins = [cu.c.external_id == stg.c.customer_external_id]
+        match = [contacts.c.customer_id == cu.c.id, contacts.c.email == stg.c.email]
+        values = {c: stg.c[c] for c in ("name", "phone", "job")}
+        counts.added, counts.changed = _upsert(
+            session, contacts, stg, match, values, joins, now,
+            {"customer_id": cu.c.id, "email": stg.c.email, "is_primary": literal(False), "valid": literal(True)},
+        )
+        counts.links_changed = _write_links(session)
+        _write_primaries(session, now)
+    elif kind == "invoices":
+        cu = customers.alias("cu")
+        joins = [cu.c.external_id == stg.c.customer_external_id]
+        cols = ("number", "issue_date", "due_date", "amount_cents", "reported_outstanding_cents", "currency", "document_url", "reported_status")
+        values = {c: stg.c[c] for c in cols} | {"customer_id": cu.c.id}
+        counts.added, counts.changed = _upsert(
+            session, invoices, stg, [invoices.c.external_id == stg.c.external_id], values, joins, now,
+            {"external_id": stg.c.external_id, "outstanding_cents": stg.c.reported_outstanding_cents,
+             "status": stg.c.reported_status, "paused": literal(False)},
+        )
+        if prune:
+            counts.pruned = session.execute(
+                update(invoices)
+                .where(invoices.c.status != "void", ~exists().where(stg.c.external_id == invoices.c.external_id))
+                .values(status="void", reported_status="void", updated_at=now)
+            ).rowcount
+        _recompute_outstanding(session, select(stg.c.external_id))
+    else:
+        inv = invoices.alias("inv")
+        joins = [inv.c.external_id == stg.c.invoice_external_id]
+        values = {"invoice_id": inv.c.id, "paid_on": stg.c.paid_on, "amount_cents": stg.c.amount_cents, "kind": stg.c.kind}
+        counts.added, counts.changed = _upsert_payments(session, stg, values, joins, now)
+        _recompute_outstanding(session, select(stg.c.invoice_external_id))
+    return counts
+
+
+def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
+    # Payments have no updated_at: a corrected payment is rewritten in place.
+    match = [payments.c.external_id == stg.c.external_id]
+    differs = or_(*(payments.c[col].is_distinct_from(expr) for col, expr in values.items()))
+    changed = session.execute(update(payments).where(*match, *joins, differs).values({payments.c[c]: e for c, e in values.items()})).rowcount
+    inserted = {**values, "external_id": stg.c.external_id, "created_at": literal(now)}
+    source = select(*(e.label(c) for c, e in inserted.items())).where(*joins, ~exists().where(*match))
+    return session.execute(insert(payments).from_select(list(inserted), source)).rowcount, changed
+
+
+def _recompute_outstanding(session: Session, external_ids) -> None:
+    """Outstanding = reported balance - payments and credit notes; a fully paid invoice leaves dunning."""
+    paid = select(func.coalesce(func.sum(payments.c.amount_cents), 0)).where(payments.c.invoice_id == invoices.c.id).scalar_subquery()
+    balance = invoices.c.reported_outstanding_cents - paid
+    outstanding = case((balance < 0, 0), else_=balance)
+    status = case(
+        (invoices.c.reported_status == "void", "void"),
+        (invoices.c.reported_status == "paid", "paid"),
+        (balance <= 0, "paid"),
+        else_="open",
+    )
+    session.execute(
+        update(invoices)
+        .where(invoices.c.external_id.in_(external_ids))
+        .where(or_(invoices.c.outstanding_cents.is_distinct_from(outstanding), invoices.c.status.is_distinct_from(status)))
+        .values(outstanding_cents=outstanding, status=status)
+    )
+
+
+def _file_contact_ids():
+    stg, cu = STAGING["contacts"], customers.alias("fc_cu")
+    return (
+        select(contacts.c.id)
+        .join(cu, cu.c.id == contacts.c.customer_id)
+        .join(stg, and_(stg.c.customer_external_id == cu.c.external_id, stg.c.email == contacts.c.email))
+    )
+
+
+def _write_links(session: Session) -> int:
+    """C7: the file's functions replace the contact's functions (only where they differ)."""
+    fn, cu, c = STAGING_FUNCTIONS, customers.alias("l_cu"), contacts.alias("l_c")
+    wanted = (
+        select(c.c.id.label("contact_id"), fn.c.function_id)
+        .join(cu, cu.c.id == c.c.customer_id)
+        .join(fn, and_(fn.c.customer_external_id == cu.c.external_id, fn.c.email == c.c.email))
+    )
+    w = wanted.subquery()
+    removed = session.execute(
+        delete(links).where(
+            links.c.contact_id.in_(_file_contact_ids()),
+            ~exists().where(w.c.contact_id == links.c.contact_id, w.c.function_id == links.c.function_id),
+        )
+    ).rowcount
+    new = select(w.c.contact_id, w.c.function_id).distinct().where(
+        ~exists().where(links.c.contact_id == w.c.contact_id, links.c.function_id == w.c.function_id)
+    )
+    added = session.execute(insert(links).from_select(["contact_id", "function_id"], new)).rowcount
+    return removed + added
+
+
+def _write_primaries(session: Session, now: datetime) -> None:
+    """C3: the file's primary contact wins; a customer with contacts and no primary gets its oldest contact."""
+    stg, cu = STAGING["contacts"], customers.alias("p_cu")
+    marked = (
+        select(cu.c.id).join(stg, stg.c.customer_external_id == cu.c.external_id).where(stg.c.is_primary.is_(True))
+    )
+    is_marked = exists().where(
+        stg.c.is_primary.is_(True), stg.c.email == contacts.c.email,
+        stg.c.customer_external_id == select(cu.c.external_id).where(cu.c.id == contacts.c.customer_id).scalar_subquery(),
+    )
+    session.execute(
+        update(contacts)
+        .where(contacts.c.customer_id.in_(marked), contacts.c.is_primary.is_distinct_from(is_marked))
+        .values(is_primary=is_marked, updated_at=now)
+    )
+    c2 = contacts.alias("c2")
+    without = (
+        select(func.min(c2.c.id))
+        .where(c2.c.customer_id.in_(select(cu.c.id).join(stg, stg.c.customer_external_id == cu.c.external_id)))
+        .group_by(c2.c.customer_id)
+        .having(func.sum(case((c2.c.is_primary.is_(True), 1), else_=0)) == 0)
+    )
+    session.execute(update(contacts).where(contacts.c.id.in_(without)).values(is_primary=True, updated_at=now))
