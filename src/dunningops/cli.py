@@ -264,5 +264,8 @@ def main() -> None:
     cli(prog_name="dunningops")
 
 
+# Commands of other stages live in their own modules; importing them registers them on `cli`.
+from dunningops import cli_ledger  # noqa: E402,F401
+
 if __name__ == "__main__":  # pragma: no cover
     main()

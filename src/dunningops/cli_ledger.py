@@ -1,0 +1,270 @@
+"""Commands of the ledger: `ledger import|generate`, `customers list|show`, `contacts …`. Thin, like cli.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dunningops import clock
+from dunningops.cli import _open, cli, config_option, database_option
+
+KIND = click.Choice(["customers", "contacts", "invoices", "payments"])
+FORMAT = click.option("--format", "fmt_", type=click.Choice(["table", "json"]), default="table", show_default=True)
+
+
+def _money(cents: int, currency: str | None = None) -> str:
+    text = f"{cents / 100:,.2f}".replace(",", " ")
+    return f"{text} {currency}" if currency else text
+
+
+def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    """Plain aligned columns: readable in a terminal, stable in logs and snapshots."""
+    if not rows:
+        return "(none)\n"
+    cells = [[title for _, title in columns]] + [["" if r.get(k) is None else str(r[k]) for k, _ in columns] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells) + "\n"
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+@cli.group()
+def ledger() -> None:
+    """Customers, contacts, invoices and payments from the accounting system (C4)."""
+
+
+@ledger.command("import")
+@config_option
+@database_option
+@click.argument("kind", type=KIND)
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--format", "file_format", type=click.Choice(["csv", "jsonl"]), help="Default: from the file's extension.")
+@click.option("--mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="YAML column mapping for another system's export.")
+@click.option("--skip-invalid", is_flag=True, help="Import the valid rows; write the invalid ones to --reject-file.")
+@click.option("--reject-file", type=click.Path(dir_okay=False, path_type=Path), help="Where --skip-invalid writes the rejected rows and why.")
+@click.option("--prune", is_flag=True, help="Invoices: the file is a full export; void open invoices it lacks.")
+@click.option("--dry-run", is_flag=True, help="Do everything, show the summary, write nothing.")
+def ledger_import(config_dir, database_url, kind, file, file_format, mapping, skip_invalid, reject_file, prune, dry_run) -> None:
+    """Import KIND (customers, contacts, invoices, payments) from a CSV or JSON Lines FILE.
+
+    Rows are upserted by external id: importing the same file twice changes
+    nothing. Any invalid row stops the import with every error listed (file,
+    row, column) and nothing written, unless --skip-invalid.
+    """
+    from dunningops.ledger.importer import import_file
+    from dunningops.ledger.mapping import load_mapping
+    from dunningops.progress import row_progress
+
+    store = _open(config_dir, database_url)
+
+    def confirm(summary) -> bool:
+        # A prune voids invoices: on a terminal, say how many and ask first.
+        if not (prune and summary.pruned and sys.stdin.isatty()):
+            return True
+        click.echo(summary.line())
+        return click.confirm(f"Void {summary.pruned} invoices absent from {file.name}?", default=False)
+
+    try:
+        with row_progress(f"Importing {kind}") as progress:
+            summary = import_file(
+                store, kind, file, now=clock.now(), fmt=file_format, mapping=load_mapping(mapping),
+                skip_invalid=skip_invalid, reject_file=reject_file, prune=prune, dry_run=dry_run,
+                confirm=confirm, progress=progress,
+            )
+    finally:
+        store.dispose()
+    click.echo(summary.line())
+    if summary.rejected:
+        where = f" (see {reject_file})" if reject_file else ""
+        click.echo(f"{summary.rejected} invalid rows were skipped{where}.", err=True)
+
+
+@ledger.command("generate")
+@config_option
+@click.option("--customers", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--invalid-emails", is_flag=True, help="Make about 0.5% of contact emails malformed (to try --skip-invalid).")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def ledger_generate(config_dir, customers, seed, invalid_emails, directory) -> None:
+    """Write realistic demo CSV files (customers, contacts, invoices, payments) into DIRECTORY."""
+    from dunningops.ledger.generate import generate_ledger
+    from dunningops.spec import load_config
+
+    desired = load_config(config_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    counts = generate_ledger(
+        directory, customers=customers, seed=seed, members=sorted(desired.members),
+        functions=sorted(desired.contact_functions), today=clock.now().date(), plans=sorted(desired.plans),
+        invalid_emails=invalid_emails,
+    )
+    click.echo(", ".join(f"{n} {name}" for name, n in counts.items() if isinstance(n, int)) + f" written to {directory}")
+
+
+@cli.group()
+def customers() -> None:
+    """Customers in the ledger."""
+
+
+@customers.command("list")
+@config_option
+@database_option
+@click.option("--origin", type=click.Choice(["import", "manual", "incoming_message"]), help="R6: e.g. customers created from unmatched mail.")
+@click.option("--plan", help="Only customers in this plan (explicit or by the assignment rules).")
+@click.option("--overdue-days", type=int, help="Only customers with an open invoice at least this many days overdue.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@FORMAT
+def customers_list(config_dir, database_url, origin, plan, overdue_days, limit, fmt_) -> None:
+    """List customers with their plan, open invoices and outstanding amount."""
+    from dunningops.ledger.queries import list_customers
+
+    store = _open(config_dir, database_url)
+    try:
+        with store.session() as session:
+            rows = list_customers(session, today=clock.now().date(), origin=origin, plan=plan, overdue_days=overdue_days, limit=limit)
+    finally:
+        store.dispose()
+    if fmt_ == "json":
+        click.echo(_json(rows), nl=False)
+        return
+    for r in rows:
+        r["outstanding"] = _money(r["outstanding_cents"], r["currency"])
+    click.echo(render_table(rows, [("external_id", "ID"), ("name", "NAME"), ("country", "CC"), ("plan", "PLAN"),
+                                   ("origin", "ORIGIN"), ("contacts", "CONTACTS"), ("open_invoices", "OPEN"),
+                                   ("outstanding", "OUTSTANDING"), ("days_overdue", "DAYS OVERDUE")]), nl=False)
+
+
+@customers.command("show")
+@config_option
+@database_option
+@click.argument("external_id")
+@FORMAT
+def customers_show(config_dir, database_url, external_id, fmt_) -> None:
+    """Show one customer: plan, contacts (functions, primary, validity), open invoices."""
+    from dunningops.ledger.queries import show_customer
+
+    store = _open(config_dir, database_url)
+    try:
+        with store.session() as session:
+            data = show_customer(session, external_id, clock.now().date())
+    finally:
+        store.dispose()
+    if fmt_ == "json":
+        click.echo(_json(data), nl=False)
+        return
+    paused = f", paused until {data['paused_until']} ({data['pause_reason']})" if data["paused_until"] else ""
+    click.echo(f"{data['external_id']}  {data['name']}  ({data['country'] or '-'}, {data['locale']}, {data['currency']})")
+    click.echo(f"plan: {data['plan'] or 'none'}{' (explicit)' if data['plan_id'] else ''}; account manager: "
+               f"{data['account_manager'] or 'none'}; origin: {data['origin']}{paused}")
+    click.echo("\nContacts:")
+    click.echo(_contacts_table(data["contacts"]), nl=False)
+    click.echo("\nOpen invoices:")
+    for inv in data["open_invoices"]:
+        inv["outstanding"] = _money(inv["outstanding_cents"], inv["currency"])
+        inv["amount"] = _money(inv["amount_cents"])
+    click.echo(render_table(data["open_invoices"], [("number", "NUMBER"), ("due_date", "DUE"), ("days_overdue", "DAYS"),
+                                                    ("amount", "AMOUNT"), ("outstanding", "OUTSTANDING")]), nl=False)
+
+
+def _contacts_table(rows: list[dict]) -> str:
+    for r in rows:
+        r["flags"] = " ".join(f for f, on in (("primary", r["is_primary"]), ("INVALID", not r["valid"])) if on)
+        r["fns"] = ", ".join(r["functions"])
+    return render_table(rows, [("id", "#"), ("customer", "CUSTOMER"), ("email", "EMAIL"), ("name", "NAME"),
+                               ("fns", "FUNCTIONS"), ("flags", "FLAGS")])
+
+
+@cli.group()
+def contacts() -> None:
+    """Contacts of customers: functions (C5, C7), primary (C3), validity (C9, C10)."""
+
+
+@contacts.command("list")
+@config_option
+@database_option
+@click.option("--customer", help="A customer's external id.")
+@click.option("--invalid", is_flag=True, help="Only contacts marked invalid (bounces, C9).")
+@click.option("--function", help="Only contacts with this function id.")
+@FORMAT
+def contacts_list(config_dir, database_url, customer, invalid, function, fmt_) -> None:
+    """List contacts."""
+    from dunningops.ledger.queries import list_contacts
+
+    store = _open(config_dir, database_url)
+    try:
+        with store.session() as session:
+            rows = list_contacts(session, customer=customer, invalid=invalid, function=function)
+    finally:
+        store.dispose()
+    click.echo(_json(rows) if fmt_ == "json" else _contacts_table(rows), nl=False)
+
+
+@contacts.command("show")
+@config_option
+@database_option
+@click.argument("contact_id", type=int)
+def contacts_show(config_dir, database_url, contact_id) -> None:
+    """Show one contact, with its customer, functions, primary flag and validity."""
+    from dunningops.ledger.queries import list_contacts
+
+    store = _open(config_dir, database_url)
+    try:
+        with store.session() as session:
+            rows = list_contacts(session, contact_id=contact_id)
+    finally:
+        store.dispose()
+    if not rows:
+        raise click.ClickException(f"no contact #{contact_id}")
+    click.echo(_json(rows[0]), nl=False)
+
+
+def _contact_change(config_dir, database_url, action, message: str) -> None:
+    store = _open(config_dir, database_url)
+    try:
+        with store.session() as session:
+            result = action(session, clock.now())
+    finally:
+        store.dispose()
+    click.echo(message.format(result=result))
+
+
+@contacts.command("set-functions")
+@config_option
+@database_option
+@click.argument("contact_id", type=int)
+@click.argument("functions", nargs=-1)
+def contacts_set_functions(config_dir, database_url, contact_id, functions) -> None:
+    """C7: set a contact's functions (ids or labels; none clears them)."""
+    from dunningops.ledger.contacts import set_functions
+
+    _contact_change(config_dir, database_url, lambda s, now: set_functions(s, contact_id, list(functions), now),
+                    f"Contact #{contact_id} functions: {{result}}")
+
+
+@contacts.command("set-primary")
+@config_option
+@database_option
+@click.argument("contact_id", type=int)
+def contacts_set_primary(config_dir, database_url, contact_id) -> None:
+    """C3: make this contact its customer's primary contact."""
+    from dunningops.ledger.contacts import set_primary
+
+    _contact_change(config_dir, database_url, lambda s, now: set_primary(s, contact_id, now),
+                    f"Contact #{contact_id} is now the primary contact.")
+
+
+@contacts.command("mark-valid")
+@config_option
+@database_option
+@click.argument("contact_id", type=int)
+def contacts_mark_valid(config_dir, database_url, contact_id) -> None:
+    """C10: the customer confirmed this address; reminders go to it again."""
+    from dunningops.ledger.contacts import mark_valid
+
+    _contact_change(config_dir, database_url, lambda s, now: mark_valid(s, contact_id, now),
+                    f"Contact #{contact_id} is marked valid.")

@@ -1,0 +1,158 @@
+"""Read-side of the ledger for the CLI: customers and contacts with their aggregates, in set-based SQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from dunningops.errors import DunningOpsError
+from dunningops.ledger.assignment import applied_assignments, plan_expression
+from dunningops.store.schema import ContactFunctionLinkRow, ContactRow, CustomerRow, InvoiceRow
+
+customers = CustomerRow.__table__
+contacts = ContactRow.__table__
+invoices = InvoiceRow.__table__
+links = ContactFunctionLinkRow.__table__
+
+
+def list_customers(
+    session: Session, *, today: date, origin: str | None = None, plan: str | None = None,
+    overdue_days: int | None = None, limit: int = 100, offset: int = 0,
+) -> list[dict[str, Any]]:
+    plan_id = plan_expression(applied_assignments(session), customers).label("plan")
+    open_inv = (
+        select(
+            invoices.c.customer_id,
+            func.count().label("open_invoices"),
+            func.sum(invoices.c.outstanding_cents).label("outstanding_cents"),
+            func.min(invoices.c.due_date).label("oldest_due"),
+        )
+        .where(invoices.c.status == "open")
+        .group_by(invoices.c.customer_id)
+        .subquery()
+    )
+    n_contacts = select(func.count()).where(contacts.c.customer_id == customers.c.id).scalar_subquery()
+    query = (
+        select(
+            customers.c.external_id, customers.c.name, customers.c.country, customers.c.currency, customers.c.origin,
+            plan_id, n_contacts.label("contacts"), func.coalesce(open_inv.c.open_invoices, 0).label("open_invoices"),
+            func.coalesce(open_inv.c.outstanding_cents, 0).label("outstanding_cents"), open_inv.c.oldest_due,
+            customers.c.paused_until,
+        )
+        .outerjoin(open_inv, open_inv.c.customer_id == customers.c.id)
+        .order_by(customers.c.external_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    if origin:
+        query = query.where(customers.c.origin == origin)
+    if plan:
+        query = query.where(plan_id == plan)
+    if overdue_days is not None:
+        query = query.where(open_inv.c.oldest_due <= date.fromordinal(today.toordinal() - overdue_days))
+    rows = []
+    for row in session.execute(query).mappings():
+        item = dict(row)
+        oldest = item.pop("oldest_due")
+        item["days_overdue"] = max(0, (today - oldest).days) if oldest else 0
+        rows.append(item)
+    return rows
+
+
+def customer_id(session: Session, external_id: str) -> int:
+    found = session.scalar(select(customers.c.id).where(customers.c.external_id == external_id))
+    if found is None:
+        raise DunningOpsError(f"no customer {external_id!r}")
+    return found
+
+
+def show_customer(session: Session, external_id: str, today: date) -> dict[str, Any]:
+    cid = customer_id(session, external_id)
+    plan_id = plan_expression(applied_assignments(session), customers).label("plan")
+    head = dict(session.execute(select(customers, plan_id).where(customers.c.id == cid)).mappings().one())
+    head["contacts"] = list_contacts(session, customer=external_id)
+    head["open_invoices"] = [
+        {**dict(r), "days_overdue": (today - r["due_date"]).days}
+        for r in session.execute(
+            select(invoices.c.external_id, invoices.c.number, invoices.c.due_date, invoices.c.amount_cents,
+                   invoices.c.outstanding_cents, invoices.c.currency, invoices.c.paused)
+            .where(invoices.c.customer_id == cid, invoices.c.status == "open")
+            .order_by(invoices.c.due_date)
+        ).mappings()
+    ]
+    return head
+
+
+def list_contacts(
+    session: Session, *, customer: str | None = None, invalid: bool = False, function: str | None = None,
+    contact_id: int | None = None, limit: int = 1000,
+) -> list[dict[str, Any]]:
+    fn_list = _functions_of(session)
+    query = (
+        select(contacts.c.id, customers.c.external_id.label("customer"), contacts.c.email, contacts.c.name,
+               contacts.c.phone, contacts.c.job, contacts.c.is_primary, contacts.c.valid, contacts.c.invalid_reason)
+        .join(customers, customers.c.id == contacts.c.customer_id)
+        .order_by(customers.c.external_id, contacts.c.id)
+        .limit(limit)
+    )
+    if customer:
+        query = query.where(customers.c.external_id == customer)
+    if invalid:
+        query = query.where(contacts.c.valid.is_(False))
+    if contact_id is not None:
+        query = query.where(contacts.c.id == contact_id)
+    if function:
+        query = query.where(contacts.c.id.in_(select(links.c.contact_id).where(links.c.function_id == function)))
+    rows = [dict(r) for r in session.execute(query).mappings()]
+    functions = fn_list([r["id"] for r in rows])
+    for r in rows:
+        r["functions"] = functions.get(r["id"], [])
+    return rows
+
+
+def _functions_of(session: Session):
+    def lookup(ids: list[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            for cid, fid in session.execute(
+                select(links.c.contact_id, links.c.function_id).where(links.c.contact_id.in_(chunk)).order_by(links.c.function_id)
+            ):
+                out.setdefault(cid, []).append(fid)
+        return out
+
+    return lookup
+
+
+def reach_by_plan(session: Session, today: date) -> list[dict[str, Any]]:
+    """Who each plan would reach: customers, open and overdue invoices, outstanding, customers with no valid contact."""
+    plan_id = plan_expression(applied_assignments(session), customers).label("plan")
+    valid = select(func.count()).where(contacts.c.customer_id == customers.c.id, contacts.c.valid.is_(True)).scalar_subquery()
+    per_customer = (
+        select(
+            customers.c.id, plan_id, valid.label("valid_contacts"),
+            func.count(invoices.c.id).label("open_invoices"),
+            func.sum(case((invoices.c.due_date < today, 1), else_=0)).label("overdue_invoices"),
+            func.coalesce(func.sum(invoices.c.outstanding_cents), 0).label("outstanding_cents"),
+        )
+        .outerjoin(invoices, and_(invoices.c.customer_id == customers.c.id, invoices.c.status == "open"))
+        .group_by(customers.c.id, plan_id, valid)
+        .subquery()
+    )
+    query = (
+        select(
+            per_customer.c.plan,
+            func.count().label("customers"),
+            func.sum(case((per_customer.c.open_invoices > 0, 1), else_=0)).label("with_open_invoices"),
+            func.sum(per_customer.c.open_invoices).label("open_invoices"),
+            func.sum(per_customer.c.overdue_invoices).label("overdue_invoices"),
+            func.sum(per_customer.c.outstanding_cents).label("outstanding_cents"),
+            func.sum(case((per_customer.c.valid_contacts == 0, 1), else_=0)).label("without_valid_contact"),
+        )
+        .group_by(per_customer.c.plan)
+        .order_by(per_customer.c.plan)
+    )
+    return [{k: (v if k == "plan" else int(v or 0)) for k, v in r.items()} for r in session.execute(query).mappings()]
