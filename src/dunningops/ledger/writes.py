@@ -79,8 +79,15 @@ def _upsert(session: Session, target: Table, stg: Table, match: list, values: di
     ).rowcount
     inserted = {**values, **(extra_insert or {}), "created_at": literal(now), "updated_at": literal(now)}
     source = select(*(expr.label(col) for col, expr in inserted.items())).where(*joins, ~exists().where(*match))
-    added = session.execute(insert(target).from_select(list(inserted), source)).rowcount
-    return added, changed
+    return _insert_from(session, target, list(inserted), source), changed
+
+
+def _insert_from(session: Session, target: Table, columns: list[str], source) -> int:
+    # psycopg reports no rowcount for INSERT … SELECT through SQLAlchemy: count first (one more set-based scan).
+    added = session.scalar(select(func.count()).select_from(source.subquery()))
+    if added:
+        session.execute(insert(target).from_select(columns, source))
+    return added
 
 
 def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCounts:
@@ -135,7 +142,7 @@ def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
     changed = session.execute(update(payments).where(*match, *joins, differs).values({payments.c[c]: e for c, e in values.items()})).rowcount
     inserted = {**values, "external_id": stg.c.external_id, "created_at": literal(now)}
     source = select(*(e.label(c) for c, e in inserted.items())).where(*joins, ~exists().where(*match))
-    return session.execute(insert(payments).from_select(list(inserted), source)).rowcount, changed
+    return _insert_from(session, payments, list(inserted), source), changed
 
 
 def _recompute_outstanding(session: Session, external_ids) -> None:
@@ -184,8 +191,7 @@ def _write_links(session: Session) -> int:
     new = select(w.c.contact_id, w.c.function_id).distinct().where(
         ~exists().where(links.c.contact_id == w.c.contact_id, links.c.function_id == w.c.function_id)
     )
-    added = session.execute(insert(links).from_select(["contact_id", "function_id"], new)).rowcount
-    return removed + added
+    return removed + _insert_from(session, links, ["contact_id", "function_id"], new)
 
 
 def _write_primaries(session: Session, now: datetime) -> None:
@@ -194,9 +200,11 @@ def _write_primaries(session: Session, now: datetime) -> None:
     marked = (
         select(cu.c.id).join(stg, stg.c.customer_external_id == cu.c.external_id).where(stg.c.is_primary.is_(True))
     )
-    is_marked = exists().where(
-        stg.c.is_primary.is_(True), stg.c.email == contacts.c.email,
-        stg.c.customer_external_id == select(cu.c.external_id).where(cu.c.id == contacts.c.customer_id).scalar_subquery(),
+    owner = select(cu.c.external_id).where(cu.c.id == contacts.c.customer_id).correlate(contacts).scalar_subquery()
+    is_marked = (
+        exists()
+        .where(stg.c.is_primary.is_(True), stg.c.email == contacts.c.email, stg.c.customer_external_id == owner)
+        .correlate(contacts)
     )
     session.execute(
         update(contacts)
