@@ -62,6 +62,11 @@ def make_parsers(date_format: str | None, decimal_comma: bool) -> dict[str, Call
             raise ValueError(f"{value!r} is not a date (expected {expected})") from None
 
     def parse_cents(value: str) -> int:
+        if not decimal_comma:
+            # Fast path for what exports mostly hold ("1234.50"): no regex, no replace.
+            units, dot, decimals = value.partition(".")
+            if units.isdigit() and (decimals.isdigit() and len(decimals) <= 2 or not dot):
+                return int(units) * 100 + (int(decimals.ljust(2, "0")) if decimals else 0)
         text = value.replace("\u00a0", "").replace("\u202f", "").replace(" ", "")
         if decimal_comma:
             text = text.replace(".", "").replace(",", ".")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Date, delete, select
 from sqlalchemy.orm import Session
 
 from dunningops.errors import DunningOpsError
@@ -157,12 +157,26 @@ def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, p
 
 
 def _flush(session: Session, stg, rows: list, fn_rows: list) -> None:
-    if rows:
-        session.execute(insert(stg), rows)
-        rows.clear()
-    if fn_rows:
-        session.execute(insert(STAGING_FUNCTIONS), fn_rows)
-        fn_rows.clear()
+    for table, batch in ((stg, rows), (STAGING_FUNCTIONS, fn_rows)):
+        if batch:
+            _insert_many(session, table, batch)
+            batch.clear()
+
+
+def _insert_many(session: Session, table, batch: list[dict]) -> None:
+    """executemany at the driver level: SQLAlchemy's per-row parameter processing was half the import's time."""
+    connection = session.connection()
+    dialect = connection.dialect
+    names = [c.name for c in table.columns]
+    marks = ", ".join(["?"] * len(names) if dialect.paramstyle == "qmark" else ["%s"] * len(names))
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"
+    if dialect.name == "sqlite":
+        # Stored the way SQLAlchemy's Date type stores it on SQLite (ISO text).
+        dates = {i for i, c in enumerate(table.columns) if isinstance(c.type, Date)}
+        params = [tuple(v.isoformat() if i in dates and v is not None else v for i, v in enumerate(map(row.get, names))) for row in batch]
+    else:
+        params = [tuple(map(row.get, names)) for row in batch]
+    connection.exec_driver_sql(sql, params)
 
 
 def _reject(session: Session, kind: str, summary: ImportSummary, reject_file: Path | None) -> None:
