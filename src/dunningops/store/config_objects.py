@@ -93,15 +93,17 @@ def create(session: Session, kind: str, ident: str, fields: dict, now: datetime,
     values = {"id": ident, "created_at": now, "updated_at": now, **_columns(kind, fields), **meta}
     session.execute(insert(ROWS[kind]).values(**values))
     if kind == "plan":
-        _write_steps(session, ident, fields["steps"])
+        _write_steps(session, ident, fields["steps"], now, {})
 
 
 def update_fields(session: Session, kind: str, ident: str, fields: dict, now: datetime) -> None:
     row = ROWS[kind]
     session.execute(update(row).where(row.id == ident).values(updated_at=now, **_columns(kind, fields)))
     if kind == "plan":
+        # E3: a step keeps the time it was first applied; only new steps get `now`.
+        created = {sid: at for sid, at in session.execute(select(PlanStepRow.id, PlanStepRow.created_at).where(PlanStepRow.plan_id == ident))}
         session.execute(delete(PlanStepRow).where(PlanStepRow.plan_id == ident))
-        _write_steps(session, ident, fields["steps"])
+        _write_steps(session, ident, fields["steps"], now, created)
 
 
 def destroy(session: Session, kind: str, ident: str) -> None:
@@ -132,11 +134,14 @@ def _columns(kind: str, fields: dict) -> dict:
     return {c: fields[c] for c in FIELDS[kind]}
 
 
-def _write_steps(session: Session, plan_id: str, steps: list[dict]) -> None:
+def _write_steps(session: Session, plan_id: str, steps: list[dict], now: datetime, created: dict) -> None:
     if not steps:
         return
     rows = []
     for position, step in enumerate(steps):
         values = {col: step[key] for key, col in STEP_COLUMNS.items()}
-        rows.append({**values, "plan_id": plan_id, "position": position, "at_days": parse_days(step["at"])})
+        rows.append({
+            **values, "plan_id": plan_id, "position": position, "at_days": parse_days(step["at"]),
+            "created_at": created.get(step["id"]) or now,
+        })
     session.execute(insert(PlanStepRow), rows)

@@ -120,6 +120,8 @@ class PlanStepRow(Base):
     bcc_functions: Mapped[list] = mapped_column(JSON)
     template_id: Mapped[str | None] = mapped_column(String(63))
     assignee: Mapped[str | None] = mapped_column(String(130))
+    # E3: when the step was first applied; a new automatic step first sends the next working day.
+    created_at: Mapped[datetime | None] = _ts()
 
 
 class ApplyRow(Base):
@@ -240,3 +242,74 @@ class PaymentRow(Base):
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))  # payment | credit_note
     created_at: Mapped[datetime] = _ts()
+
+
+# --- the send cycle: what was done, sent and left to people -----------------------------------
+
+
+class MessageRow(Base):
+    """Every email that left (or tried to leave), E6/A8: status, automatic or not, sender identity."""
+
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)  # RFC 5322, for R5 matching
+    kind: Mapped[str] = mapped_column(String(24))  # reminder | manual | on_demand | proof | alias_confirmation
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), index=True)
+    plan_id: Mapped[str | None] = mapped_column(String(63))
+    step_id: Mapped[str | None] = mapped_column(String(63))
+    template_id: Mapped[str | None] = mapped_column(String(63))
+    language: Mapped[str | None] = mapped_column(String(8))
+    sender_ref: Mapped[str | None] = mapped_column(String(130))  # alias.billing, member.alice, fallback
+    from_address: Mapped[str] = mapped_column(String(320))
+    from_name: Mapped[str | None] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    to_addresses: Mapped[list] = mapped_column(JSON)
+    cc_addresses: Mapped[list] = mapped_column(JSON)
+    bcc_addresses: Mapped[list] = mapped_column(JSON)
+    subject: Mapped[str] = mapped_column(Text)
+    invoice_ids: Mapped[list] = mapped_column(JSON)
+    # sending → sent | failed | deferred; a crash between sending and sent leaves unknown (never re-sent).
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    performed_by: Mapped[str | None] = mapped_column(String(63))  # A8: the member, for manual emails
+    created_at: Mapped[datetime] = _ts()
+    sent_at: Mapped[datetime | None] = _ts()
+
+
+class ActionRow(Base):
+    """A step performed for a target: the history the schedule reads. Unique, so a step runs once."""
+
+    __tablename__ = "actions"
+    __table_args__ = (UniqueConstraint("plan_id", "step_id", "customer_id", "anchor_invoice_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[str] = mapped_column(String(63))
+    step_id: Mapped[str] = mapped_column(String(63))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    # The invoice the step was timed from: each invoice (invoice-level plan) or the
+    # customer's oldest open invoice (customer-level plan).
+    anchor_invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # sent | todo
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    todo_id: Mapped[int | None] = mapped_column(ForeignKey("todos.id", ondelete="SET NULL"))
+    performed_at: Mapped[datetime] = _ts()
+
+
+class TodoRow(Base):
+    """E1: what people do: manual emails, calls, letters, replies (R3), customers with no recipient."""
+
+    __tablename__ = "todos"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # email | call | letter | reply | no_recipient
+    status: Mapped[str] = mapped_column(String(12), index=True)  # open | done | dismissed | sent
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="SET NULL"))
+    plan_id: Mapped[str | None] = mapped_column(String(63))
+    step_id: Mapped[str | None] = mapped_column(String(63))
+    assignee: Mapped[str | None] = mapped_column(String(63))  # a member id
+    reason: Mapped[str | None] = mapped_column(Text)
+    # The prepared email (sender preselected, A6) or the rendered letter.
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = _ts()
+    closed_at: Mapped[datetime | None] = _ts()
+    closed_by: Mapped[str | None] = mapped_column(String(63))
