@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -13,6 +15,7 @@ from dunningops.cli import cli
 from dunningops.errors import ConfigError
 from dunningops.reconcile.objects import desired_objects
 from dunningops.spec import load_config
+from dunningops.spec import fmt
 from dunningops.spec.fmt import format_config, format_text
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
@@ -149,6 +152,30 @@ def test_comment_above_a_key_moves_with_it_at_every_kind_of_place() -> None:
     """)
 
 
+def test_comment_after_a_block_scalar_moves_with_the_next_key() -> None:
+    # After a `|` block, ruamel keeps the next line's indentation apart from the comment text.
+    text = """\
+    aliases:
+      - id: billing
+        signature: |-
+          Billing team
+          Example SAS
+        # Never changes: a new address is a new alias.
+        email: billing@example.com
+        display_name: Billing
+    """
+    assert format_text(textwrap.dedent(text)) == textwrap.dedent("""\
+    aliases:
+      - id: billing
+        # Never changes: a new address is a new alias.
+        email: billing@example.com
+        display_name: Billing
+        signature: |-
+          Billing team
+          Example SAS
+    """)
+
+
 def test_aliased_fields_and_unknown_keys() -> None:
     # `from` and `import` are the aliases of from_ and import_; an unknown key
     # (validation reports it) keeps its place after the known ones.
@@ -211,6 +238,36 @@ def test_example_config_keeps_every_comment(example_config: Path) -> None:
     before = comments(example_config)
     format_config(example_config)
     assert comments(example_config) == before
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_shuffled_keys_come_back_to_the_same_text_with_their_comments(
+    example_config: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    # Shuffle the keys of every mapping of the (formatted) example config with fmt's own
+    # comment-moving reorder, then format: the exact text must come back. The first key
+    # of a file or list item stays first: a comment above it belongs to the file or item.
+    format_config(example_config)
+    canonical = {path: path.read_text(encoding="utf-8") for path in sorted(example_config.rglob("*.yaml"))}
+    rnd, reorder = random.Random(seed), fmt._reorder
+
+    def shuffled(node: Any, order: list[Any], at: Any) -> None:
+        fixed = order[:1] if at != "key" else []
+        rest = order[len(fixed):]
+        rnd.shuffle(rest)
+        reorder(node, fixed + rest, at)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fmt, "_reorder", shuffled)
+        for path, text in canonical.items():
+            path.write_text(format_text(text) or text, encoding="utf-8")
+    format_config(example_config)
+    assert {path: path.read_text(encoding="utf-8") for path in canonical} == canonical
+
+
+def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config directory not found"):
+        format_config(tmp_path / "nowhere")
 
 
 def test_check_exits_1_and_changes_nothing_then_0_once_formatted(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, merge_attrib
 from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from dunningops.errors import ConfigError, ConfigIssue
@@ -34,9 +35,12 @@ def format_config(config_dir: Path, write: bool = True) -> list[Path]:
     """Format every config file in ``config_dir``; return those that changed (or would, if not ``write``).
 
     Raises:
-        ConfigError: a file cannot be read or is not valid YAML; then no file is written.
+        ConfigError: no such directory, or a file cannot be read or is not valid YAML; then
+            no file is written.
     """
     config_dir = Path(config_dir)
+    if not config_dir.is_dir():
+        raise ConfigError([ConfigIssue(str(config_dir), None, "", "config directory not found")])
     issues: list[ConfigIssue] = []
     changed: list[tuple[Path, str]] = []
     for path in config_files(config_dir):
@@ -142,7 +146,7 @@ def _reorder(node: CommentedMap, order: list[Any], at: At) -> None:
     if trailer:
         container, key, slot, _ = _tail(node, order[-1])
         token = _slot_token(container, key, slot)
-        _set_slot(container, key, slot, (token.value if token else "\n") + trailer)
+        _set_slot(container, key, slot, (token.value if token else _line_end(container[key])) + trailer)
 
 
 def _tail(node: CommentedMap | CommentedSeq, key: Any) -> tuple[Any, Any, int, list[Any]]:
@@ -164,7 +168,7 @@ def _cut_tail(node: CommentedMap, key: Any, column: int | None) -> str:
     """
     container, last, slot, path = _tail(node, key)
     token = _slot_token(container, last, slot)
-    eol, rest = _split_eol(token.value) if token else ("", "")
+    eol, rest = _split_eol(token, container[last]) if token else ("", "")
     for collection in path:  # innermost first, as they are written
         ends = getattr(collection.ca, "end", None) or []
         rest += "".join(_text(end) for end in ends)
@@ -178,7 +182,7 @@ def _cut_tail(node: CommentedMap, key: Any, column: int | None) -> str:
                 cut = index + 1
     kept = "".join(lines[:cut])
     if token or kept:
-        _set_slot(container, last, slot, (eol or "\n") + kept)
+        _set_slot(container, last, slot, (eol or _line_end(container[last])) + kept)
     return "".join(lines[cut:])
 
 
@@ -189,7 +193,7 @@ def _cut_head(node: CommentedMap, header: bool) -> str:
     text = ""
     token = node.ca.comment[0]
     if token is not None:  # the parent key's end-of-line comment, then the lines above the first key
-        token.value, text = _split_eol(token.value)
+        token.value, text = _split_eol(token, None)
     listed = "".join(_text(pre) for pre in node.ca.comment[1] or [])
     # At the top of a file only the last paragraph is the first key's; the rest is the file's header.
     split = listed.rfind("\n\n") + 2 if header and "\n\n" in listed else 0
@@ -211,16 +215,27 @@ def _slot_token(container: Any, key: Any, slot: int) -> CommentToken | None:
 
 
 def _set_slot(container: Any, key: Any, slot: int, value: str) -> None:
-    if (token := _slot_token(container, key, slot)) is not None:
+    if not value:
+        if entry := container.ca.items.get(key):
+            entry[slot] = None  # ruamel cannot write an empty comment
+    elif (token := _slot_token(container, key, slot)) is not None:
         token.value = value  # in place: a flow value shares this token with its parent's entry
     else:
         container.ca.items.setdefault(key, [None, None, None, None])[slot] = _token(value)
 
 
-def _split_eol(value: str) -> tuple[str, str]:
-    """A slot's text → (its first line: the end-of-line comment or just "\\n", the lines after it)."""
+def _split_eol(token: CommentToken, scalar: Any) -> tuple[str, str]:
+    """A slot's text → (the end-of-line comment or just "\\n", the lines after it)."""
+    if not _line_end(scalar):  # after a block, the first line is a comment line, column kept apart
+        return "", _text(token)
+    value = token.value
     end = value.find("\n") + 1 or len(value)
     return value[:end], value[end:]
+
+
+def _line_end(scalar: Any) -> str:
+    """What ends a value's line before the comment lines after it: nothing after a ``|`` or ``>`` block."""
+    return "" if isinstance(scalar, (LiteralScalarString, FoldedScalarString)) else "\n"
 
 
 def _text(token: CommentToken) -> str:
