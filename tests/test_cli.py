@@ -142,3 +142,8 @@ def test_demo_runs_a_round(run, tmp_path: Path):
     assert "Apply complete!" in result.stdout
     after_apply = result.stdout.split("Apply complete!")[1]
     assert "No changes. The store matches the configuration." in after_apply
+
+
+def test_example_config_is_in_canonical_form(run, config_dir: Path):
+    result = run("fmt", "--config", config_dir, "--check")
+    assert result.exit_code == 0, result.output
