@@ -265,7 +265,7 @@ def main() -> None:
 
 
 # Commands of other stages live in their own modules; importing them registers them on `cli`.
-from dunningops import cli_ledger  # noqa: E402,F401
+from dunningops import cli_cycle, cli_ledger, cli_templates  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,110 @@
+"""`dunningops template vars|preview|proof|send` (T3-T5). Thin."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+
+import click
+
+from dunningops import clock
+from dunningops.cli import _open, cli, config_option, database_option
+from dunningops.cli_cycle import transport_factory
+
+
+@cli.group()
+def template() -> None:
+    """Email templates: variables, previews, proofs, sending on demand."""
+
+
+@template.command("vars")
+def template_vars() -> None:
+    """The variables a template can use, with examples (and the @TAG@s of the source product)."""
+    from dunningops.render.variables import template_vars_text
+
+    click.echo(template_vars_text(), nl=False)
+
+
+@template.command("preview")
+@config_option
+@database_option
+@click.argument("name")
+@click.option("--customer", "external_id", required=True, help="A customer's external id.")
+@click.option("--locale", "language", help="The template language (default: the customer's).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path(".dunningops/preview"), show_default=True)
+@click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
+def template_preview(config_dir, database_url, name, external_id, language, out, open_) -> None:
+    """Render template NAME for a customer; write the HTML and the text version."""
+    from dunningops.dunning.ondemand import prepare
+    from dunningops.dunning.runconfig import RunConfig
+
+    store = _open(config_dir, database_url)
+    try:
+        with store.session() as session:
+            p = prepare(session, RunConfig.from_store(session), name, external_id, clock.now(), language)
+    finally:
+        store.dispose()
+    out.mkdir(parents=True, exist_ok=True)
+    html, text = out / f"{name}.{external_id}.{p.language}.html", out / f"{name}.{external_id}.{p.language}.txt"
+    html.write_text(p.email.html, encoding="utf-8")
+    text.write_text(f"Subject: {p.email.subject}\n\n{p.email.text}", encoding="utf-8")
+    click.echo(f"Subject: {p.email.subject}\nWrote {html} and {text}")
+    if open_:
+        webbrowser.open(html.resolve().as_uri())
+
+
+@template.command("proof")
+@config_option
+@database_option
+@click.argument("name")
+@click.option("--to", "to", multiple=True, required=True, help="Where the proof goes (repeatable).")
+@click.option("--customer", "external_id", required=True, help="Whose data fills the template.")
+@click.option("--locale", "language")
+def template_proof(config_dir, database_url, name, to, external_id, language) -> None:
+    """T3: send template NAME as a test to chosen addresses, before it goes to customers."""
+    from dunningops.dunning.ondemand import prepare, send_prepared
+    from dunningops.dunning.runconfig import RunConfig
+
+    at = clock.now()
+    store = _open(config_dir, database_url)
+    try:
+        with store.session() as session:
+            config = RunConfig.from_store(session)
+            p = prepare(session, config, name, external_id, at, language)
+        lines = send_prepared(store, config, [(p, list(to))], kind="proof", at=at,
+                              transport_factory=transport_factory(config_dir), template_id=name, subject_prefix="[Proof] ")
+    finally:
+        store.dispose()
+    click.echo("\n".join(lines))
+
+
+@template.command("send")
+@config_option
+@database_option
+@click.argument("name")
+@click.option("--customer", "customers", multiple=True, required=True, help="A customer's external id (repeatable).")
+@click.option("--from", "sender", help="alias.<id>, member.<id> or account_manager (default: the fallback sender).")
+def template_send(config_dir, database_url, name, customers, sender) -> None:
+    """T5: send template NAME now to customers (their primary contact), within the caps (T6)."""
+    from dunningops.dunning.ondemand import check_caps, prepare, send_prepared
+    from dunningops.dunning.runconfig import RunConfig
+    from dunningops.errors import DunningOpsError
+
+    at = clock.now()
+    store = _open(config_dir, database_url)
+    try:
+        with store.session() as session:
+            config = RunConfig.from_store(session)
+            items = []
+            for external_id in customers:
+                p = prepare(session, config, name, external_id, at, sender_ref=sender)
+                primary = [c.email for c in p.contacts if c.is_primary] or [c.email for c in p.contacts][:1]
+                if not primary:
+                    raise DunningOpsError(f"customer {external_id} has no valid contact")
+                items.append((p, primary))
+        check_caps(store, config, at, len(items))
+        lines = send_prepared(store, config, items, kind="on_demand", at=at,
+                              transport_factory=transport_factory(config_dir), template_id=name)
+    finally:
+        store.dispose()
+    click.echo("\n".join(lines))

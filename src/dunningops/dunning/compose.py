@@ -1,0 +1,104 @@
+"""Turning a due step into an email: its invoices, recipients, sender, rendered content, message."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from dunningops.dunning import recipients as rcpt
+from dunningops.dunning.runconfig import RunConfig
+from dunningops.dunning.schedule import Decision
+from dunningops.dunning.senders import Sender, resolve
+from dunningops.render.context import EmailContext, InvoiceData
+from dunningops.render.renderer import RenderedEmail, Renderer
+from dunningops.store.schema import InvoiceRow
+
+invoices = InvoiceRow.__table__
+
+
+@dataclass
+class Batch:
+    """What a batch of decisions needs from the ledger, loaded in a few queries."""
+
+    contacts: dict[int, list[rcpt.Contact]]
+    invoices: dict[int, list]  # customer id → open, unpaused invoice rows, oldest first
+
+    @classmethod
+    def load(cls, session: Session, customer_ids: list[int]) -> Batch:
+        by_customer: dict[int, list] = defaultdict(list)
+        ids = sorted(set(customer_ids))
+        for start in range(0, len(ids), 1000):
+            rows = session.execute(
+                select(invoices.c.id, invoices.c.customer_id, invoices.c.number, invoices.c.issue_date, invoices.c.due_date,
+                       invoices.c.amount_cents, invoices.c.outstanding_cents, invoices.c.currency, invoices.c.document_url)
+                .where(invoices.c.customer_id.in_(ids[start:start + 1000]),
+                       and_(invoices.c.status == "open", invoices.c.paused.is_(False)))
+                .order_by(invoices.c.due_date, invoices.c.id)
+            )
+            for row in rows:
+                by_customer[row.customer_id].append(row)
+        return cls(rcpt.load_contacts(session, ids), by_customer)
+
+    def invoices_for(self, d: Decision) -> list:
+        """Customer-level: every open invoice this step covers (one email lists them all); invoice-level: the anchor."""
+        rows = self.invoices.get(d.customer_id, [])
+        if d.plan.level == "invoice":
+            return [r for r in rows if r.id == d.anchor_invoice_id]
+        return [r for r in rows if r.due_date <= d.threshold]
+
+
+@dataclass
+class Draft:
+    decision: Decision
+    recipients: rcpt.Recipients
+    sender: Sender
+    language: str
+    email: RenderedEmail
+    invoice_ids: list[int]
+
+
+def pick_language(config: RunConfig, template_id: str, customer_locale: str | None) -> tuple[str, str]:
+    """(template language, formatting locale): the customer's language when the template has it."""
+    company_locale = config.settings.company.locale
+    locales = config.templates[template_id]["locales"]
+    wanted = (customer_locale or company_locale).split("_")[0]
+    if wanted in locales:
+        return wanted, customer_locale or company_locale
+    return company_locale.split("_")[0], company_locale
+
+
+def context(config: RunConfig, d: Decision, invoice_rows: list, contact: rcpt.Contact | None, sender: Sender,
+            today: date, locale: str, customer: dict | None = None) -> EmailContext:
+    c = config.settings.company
+    return EmailContext(
+        company={"name": c.name, "logo_url": c.logo_url, "brand_color": c.brand_color, "country": c.country, "currency": c.currency},
+        customer=customer or {"name": d.customer_name, "external_id": d.customer},
+        contact={"name": contact.name if contact else None, "email": contact.email if contact else None},
+        invoices=[
+            InvoiceData(number=r.number, due_date=r.due_date, amount_cents=r.amount_cents, outstanding_cents=r.outstanding_cents,
+                        currency=r.currency, issue_date=r.issue_date, document_url=r.document_url,
+                        days_overdue=max(0, (today - r.due_date).days))
+            for r in invoice_rows
+        ],
+        sender={"name": sender.name, "email": sender.email},
+        signature=sender.signature,
+        today=today,
+        locale=locale,
+    )
+
+
+def draft(config: RunConfig, renderer: Renderer, batch: Batch, d: Decision, today: date) -> Draft | rcpt.Recipients:
+    """The email for a due email step, or the Recipients (with its problem) when nobody can receive it."""
+    who = rcpt.choose(d.step, batch.contacts.get(d.customer_id, []))
+    if who.problem:
+        return who
+    plan = d.plan
+    sender = resolve(config, d.step.sender, d.account_manager, plan.reply_to)
+    language, locale = pick_language(config, d.step.template, d.locale)
+    rows = batch.invoices_for(d)
+    email = renderer.render(d.step.template, language, context(config, d, rows, who.to[0], sender, today, locale))
+    return Draft(d, who, sender, language, email, [r.id for r in rows])
