@@ -14,7 +14,7 @@ from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import Decision
 from dunningops.dunning.senders import Sender, resolve
 from dunningops.render.context import EmailContext, InvoiceData
-from dunningops.render.renderer import RenderedEmail, Renderer
+from dunningops.render import RenderedEmail, Renderer
 from dunningops.store.schema import InvoiceRow
 
 invoices = InvoiceRow.__table__

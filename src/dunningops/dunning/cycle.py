@@ -23,7 +23,7 @@ from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.recipients import Recipients
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import Decision, decide
-from dunningops.render.renderer import RenderError, Renderer
+from dunningops.render import RenderError, Renderer
 from dunningops.store.engine import Store
 from dunningops.store.schema import ActionRow, AliasRow, ContactRow, MessageRow, OutboxRow, TemplateRow
 from dunningops.transport.base import Transport

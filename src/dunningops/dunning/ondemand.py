@@ -15,7 +15,7 @@ from dunningops.dunning.runconfig import PlanConfig, RunConfig, StepConfig
 from dunningops.dunning.schedule import Decision, sent_counts
 from dunningops.dunning.senders import Sender, resolve
 from dunningops.errors import DunningOpsError
-from dunningops.render.renderer import RenderedEmail, Renderer
+from dunningops.render import RenderedEmail, Renderer
 from dunningops.store.engine import Store
 from dunningops.store.schema import CustomerRow, MessageRow, TemplateRow
 from dunningops.transport.message import Address, OutgoingMessage, new_message_id

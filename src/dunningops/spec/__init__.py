@@ -1,6 +1,6 @@
 """Desired state: pydantic models of the YAML config, loading with file:line errors, checks, schema.
 
-Imports nothing else of dunningops but ``errors``.
+Imports nothing else of dunningops but ``errors`` and ``render``'s checks (what validates is what renders).
 """
 
 from dunningops.spec.loader import load_config

@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import difflib
 
-import jinja2
-import yaml
-
 from dunningops.errors import ConfigIssue
+from dunningops.render import check_template
 from dunningops.spec.state import DesiredState
 from dunningops.spec.types import KINDS, parse_days, split_ref
-
-BLOCK_TYPES = ("heading", "paragraph", "invoice_table", "button", "signature", "divider")
-
 
 def _unknown(kind: str, ident: str, known: dict) -> str:
     message = f"unknown {kind} {ident!r}"
@@ -25,8 +20,9 @@ def _unknown(kind: str, ident: str, known: dict) -> str:
 
 
 def read_template_bodies(state: DesiredState, issues: list[ConfigIssue]) -> None:
-    """Read each template's body files (beside the YAML that defines it) and check their syntax."""
-    env = jinja2.Environment()
+    """Read each template's body files (beside the YAML that defines it) and check them as the renderer
+    will use them: syntax, @TAG@s, blocks, and variables that do not exist (a reminder is never sent
+    with a hole in it)."""
     for tid, template in state.templates.items():
         src = state.sources[f"template.{tid}"]
         folder = (state.root / src.file).parent
@@ -44,36 +40,10 @@ def read_template_bodies(state: DesiredState, issues: list[ConfigIssue]) -> None
                 continue
             state.template_bodies[(tid, lang)] = text
             body_file = path.relative_to(state.root).as_posix()
-            if template.design == "blocks":
-                _check_blocks(text, body_file, issues)
-            else:
-                try:
-                    env.parse(text)
-                except jinja2.TemplateSyntaxError as exc:
-                    issues.append(ConfigIssue(body_file, exc.lineno, "", f"template syntax: {exc.message}"))
-            try:
-                env.parse(loc.subject)
-            except jinja2.TemplateSyntaxError as exc:
-                issues.append(ConfigIssue(src.file, src.line_of("locales", lang, "subject"), key[:-4] + "subject", f"template syntax: {exc.message}"))
-
-
-def _check_blocks(text: str, body_file: str, issues: list[ConfigIssue]) -> None:
-    # T2 "blocks" design: a YAML list of ready blocks; rendering comes with the send cycle.
-    try:
-        blocks = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        issues.append(ConfigIssue(body_file, mark.line + 1 if mark else None, "", f"invalid YAML: {exc}"))
-        return
-    if not isinstance(blocks, list) or not blocks:
-        issues.append(ConfigIssue(body_file, 1, "", "a blocks body is a non-empty list of blocks"))
-        return
-    for index, block in enumerate(blocks):
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind not in BLOCK_TYPES:
-            issues.append(
-                ConfigIssue(body_file, None, f"[{index}].type", f"unknown block type {kind!r} (expected one of: {', '.join(BLOCK_TYPES)})")
-            )
+            for problem_line, message in check_template(text, template.design):
+                issues.append(ConfigIssue(body_file, problem_line, "", message))
+            for _, message in check_template(loc.subject, "subject"):
+                issues.append(ConfigIssue(src.file, src.line_of("locales", lang, "subject"), key[:-4] + "subject", message))
 
 
 def check_references(state: DesiredState, issues: list[ConfigIssue]) -> None:

@@ -1,0 +1,46 @@
+"""What the send cycle hands the renderer: raw values (dates, cents); the renderer formats them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceData:
+    """One invoice a reminder is about. Amounts in cents (hundredths of the currency unit)."""
+
+    number: str
+    due_date: date
+    amount_cents: int
+    outstanding_cents: int
+    currency: str
+    issue_date: date | None = None
+    document_url: str | None = None
+    days_overdue: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EmailContext:
+    """Everything one email is filled with.
+
+    Args:
+        company: name, logo_url, brand_color, country, currency.
+        customer: name, external_id; optional portal_url, address.
+        contact: name (may be None or empty), email.
+        invoices: the invoices the reminder covers, in the order they are listed.
+        sender: name, email.
+        signature: the alias's signature (A7); may be empty.
+        today: the date of sending (company time).
+        locale: how amounts and dates are formatted, e.g. ``fr_FR``. The template
+            language is chosen by the caller.
+    """
+
+    company: dict
+    customer: dict
+    contact: dict
+    invoices: list[InvoiceData]
+    sender: dict
+    signature: str
+    today: date
+    locale: str
