@@ -1,7 +1,9 @@
 """`dunningops demo`: a round on the example config, on SQLite, in a directory of its own.
 
-Today the round is plan → apply → plan (no changes) → generate and import a
-ledger → who each plan would reach; the cycles extend it as they arrive.
+The round: plan → apply → plan (no changes) → generate and import a ledger →
+who each plan would reach → the alias owners confirm their aliases (A3) →
+the send cycle on the next working morning, mail written to a local maildir.
+The import cycle extends it when it arrives.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from datetime import timedelta
+
 from dunningops import clock
+from dunningops.dunning.aliases import verify
+from dunningops.dunning.calendar import SendingCalendar
+from dunningops.dunning.cycle import run_send
+from dunningops.dunning.runconfig import RunConfig
+from dunningops.transport.maildir import MaildirTransport
 from dunningops.cli_ledger import render_table
 from dunningops.ledger.generate import generate_ledger
 from dunningops.ledger.importer import import_file
@@ -25,6 +34,7 @@ from dunningops.store.config_objects import read_actual
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example_config")
 DEMO_CUSTOMERS = 300
+DEMO_ROWS = 15
 
 
 def _ledger_round(store, desired, ledger_dir: Path, echo: Callable[[str], None]) -> None:
@@ -48,6 +58,32 @@ def _ledger_round(store, desired, ledger_dir: Path, echo: Callable[[str], None])
     echo(render_table(rows, [("plan", "PLAN"), ("customers", "CUSTOMERS"), ("with_open_invoices", "WITH OPEN INVOICES"),
                              ("overdue_invoices", "OVERDUE INVOICES"), ("outstanding", "OUTSTANDING"),
                              ("without_valid_contact", "NO VALID CONTACT")]))
+
+
+def _send_round(store, outbox: list[dict], directory: Path, echo: Callable[[str], None]) -> None:
+    """A3: the alias owners confirm; then the send cycle runs on the next working morning (E3)."""
+    now = clock.now()
+    with store.session() as session:
+        for item in outbox:
+            verify(session, item["payload"]["token"], now)
+        config = RunConfig.from_store(session)
+    echo(f"\n$ dunningops alias verify <code>   # x{len(outbox)}: each alias owner confirms (A3)")
+    at = SendingCalendar(config.settings).next_working_day_start(now) + timedelta(minutes=30)
+    maildir = directory / ".dunningops" / "maildir"
+    factory = lambda cfg: MaildirTransport(maildir)  # noqa: E731 - the demo's embedded transport
+    echo(f"\n$ dunningops run send --dry-run --at {at.isoformat()}")
+    report = run_send(store, at=at, transport_factory=factory, dry_run=True)
+    rows = [d.row() for d in report.decisions]
+    echo(render_table(rows[:DEMO_ROWS], [("customer", "CUSTOMER"), ("plan", "PLAN"), ("step", "STEP"), ("action", "ACTION"),
+                                         ("due_since", "DUE SINCE"), ("outcome", "OUTCOME"), ("reason", "WHY")]).rstrip())
+    if len(rows) > DEMO_ROWS:
+        echo(f"… and {len(rows) - DEMO_ROWS} more")
+    echo(f"\n$ dunningops run send --at {at.isoformat()}")
+    report = run_send(store, at=at, transport_factory=factory)
+    counts = report.outcomes()
+    echo(f"Send cycle: {report.sent} emails sent, {report.todos} to-dos created, {counts['wait']} waiting, "
+         f"{counts['skip']} skipped; {report.confirmations} alias confirmation emails.")
+    echo(f"The emails are files in {maildir / 'new'} (open one with any mail reader).")
 
 
 def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
@@ -77,7 +113,8 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
         with store.session() as session:
             echo(render_text(build_plan(desired, read_actual(session))))
         _ledger_round(store, desired, directory / "ledger", echo)
+        _send_round(store, result.outbox, directory, echo)
     finally:
         store.dispose()
-    echo(f"Done. Look around: cd {directory} && dunningops show")
+    echo(f"Done. Look around: cd {directory} && dunningops show, dunningops customers list, dunningops todo list")
     return directory
