@@ -9,7 +9,7 @@ import pytest
 
 from dunningops.cli import cli
 
-COMMANDS = [[], ["validate"], ["ledger"], ["ledger", "import"], ["ledger", "generate"], ["customers", "list"], ["contacts"], ["schema"], ["fmt"], ["plan"], ["apply"], ["show"], ["history"], ["db"], ["db", "upgrade"], ["demo"]]
+COMMANDS = [[], ["validate"], ["ledger"], ["ledger", "import"], ["ledger", "generate"], ["customers", "list"], ["contacts"], ["run", "send"], ["status"], ["todo"], ["todo", "send"], ["alias"], ["template"], ["template", "preview"], ["schema"], ["fmt"], ["plan"], ["apply"], ["show"], ["history"], ["db"], ["db", "upgrade"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: "-".join(c) or "main")
