@@ -145,3 +145,6 @@ def run(monkeypatch: pytest.MonkeyPatch):
         return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False, prog_name="dunningops")
 
     return _run
+
+# Real SMTP servers (aiosmtpd) on loopback, for the transport and the send cycle.
+from smtp_fixtures import make_smtp_server, smtp_server  # noqa: E402,F401
