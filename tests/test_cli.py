@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from dunningops.cli import cli
 
 COMMANDS = [[], ["validate"], ["ledger"], ["ledger", "import"], ["ledger", "generate"], ["customers", "list"], ["contacts"], ["run", "send"], ["status"], ["todo"], ["todo", "send"], ["alias"], ["template"], ["template", "preview"], ["schema"], ["fmt"], ["plan"], ["apply"], ["show"], ["history"], ["db"], ["db", "upgrade"], ["demo"]]
 

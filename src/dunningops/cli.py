@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from dunningops import __version__, clock
 from dunningops.errors import DunningOpsError
+
+if TYPE_CHECKING:  # the store's modules load only when a command needs them (start-up time)
+    from sqlalchemy.orm import Session
+
+    from dunningops.store import Store
 
 CONFIG_HELP = "Config directory (default: ./config, or $DUNNINGOPS_CONFIG)."
 DB_HELP = "SQLAlchemy URL of the store (default: sqlite:///<repo>/.dunningops/state.db, or $DUNNINGOPS_DATABASE_URL)."
@@ -58,11 +66,24 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-def _open(config_dir: Path, database_url: str | None):
+@contextmanager
+def _store(config_dir: Path, database_url: str | None) -> Iterator[Store]:
+    """The store for this config (its URL from the option, the environment or the default), closed after."""
     from dunningops.store import open_store
     from dunningops.store.engine import url_from_env_or_default
 
-    return open_store(url_from_env_or_default(database_url, config_dir))
+    store = open_store(url_from_env_or_default(database_url, config_dir))
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+@contextmanager
+def _session(config_dir: Path, database_url: str | None) -> Iterator[Session]:
+    """One transaction on the store, for commands that read or change a few rows."""
+    with _store(config_dir, database_url) as store, store.session() as session:
+        yield session
 
 
 @cli.command()
@@ -130,12 +151,8 @@ def plan(config_dir, database_url, out, fmt_, detailed_exitcode, target, exclude
     from dunningops.store.config_objects import read_actual
 
     desired = load_config(config_dir)
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            result = build_plan(desired, read_actual(session), targets=target, excludes=exclude)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        result = build_plan(desired, read_actual(session), targets=target, excludes=exclude)
     click.echo(RENDERERS[fmt_](result), nl=False)
     if out:
         save_plan(result, out)
@@ -172,14 +189,11 @@ def apply(config_dir, database_url, planfile, auto_approve, allow_destroy, lock_
             raise click.UsageError("no terminal to confirm on: pass --auto-approve, or apply a saved plan")
         return click.confirm("Apply these changes?", default=False)
 
-    store = _open(config_dir, database_url)
-    try:
+    with _store(config_dir, database_url) as store:
         result = apply_config(
             store, desired, now=clock.now(), expected=expected, targets=target, excludes=exclude,
             allow_destroy=allow_destroy, confirm=confirm, lock_timeout_s=lock_timeout,
         )
-    finally:
-        store.dispose()
     if result.plan.empty:
         click.echo(result.plan.summary_line())
     elif not result.applied:
@@ -203,12 +217,8 @@ def show(config_dir, database_url, fmt_) -> None:
     from dunningops.reconcile.show import render_state
     from dunningops.store.config_objects import read_actual
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            actual = read_actual(session)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        actual = read_actual(session)
     click.echo(render_state(actual, fmt_), nl=False)
 
 
@@ -222,12 +232,8 @@ def history(config_dir, database_url, limit, fmt_) -> None:
     from dunningops.reconcile.show import render_history
     from dunningops.store.audit import list_applies
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            rows = list_applies(session, limit)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        rows = list_applies(session, limit)
     click.echo(render_history(rows, fmt_), nl=False)
 
 
@@ -241,14 +247,10 @@ def db() -> None:
 @database_option
 def db_upgrade(config_dir, database_url) -> None:
     """Bring the store's schema to the latest migration (also done automatically on first use)."""
-    from dunningops.store import migrate, open_store
-    from dunningops.store.engine import url_from_env_or_default
+    from dunningops.store import migrate
 
-    store = open_store(url_from_env_or_default(database_url, config_dir), upgrade=True)
-    try:
+    with _store(config_dir, database_url) as store:  # opening upgrades
         click.echo(f"The store is at schema revision {migrate.current(store.engine)}.")
-    finally:
-        store.dispose()
 
 
 @cli.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -11,9 +10,8 @@ from pathlib import Path
 import click
 
 from dunningops import clock
-from dunningops.cli import _open, cli, config_option, database_option
+from dunningops.cli import _session, _store, cli, config_option, database_option
 from dunningops.cli_ledger import _json, render_table
-from dunningops.errors import DunningOpsError
 
 FORMAT = click.option("--format", "fmt_", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
@@ -51,11 +49,8 @@ def run_send_command(config_dir, database_url, at_, dry_run, fmt_) -> None:
     """The send cycle: send due automatic emails, turn manual steps into to-dos."""
     from dunningops.dunning.cycle import run_send
 
-    store = _open(config_dir, database_url)
-    try:
+    with _store(config_dir, database_url) as store:
         report = run_send(store, at=_instant(at_), transport_factory=transport_factory(config_dir), dry_run=dry_run)
-    finally:
-        store.dispose()
     rows = [d.row() for d in report.decisions]
     if fmt_ == "json":
         click.echo(_json({"at": report.at.isoformat(), "dry_run": dry_run, "decisions": rows, "sent": report.sent,
@@ -88,12 +83,8 @@ def status(config_dir, database_url) -> None:
     """Messages by status (with the `unknown` ones of an interrupted run), open to-dos, pending outbox."""
     from dunningops.dunning.status import collect_status
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            data = collect_status(session)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        data = collect_status(session)
     click.echo("Messages: " + (", ".join(f"{n} {s}" for s, n in sorted(data["messages"].items())) or "none"))
     click.echo("Open to-dos: " + (", ".join(f"{n} {k}" for k, n in sorted(data["todos"].items())) or "none"))
     click.echo(f"Alias confirmations waiting to be sent: {data['outbox']}")
@@ -118,12 +109,8 @@ def todo_list(config_dir, database_url, status_, assignee, kind, fmt_) -> None:
     """List to-dos."""
     from dunningops.dunning.todos import list_todos
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            rows = list_todos(session, status=None if status_ == "all" else status_, assignee=assignee, kind=kind)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        rows = list_todos(session, status=None if status_ == "all" else status_, assignee=assignee, kind=kind)
     if fmt_ == "json":
         click.echo(_json(rows), nl=False)
         return
@@ -139,12 +126,8 @@ def todo_show(config_dir, database_url, todo_id) -> None:
     """Show a to-do with its prepared email, letter or phone numbers."""
     from dunningops.dunning.todos import get
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            data = get(session, todo_id)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        data = get(session, todo_id)
     payload = data.pop("payload")
     click.echo(_json(data), nl=False)
     if payload.get("subject"):
@@ -161,12 +144,8 @@ def todo_show(config_dir, database_url, todo_id) -> None:
 def _close(config_dir, database_url, todo_id, status_, member) -> None:
     from dunningops.dunning.todos import close
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            close(session, todo_id, status_, member, clock.now())
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        close(session, todo_id, status_, member, clock.now())
     click.echo(f"To-do #{todo_id} is {status_}.")
 
 
@@ -203,12 +182,9 @@ def todo_send(config_dir, database_url, todo_id, sender, member) -> None:
     """Send the prepared email of a manual-email to-do (A6: the sender can be changed)."""
     from dunningops.dunning.manual import send_todo
 
-    store = _open(config_dir, database_url)
-    try:
+    with _store(config_dir, database_url) as store:
         result = send_todo(store, todo_id, at=clock.now(), sender=sender, member=member,
                            transport_factory=transport_factory(config_dir))
-    finally:
-        store.dispose()
     click.echo(f"To-do #{todo_id}: {result}")
 
 
@@ -225,12 +201,8 @@ def alias_verify(config_dir, database_url, token) -> None:
     """Verify an alias with the code from its confirmation email (A3)."""
     from dunningops.dunning.aliases import verify
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            alias_id = verify(session, token, clock.now())
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        alias_id = verify(session, token, clock.now())
     click.echo(f"Alias {alias_id} is verified: reminders can now be sent from it.")
 
 
@@ -242,10 +214,6 @@ def alias_resend(config_dir, database_url, alias_id) -> None:
     """Queue a new confirmation email for an unverified alias (sent by the next `run send`)."""
     from dunningops.dunning.aliases import resend
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            email = resend(session, alias_id, clock.now())
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        email = resend(session, alias_id, clock.now())
     click.echo(f"A new confirmation email to {email} is queued; `dunningops run send` delivers it.")

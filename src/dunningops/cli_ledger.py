@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from dunningops import clock
-from dunningops.cli import _open, cli, config_option, database_option
+from dunningops.cli import _session, _store, cli, config_option, database_option
 
 KIND = click.Choice(["customers", "contacts", "invoices", "payments"])
 FORMAT = click.option("--format", "fmt_", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -61,8 +61,6 @@ def ledger_import(config_dir, database_url, kind, file, file_format, mapping, sk
     from dunningops.ledger.mapping import load_mapping
     from dunningops.progress import row_progress
 
-    store = _open(config_dir, database_url)
-
     def confirm(summary) -> bool:
         # A prune voids invoices: on a terminal, say how many and ask first.
         if not (prune and summary.pruned and sys.stdin.isatty()):
@@ -70,15 +68,12 @@ def ledger_import(config_dir, database_url, kind, file, file_format, mapping, sk
         click.echo(summary.line())
         return click.confirm(f"Void {summary.pruned} invoices absent from {file.name}?", default=False)
 
-    try:
-        with row_progress(f"Importing {kind}") as progress:
-            summary = import_file(
-                store, kind, file, now=clock.now(), fmt=file_format, mapping=load_mapping(mapping),
-                skip_invalid=skip_invalid, reject_file=reject_file, prune=prune, dry_run=dry_run,
-                confirm=confirm, progress=progress,
-            )
-    finally:
-        store.dispose()
+    with _store(config_dir, database_url) as store, row_progress(f"Importing {kind}") as progress:
+        summary = import_file(
+            store, kind, file, now=clock.now(), fmt=file_format, mapping=load_mapping(mapping),
+            skip_invalid=skip_invalid, reject_file=reject_file, prune=prune, dry_run=dry_run,
+            confirm=confirm, progress=progress,
+        )
     click.echo(summary.line())
     if summary.rejected:
         where = f" (see {reject_file})" if reject_file else ""
@@ -123,12 +118,8 @@ def customers_list(config_dir, database_url, origin, plan, overdue_days, limit, 
     """List customers with their plan, open invoices and outstanding amount."""
     from dunningops.ledger.queries import list_customers
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            rows = list_customers(session, today=clock.now().date(), origin=origin, plan=plan, overdue_days=overdue_days, limit=limit)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        rows = list_customers(session, today=clock.now().date(), origin=origin, plan=plan, overdue_days=overdue_days, limit=limit)
     if fmt_ == "json":
         click.echo(_json(rows), nl=False)
         return
@@ -148,12 +139,8 @@ def customers_show(config_dir, database_url, external_id, fmt_) -> None:
     """Show one customer: plan, contacts (functions, primary, validity), open invoices."""
     from dunningops.ledger.queries import show_customer
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            data = show_customer(session, external_id, clock.now().date())
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        data = show_customer(session, external_id, clock.now().date())
     if fmt_ == "json":
         click.echo(_json(data), nl=False)
         return
@@ -195,12 +182,8 @@ def contacts_list(config_dir, database_url, customer, invalid, function, fmt_) -
     """List contacts."""
     from dunningops.ledger.queries import list_contacts
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            rows = list_contacts(session, customer=customer, invalid=invalid, function=function)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        rows = list_contacts(session, customer=customer, invalid=invalid, function=function)
     click.echo(_json(rows) if fmt_ == "json" else _contacts_table(rows), nl=False)
 
 
@@ -212,24 +195,16 @@ def contacts_show(config_dir, database_url, contact_id) -> None:
     """Show one contact, with its customer, functions, primary flag and validity."""
     from dunningops.ledger.queries import list_contacts
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            rows = list_contacts(session, contact_id=contact_id)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        rows = list_contacts(session, contact_id=contact_id)
     if not rows:
         raise click.ClickException(f"no contact #{contact_id}")
     click.echo(_json(rows[0]), nl=False)
 
 
 def _contact_change(config_dir, database_url, action, message: str) -> None:
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            result = action(session, clock.now())
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        result = action(session, clock.now())
     click.echo(message.format(result=result))
 
 

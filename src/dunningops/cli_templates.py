@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from dunningops import clock
-from dunningops.cli import _open, cli, config_option, database_option
+from dunningops.cli import _session, _store, cli, config_option, database_option
 from dunningops.cli_cycle import transport_factory
 
 
@@ -38,12 +38,8 @@ def template_preview(config_dir, database_url, name, external_id, language, out,
     from dunningops.dunning.ondemand import prepare
     from dunningops.dunning.runconfig import RunConfig
 
-    store = _open(config_dir, database_url)
-    try:
-        with store.session() as session:
-            p = prepare(session, RunConfig.from_store(session), name, external_id, clock.now(), language)
-    finally:
-        store.dispose()
+    with _session(config_dir, database_url) as session:
+        p = prepare(session, RunConfig.from_store(session), name, external_id, clock.now(), language)
     out.mkdir(parents=True, exist_ok=True)
     html, text = out / f"{name}.{external_id}.{p.language}.html", out / f"{name}.{external_id}.{p.language}.txt"
     html.write_text(p.email.html, encoding="utf-8")
@@ -66,15 +62,12 @@ def template_proof(config_dir, database_url, name, to, external_id, language) ->
     from dunningops.dunning.runconfig import RunConfig
 
     at = clock.now()
-    store = _open(config_dir, database_url)
-    try:
+    with _store(config_dir, database_url) as store:
         with store.session() as session:
             config = RunConfig.from_store(session)
             p = prepare(session, config, name, external_id, at, language)
         lines = send_prepared(store, config, [(p, list(to))], kind="proof", at=at,
                               transport_factory=transport_factory(config_dir), template_id=name, subject_prefix="[Proof] ")
-    finally:
-        store.dispose()
     click.echo("\n".join(lines))
 
 
@@ -91,8 +84,7 @@ def template_send(config_dir, database_url, name, customers, sender) -> None:
     from dunningops.errors import DunningOpsError
 
     at = clock.now()
-    store = _open(config_dir, database_url)
-    try:
+    with _store(config_dir, database_url) as store:
         with store.session() as session:
             config = RunConfig.from_store(session)
             items = []
@@ -105,6 +97,4 @@ def template_send(config_dir, database_url, name, customers, sender) -> None:
         check_caps(store, config, at, len(items))
         lines = send_prepared(store, config, items, kind="on_demand", at=at,
                               transport_factory=transport_factory(config_dir), template_id=name)
-    finally:
-        store.dispose()
     click.echo("\n".join(lines))

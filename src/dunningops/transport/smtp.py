@@ -289,6 +289,12 @@ class _Session:
                 last = (exc.smtp_code, f"refused at {stage}: {_text(exc.smtp_error)}")
                 if self.smtp is not None and self.smtp.sock is None:
                     self._forget()  # smtplib closes on 421
+                if exc.smtp_code == 530:
+                    # "Authentication required": our configuration, not this message, is wrong.
+                    problem = _Unusable(530, f"{self.t.where} requires AUTH (set username_env and password_env): "
+                                             f"{_text(exc.smtp_error)}")
+                    self.t._mark_unusable(problem)
+                    return self._final(msg, delivered, refused, (problem.code, problem.detail), pending)
                 if exc.smtp_code >= 500:
                     return self._final(msg, delivered, refused, last, pending, failed=True)
             except _Unusable as exc:
