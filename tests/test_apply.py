@@ -206,3 +206,26 @@ def test_concurrent_applies_serialise(store, v1: Path, database_url: str):
     assert not errors
     assert sorted(r.applied for r in results) == [False, True]
     assert _snapshot_rows(store)["applies"] == 1
+
+
+def test_c8_deleted_function_moves_its_contacts(store, v1: Path, tmp_path: Path):
+    from dunningops.ledger.importer import import_file
+    from dunningops.store.schema import ContactFunctionLinkRow, ContactRow
+
+    _apply(store, v1)
+    (tmp_path / "customers.csv").write_text("external_id,name\nC1,Acme Client\n")
+    (tmp_path / "contacts.csv").write_text(
+        "customer_external_id,email,functions,primary\nC1,a@c.fr,purchasing,true\nC1,b@c.fr,purchasing;payer,false\nC1,c@c.fr,accountant,false\n"
+    )
+    for kind in ("customers", "contacts"):
+        import_file(store, kind, tmp_path / f"{kind}.csv", now=NOW)
+    config = v1 / "dunningops.yaml"
+    config.write_text(config.read_text().replace("  - {id: purchasing, label: Purchasing, labels: {fr: Achats}}\n", ""))
+    (v1 / "plans.yaml").write_text((v1 / "plans.yaml").read_text().replace("[payer, purchasing]", "[payer]"))
+    (v1 / "removed.yaml").write_text("removed:\n  - {from: contact_function.purchasing, reassign_to: payer}\n")
+    _apply(store, v1, now=LATER)
+    with store.session() as session:
+        links = session.execute(
+            select(ContactRow.email, ContactFunctionLinkRow.function_id).join(ContactFunctionLinkRow).order_by(ContactRow.email, ContactFunctionLinkRow.function_id)
+        ).all()
+    assert [tuple(r) for r in links] == [("a@c.fr", "payer"), ("b@c.fr", "payer"), ("c@c.fr", "accountant")]

@@ -43,6 +43,8 @@ def test_run_send_then_status_todos_and_maildir(run, repo):
     status = run("status", "--config", config, "--database-url", url)
     assert status.stdout.startswith("Messages: 5 sent\n")
     assert "Alias confirmations waiting to be sent: 0" in status.stdout
+    history = run("messages", "--customer", "C1", "--config", config, "--database-url", url)
+    assert "standard.courtesy" in history.stdout and "auto" in history.stdout and "sent" in history.stdout  # E6
     later = run("run", "send", "--at", "2026-12-04T08:30:00+01:00", "--config", config, "--database-url", url)
     assert "to-dos" in later.stdout
     todos = run("todo", "list", "--config", config, "--database-url", url)

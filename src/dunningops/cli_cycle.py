@@ -217,3 +217,28 @@ def alias_resend(config_dir, database_url, alias_id) -> None:
     with _session(config_dir, database_url) as session:
         email = resend(session, alias_id, clock.now())
     click.echo(f"A new confirmation email to {email} is queued; `dunningops run send` delivers it.")
+
+
+@cli.command()
+@config_option
+@database_option
+@click.option("--customer", help="A customer's external id.")
+@click.option("--status", "status_", type=click.Choice(["sending", "sent", "unknown", "failed", "deferred"]))
+@click.option("--limit", type=int, default=50, show_default=True)
+@FORMAT
+def messages(config_dir, database_url, customer, status_, limit, fmt_) -> None:
+    """The history of emails (E6, A8): status, automatic or manual, sender, who sent it."""
+    from dunningops.dunning.status import message_history
+
+    with _session(config_dir, database_url) as session:
+        rows = message_history(session, customer=customer, status=status_, limit=limit)
+    if fmt_ == "json":
+        click.echo(_json(rows), nl=False)
+        return
+    for r in rows:
+        r["when"] = f"{r['created_at']:%Y-%m-%d %H:%M}"
+        r["how"] = "auto" if r["automatic"] else f"manual ({r['performed_by']})" if r["performed_by"] else "manual"
+        r["step"] = f"{r['plan_id']}.{r['step_id']}" if r["plan_id"] else r["kind"]
+        r["to"] = ", ".join(r["to_addresses"])
+    click.echo(render_table(rows, [("id", "#"), ("when", "WHEN (UTC)"), ("customer", "CUSTOMER"), ("step", "STEP"),
+                                   ("how", "HOW"), ("sender_ref", "SENDER"), ("to", "TO"), ("status", "STATUS")]), nl=False)

@@ -18,3 +18,23 @@ def collect_status(session: Session) -> dict:
             select(m.c.message_id, m.c.to_addresses, m.c.subject, m.c.created_at).where(m.c.status == "unknown").order_by(m.c.id)
         ).mappings()],
     }
+
+
+def message_history(session: Session, *, customer: str | None = None, status: str | None = None, limit: int = 100) -> list[dict]:
+    """E6/A8: sent emails with their status, automatic or manual, sender identity and who sent them."""
+    from dunningops.store.schema import CustomerRow
+
+    m, c = MessageRow.__table__, CustomerRow.__table__
+    query = (
+        select(m.c.id, m.c.created_at, c.c.external_id.label("customer"), m.c.kind, m.c.automatic, m.c.status,
+               m.c.sender_ref, m.c.from_address, m.c.performed_by, m.c.plan_id, m.c.step_id, m.c.to_addresses, m.c.subject,
+               m.c.message_id)
+        .outerjoin(c, c.c.id == m.c.customer_id)
+        .order_by(m.c.id.desc())
+        .limit(limit)
+    )
+    if customer:
+        query = query.where(c.c.external_id == customer)
+    if status:
+        query = query.where(m.c.status == status)
+    return [dict(r) for r in session.execute(query).mappings()]

@@ -25,6 +25,7 @@ from dunningops.reconcile.plan import Change, Plan
 from dunningops.reconcile.planner import build_plan
 from dunningops.spec.state import DesiredState
 from dunningops.store import config_objects as objects
+from dunningops.store.config_objects import reassign_contacts
 from dunningops.store.engine import Store
 from dunningops.store.lock import acquire_apply_lock
 from dunningops.store.schema import ApplyRow, OutboxRow
@@ -116,6 +117,7 @@ def _execute(session, desired: DesiredState, plan: Plan, now: datetime) -> list[
     """Write the plan's changes; return the outbox items to queue."""
     outbox: list[dict] = []
     want = desired_objects(desired)
+    reassign_to = {r.from_.split(".", 1)[1]: r.reassign_to for r in desired.removed}
     for change in plan.changes:  # renames first, so that later writes find the new ids
         if change.moved_from:
             objects.rename(session, change.kind, split_address(change.moved_from)[1], change.id, now)
@@ -124,14 +126,15 @@ def _execute(session, desired: DesiredState, plan: Plan, now: datetime) -> list[
             if follower in want:
                 kind, ident = split_address(follower)
                 objects.update_fields(session, kind, ident, want[follower], now)
-        outbox.extend(_write(session, change, now))
+        outbox.extend(_write(session, change, now, reassign_to))
     return outbox
 
 
-def _write(session, change: Change, now: datetime) -> list[dict]:
+def _write(session, change: Change, now: datetime, reassign_to: dict[str, str | None]) -> list[dict]:
     kind, ident = change.kind, change.id
     if change.action == "delete":
-        # C8: when the ledger holds contacts, their function follows change.note's reassignment here.
+        if kind == "contact_function":
+            reassign_contacts(session, ident, reassign_to.get(ident))
         objects.destroy(session, kind, ident)
         return []
     if change.action == "replace":

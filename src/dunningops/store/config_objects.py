@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from dunningops.spec.types import parse_days
 from dunningops.store.schema import (
     AliasRow,
+    ContactFunctionLinkRow,
     ContactFunctionRow,
     MemberRow,
     PlanRow,
@@ -126,6 +127,17 @@ def rename(session: Session, kind: str, old: str, new: str, now: datetime) -> No
         session.execute(delete(PlanRow).where(PlanRow.id == old))
         return
     session.execute(update(row).where(row.id == old).values(id=new, updated_at=now))
+
+
+def reassign_contacts(session: Session, function_id: str, target: str | None) -> None:
+    """C8: a deleted function's contacts move to ``target`` (or are left without it)."""
+    links = ContactFunctionLinkRow.__table__
+    if target is not None:
+        has_target = select(links.c.contact_id).where(links.c.function_id == target)
+        session.execute(
+            update(links).where(links.c.function_id == function_id, links.c.contact_id.not_in(has_target)).values(function_id=target)
+        )
+    session.execute(delete(links).where(links.c.function_id == function_id))
 
 
 def _columns(kind: str, fields: dict) -> dict:

@@ -9,7 +9,8 @@ prints one JSON object: messages/s for
 * ``smtplib``: anchor (1), bare ``sendmail`` of prebuilt bytes over N threads;
 * ``smtp_source``: anchor (2), ``smtp-source -m COUNT -s N -l 2000``;
 
-and the pool's ratios to both anchors (goal, performance.md: ≥ 0.5× smtplib).
+and the pool's ratios to both anchors (goal, performance.md: ≥ 0.5× smtplib),
+each the median of interleaved rounds.
 Each function takes a host, a port and messages, so the project benchmark
 can call them on its own data. Servers are started as direct children on a
 free loopback port (shared/design/servers.md).
@@ -28,6 +29,7 @@ import resource
 import shutil
 import smtplib
 import socket
+import statistics
 import subprocess
 import threading
 import time
@@ -206,20 +208,37 @@ def _unprivileged_user() -> str:
 # --- the run ---------------------------------------------------------------------------
 
 
-def run(count: int = 10_000, connections: int = 10) -> dict:
-    """All figures of one run, on one fresh smtp-sink."""
+def run(count: int = 10_000, connections: int = 10, repeat: int = 3) -> dict:
+    """All figures of one run, on one smtp-sink: medians of ``repeat`` interleaved rounds.
+
+    Interleaving (anchor, pool, anchor, pool...) and medians keep a shared,
+    noisy machine from favouring one side; ``client_cpu_us`` (this process's
+    CPU time per message) barely depends on the machine's load at all.
+    """
     messages = sample_messages(count)
     payloads = [(envelope_sender(m), recipients(m), to_bytes(m)) for m in messages]
-    size = sum(len(p[2]) for p in payloads) // count
-    report: dict = {"count": count, "connections": connections, "message_bytes": size,
-                    "build": build_rates(messages)}
+    report: dict = {"count": count, "connections": connections, "repeat": repeat,
+                    "message_bytes": sum(len(p[2]) for p in payloads) // count, "build": build_rates(messages)}
     with smtp_sink() as (host, port):
-        report["smtplib"] = round(send_bare_smtplib(host, port, payloads, connections))
-        report["pool"] = round(send_with_pool(host, port, messages, connections))
-        report["pool_batches_of_200"] = round(send_with_pool(host, port, messages, connections, batch=200))
-        report["smtp_source"] = round(send_smtp_source(host, port, count, connections))
-    report["pool_vs_smtplib"] = round(report["pool"] / report["smtplib"], 2)
-    report["pool_vs_smtp_source"] = round(report["pool"] / report["smtp_source"], 2)
+        measures = {
+            "smtplib": lambda: send_bare_smtplib(host, port, payloads, connections),
+            "pool": lambda: send_with_pool(host, port, messages, connections),
+            "pool_batches_of_200": lambda: send_with_pool(host, port, messages, connections, batch=200),
+            "smtp_source": lambda: send_smtp_source(host, port, count, connections),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in measures}
+        cpu: dict[str, list[float]] = {name: [] for name in measures}
+        for _ in range(repeat):
+            for name, measure in measures.items():
+                before = time.process_time()
+                rates[name].append(measure())
+                cpu[name].append((time.process_time() - before) / count * 1e6)
+    for name in measures:
+        report[name] = {"per_s": round(statistics.median(rates[name])), "samples": [round(r) for r in rates[name]]}
+        if name != "smtp_source":  # its work happens in another process
+            report[name]["client_cpu_us"] = round(statistics.median(cpu[name]), 1)
+    report["pool_vs_smtplib"] = round(report["pool"]["per_s"] / report["smtplib"]["per_s"], 2)
+    report["pool_vs_smtp_source"] = round(report["pool"]["per_s"] / report["smtp_source"]["per_s"], 2)
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return report
 
@@ -228,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--count", type=int, default=10_000, help="messages per measure")
     parser.add_argument("--connections", type=int, default=10, help="SMTP connections (threads, sessions)")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians are reported")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.count, args.connections), indent=2))
+    print(json.dumps(run(args.count, args.connections, args.repeat), indent=2))
 
 
 if __name__ == "__main__":
