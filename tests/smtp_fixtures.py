@@ -26,8 +26,8 @@ installed, the tests skip, except under ``CI=true`` where they fail.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import atexit
+import contextlib
 import email
 import email.policy
 import os
@@ -38,7 +38,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,9 +48,6 @@ from typing import Any, Literal
 import pytest
 
 HOST = "127.0.0.1"
-
-# AUTH without TLS is what some tests want (on loopback): aiosmtpd warns about it on every connection.
-warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS", category=UserWarning)
 
 
 @dataclass(frozen=True)
@@ -100,6 +96,8 @@ class _Handler:
         return None
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.sink.auth is not None and not session.authenticated:
+            return "530 5.7.0 Authentication required"
         if (reply := self._reply("MAIL", address)) is not None:
             return reply
         envelope.mail_from = address
@@ -188,7 +186,9 @@ class SmtpSink:
 
         kwargs: dict[str, Any] = {"server_hostname": "sink.test"}  # no getfqdn() name lookup
         if self.auth is not None:
-            kwargs.update(authenticator=self._authenticate, auth_required=True, auth_require_tls=False)
+            # AUTH is offered without TLS too (loopback tests); the handler requires it before MAIL,
+            # since aiosmtpd's own auth_required warns on every connection when TLS is optional.
+            kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
         if self.tls == "starttls":
             kwargs.update(tls_context=server_ssl_context(), require_starttls=True)
         elif self.tls == "ssl":
@@ -244,7 +244,8 @@ class SmtpSink:
         ok = self.auth is not None and self.auth.get(username) == auth_data.password.decode()
         with self._lock:
             self.logins.append((username, ok))
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself (handled=True would leave the client waiting).
+        return AuthResult(success=ok, handled=False)
 
 
 # --- TLS material -------------------------------------------------------------------

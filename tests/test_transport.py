@@ -17,9 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-# The fixtures: imported here so that this module runs on its own too.
-from smtp_fixtures import SmtpSink, client_ssl_context, free_port, make_smtp_server, smtp_server  # noqa: F401
+import smtp_fixtures
+from smtp_fixtures import SmtpSink, client_ssl_context, free_port
 
 from dunningops.spec.models import Transport as TransportSettings
 from dunningops.transport import (
@@ -37,6 +36,10 @@ from dunningops.transport import (
 from dunningops.transport.base import Secret
 from dunningops.transport.pool import WorkerPool
 
+# The fixtures, also here so that this module runs before conftest.py registers them.
+smtp_server = smtp_fixtures.smtp_server
+make_smtp_server = smtp_fixtures.make_smtp_server
+
 SENDER = Address("relances@acme.fr", "Société Générale – Service Comptabilité et Recouvrement")
 SUBJECT = "Échéance dépassée – 1 200,00 € (facture F-2026-0042)"
 TEXT = "Bonjour Zoë,\n\nÉchéance dépassée – 1 200,00 €\n.une ligne qui commence par un point\nMerci.\n"
@@ -45,10 +48,10 @@ HTML = "<p>Bonjour Zoë,</p>\n<p>Échéance dépassée – <b>1 200,00 €</b></
 
 def message(to: str | list[str] = "client@example.fr", **fields) -> OutgoingMessage:
     addresses = [to] if isinstance(to, str) else to
-    defaults = dict(
-        message_id=new_message_id("acme.fr"), from_=SENDER, to=[Address(a) for a in addresses],
-        subject=SUBJECT, text=TEXT, html=HTML,
-    )
+    defaults = {
+        "message_id": new_message_id("acme.fr"), "from_": SENDER, "to": [Address(a) for a in addresses],
+        "subject": SUBJECT, "text": TEXT, "html": HTML,
+    }
     return OutgoingMessage(**{**defaults, **fields})
 
 
@@ -189,7 +192,7 @@ def test_maildir_writes_readable_files(tmp_path: Path):
     assert {p.name for p in (tmp_path / "mail").iterdir()} == {"cur", "new", "tmp"}
     assert list((tmp_path / "mail" / "tmp").iterdir()) == []
     box = mailbox.Maildir(tmp_path / "mail", create=False)
-    read = {m["Message-ID"]: m for m in (parse(box.get_bytes(key)) for key in box.keys())}
+    read = {m["Message-ID"]: m for m in (parse(box.get_bytes(key)) for key in box.iterkeys())}
     assert set(read) == {m.message_id for m in msgs}
     first = read[msgs[0].message_id]
     assert str(first["Subject"]) == SUBJECT
@@ -395,8 +398,7 @@ def test_refused_login_defers_without_leaking_the_password(make_smtp_server, cap
     caplog.set_level(logging.DEBUG, logger="dunningops")
     sink = make_smtp_server(auth={"dunning": "the-right-one"})
     transport = open_transport(smtp_settings(sink.port), Path("."), env={"SMTP_USER": "dunning", "SMTP_PASSWORD": PASSWORD})
-    with transport:
-        results = transport.send([message(f"c{i}@example.fr") for i in range(30)])
+    results = transport.send([message(f"c{i}@example.fr") for i in range(30)])
     assert {r.status for r in results} == {"deferred"}
     assert results[0].code == 535 and "refused the login" in results[0].detail
     # One refused login per connection tried, not one per message.
@@ -404,7 +406,21 @@ def test_refused_login_defers_without_leaking_the_password(make_smtp_server, cap
     everything = caplog.text + "".join(r.detail for r in results) + repr(results) + "".join(capsys.readouterr())
     assert "refused the login" in caplog.text
     assert PASSWORD not in everything
+    # A wrong password will not get better: the next batch does not try again.
+    logins = len(sink.logins)
+    assert {r.status for r in transport.send([message()])} == {"deferred"}
+    assert len(sink.logins) == logins
+    transport.close()
     assert repr(Secret(PASSWORD)) == "Secret('***')"
+
+
+def test_server_requiring_auth_without_credentials_defers(make_smtp_server):
+    sink = make_smtp_server(auth={"dunning": PASSWORD})
+    with smtp(sink) as transport:
+        results = transport.send([message(f"c{i}@example.fr") for i in range(10)])
+    # A configuration problem, not a bounce: nothing is "failed", no contact is blamed (C9).
+    assert {(r.status, r.code) for r in results} == {("deferred", 530)}
+    assert "requires AUTH" in results[0].detail
 
 
 def test_starttls_verifies_the_certificate(make_smtp_server):
@@ -431,6 +447,14 @@ def test_starttls_missing_on_the_server_is_not_silently_skipped(smtp_server: Smt
         [result] = transport.send([message()])
     assert result.status == "deferred" and "STARTTLS" in result.detail
     assert smtp_server.received == []
+
+
+@pytest.mark.parametrize("security, port", [("ssl", 465), ("starttls", 587), ("none", 25)])
+def test_open_transport_smtp_default_ports(security, port):
+    settings = TransportSettings(kind="smtp", host="smtp.example.com", security=security)
+    transport = open_transport(settings, Path("."), env={})
+    assert isinstance(transport, SmtpTransport) and (transport.port, transport.security) == (port, security)
+    transport.close()  # never connected: connections open on the first message
 
 
 def test_send_result_defaults():

@@ -221,9 +221,9 @@ def _record_result(session, msg, drafted: compose.Draft, result, at, report: Cyc
                                                    actions.c.customer_id == d.customer_id,
                                                    actions.c.anchor_invoice_id == d.anchor_invoice_id)))
         report.deferred += 1
+    # Only recipients the server refused are marked: a 5xx at MAIL FROM or DATA (a spam verdict,
+    # our sender refused) is not the contact's fault.
     refused = set(result.permanent_recipients or ())
-    if result.status == "failed" and not refused:
-        refused = {a.email for a in msg.to}
     if refused:
         # C9: an undelivered email marks the contact invalid; C11: it is not re-sent automatically.
         session.execute(

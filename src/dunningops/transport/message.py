@@ -157,8 +157,8 @@ def _unstructured(name: str, value: str) -> str:
     return f"{name}: {_encoded_words(value)}"
 
 
-# One encoded word may not hold more than this (RFC 2047 2: 75 characters); a
-# longer display name is cut, since a header line must stay under 998.
+# Display names are cut at this length: a run of non-ASCII words becomes one
+# encoded word (see _phrase), and the header line must stay under 998 characters.
 _NAME_LIMIT = 200
 
 
@@ -195,9 +195,10 @@ def _mailbox(email: str, name: str | None) -> str:
     """``Name <email>`` as it goes into a header; cached, since senders repeat on every message.
 
     Hand-written rather than ``email.utils.formataddr(..., charset="utf-8")``
-    (~10× slower per call, one encoded word for the whole name) or
-    ``email.header.Header`` (~100× slower, and splits names mid-word, which
-    Python's own parser then reads back with a stray space).
+    (~230k names/s against ~420k uncached and ~9M from the cache, and one
+    encoded word for the whole name) or ``email.header.Header(name).encode()``
+    (~30k/s, and it splits names mid-word, which Python's own parser then
+    reads back with a stray space).
     """
     if not email.isascii():
         raise ValueError(f"{email!r}: non-ASCII addresses need SMTPUTF8, which this transport does not use")

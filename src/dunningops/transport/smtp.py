@@ -10,9 +10,14 @@ server answers becomes a ``SendResult``:
   a fresh connection with exponential backoff, up to ``max_attempts``, then
   ``deferred``.
 * 5xx: ``failed`` with the code and the server's text.
-* The server cannot be used at all (login refused, TLS failure, no STARTTLS,
-  unreachable from every worker): the rest of the batch is ``deferred`` at
-  once instead of hammering the server with one bad login per message.
+* The server cannot be used at all: the rest is ``deferred`` at once instead
+  of hammering the server with one bad login per message. Login refused,
+  TLS failure, no STARTTLS, AUTH required but not configured: for the
+  transport's life (the configuration must change). Unreachable from every
+  worker, or a 5xx greeting: for the current batch.
+
+Nothing here reads the configuration or the environment: ``open_transport``
+(base.py) does, and hands over the credentials as ``Secret`` values.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Self
 
 from dunningops.transport.base import Secret, SendResult
 from dunningops.transport.message import OutgoingMessage, envelope_sender, recipients, to_bytes
@@ -49,11 +54,17 @@ def _text(reply: bytes | str) -> str:
 
 
 class _Unusable(Exception):
-    """The server cannot be used as configured (login, TLS, 5xx greeting): stop trying for this batch."""
+    """The server cannot be used (login, TLS, 5xx greeting, down): defer the rest instead of trying each message.
 
-    def __init__(self, code: int | None, detail: str):
+    ``lasting`` problems (credentials, TLS, configuration) hold for the rest
+    of the transport's life, so that a wrong password costs a handful of
+    failed logins per run, not a handful per batch; the others (the server is
+    down or refuses service) are tried again with the next batch.
+    """
+
+    def __init__(self, code: int | None, detail: str, *, lasting: bool = True):
         super().__init__(detail)
-        self.code, self.detail = code, detail
+        self.code, self.detail, self.lasting = code, detail, lasting
 
 
 class _Temporary(Exception):
@@ -132,14 +143,15 @@ class SmtpTransport:
     def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         """Send every message; one result each, in order. Never raises for one message's fate."""
         with self._state:
-            self._unusable = None  # each batch gets a fresh chance (the server may be back)
+            if self._unusable is not None and not self._unusable.lasting:
+                self._unusable = None  # the server may be back for this batch
         return self._pool.map(messages)
 
     def close(self) -> None:
         """QUIT every connection and stop the threads."""
         self._pool.close()
 
-    def __enter__(self) -> SmtpTransport:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -159,10 +171,13 @@ class SmtpTransport:
                 log.error("SMTP server %s unusable, deferring the rest of the batch: %s", self.where, problem.detail)
                 self._unusable = problem
 
-    def _count_connection(self, delta: int) -> int:
+    def _count_connection(self, delta: int) -> None:
         with self._state:
             self._live += delta
-            return self._live
+
+    def _no_connection_open(self) -> bool:
+        with self._state:
+            return self._live == 0
 
     def _connect(self) -> smtplib.SMTP:
         """A connection ready for MAIL FROM: greeted, TLS as configured, logged in."""
@@ -174,8 +189,10 @@ class SmtpTransport:
             else:
                 smtp = smtplib.SMTP(self.host, self.port, local_hostname=hostname, timeout=self.timeout)
         except smtplib.SMTPConnectError as exc:  # a greeting other than 220
-            problem = (exc.smtp_code, f"{self.where} greeted with: {_text(exc.smtp_error)}")
-            raise (_Unusable if exc.smtp_code >= 500 else _Temporary)(*problem) from None
+            detail = f"{self.where} greeted with: {_text(exc.smtp_error)}"
+            if exc.smtp_code >= 500:
+                raise _Unusable(exc.smtp_code, detail, lasting=False) from None
+            raise _Temporary(exc.smtp_code, detail) from None
         except ssl.SSLError as exc:
             raise _Unusable(None, f"TLS with {self.where} failed: {exc}") from None
         except OSError as exc:  # refused, unreachable, timeout, name not found
@@ -187,9 +204,12 @@ class SmtpTransport:
                 smtp.ehlo()
             if self._username and self._password:
                 self._login(smtp, self._username.reveal(), self._password.reveal())
-        except BaseException as exc:
+        except OSError as exc:  # every smtplib and ssl error is one
             smtp.close()
             raise self._setup_problem(exc) from None
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
     @staticmethod
@@ -208,10 +228,12 @@ class SmtpTransport:
         else:
             smtp.login(username, password)
 
-    def _setup_problem(self, exc: BaseException) -> BaseException:
+    def _setup_problem(self, exc: OSError) -> Exception:
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             # The server's answer only: smtplib does not put the credentials in it.
-            return _Unusable(exc.smtp_code, f"{self.where} refused the login: {_text(exc.smtp_error)}")
+            detail = f"{self.where} refused the login: {_text(exc.smtp_error)}"
+            # 454 4.7.0 is a temporary failure of the server's auth backend, not a wrong password.
+            return _Temporary(exc.smtp_code, detail) if exc.smtp_code < 500 else _Unusable(exc.smtp_code, detail)
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             return _Unusable(None, f"{self.where}: {exc} (security: {self.security})")
         if isinstance(exc, ssl.SSLError):
@@ -219,9 +241,7 @@ class SmtpTransport:
         if isinstance(exc, smtplib.SMTPResponseException):  # EHLO/HELO/STARTTLS refused
             problem = (exc.smtp_code, f"{self.where} refused the session: {_text(exc.smtp_error)}")
             return (_Unusable if exc.smtp_code >= 500 else _Temporary)(*problem)
-        if isinstance(exc, OSError):
-            return _Temporary(None, f"connection to {self.where} lost while opening: {exc}")
-        return exc
+        return _Temporary(None, f"connection to {self.where} lost while opening: {exc}")
 
 
 class _Session:
@@ -302,9 +322,9 @@ class _Session:
                 return self._final(msg, delivered, refused, (exc.code, exc.detail), pending)
             except _Temporary as exc:
                 last = (exc.code, exc.detail)
-                if attempt >= self.t.max_attempts and self.t._count_connection(0) == 0:
+                if attempt >= self.t.max_attempts and self.t._no_connection_open():
                     # No worker holds a connection: the server is down, not busy.
-                    self.t._mark_unusable(_Unusable(exc.code, exc.detail))
+                    self.t._mark_unusable(_Unusable(exc.code, exc.detail, lasting=False))
             except OSError as exc:  # SMTPServerDisconnected, reset, timeout: the connection is gone
                 self._drop()
                 if was_reused and free_reconnect:
@@ -318,7 +338,8 @@ class _Session:
             if attempt >= self.t.max_attempts:
                 return self._final(msg, delivered, refused, last, pending, gave_up=attempt)
             wait = self.t._backoff(attempt)
-            log.info("SMTP %s: %s; retry %d of %s in %.2fs", self.t.where, last[1], attempt, msg.message_id, wait)
+            log.info("SMTP %s: %s; %s tried %d of %d times, next in %.2fs",
+                     self.t.where, last[1], msg.message_id, attempt, self.t.max_attempts, wait)
             time.sleep(wait)
 
     @staticmethod
