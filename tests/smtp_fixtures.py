@@ -30,7 +30,6 @@ import atexit
 import contextlib
 import email
 import email.policy
-import os
 import shutil
 import socket
 import ssl
@@ -296,10 +295,8 @@ def _start(**options: Any) -> SmtpSink:
     try:
         import aiosmtpd  # noqa: F401
     except ImportError:
-        message = "aiosmtpd is not installed: pip install -e '.[test]'"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        # A missing server fails the run, never skips it (locally too: `make test` installs it).
+        pytest.fail("aiosmtpd is not installed: pip install -e '.[test]'", pytrace=False)
     try:
         return SmtpSink(**options).start()
     except Exception as exc:  # noqa: BLE001 - any start failure fails the test, never skips it
