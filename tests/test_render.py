@@ -474,7 +474,9 @@ def test_check_blocks():
         (9, "block 5 (paragraph): 'text' must be text, not int"),
         (11, "block 6 (divider): unknown field 'text'; a divider block takes no fields"),
     ]
-    assert check_blocks("- type: [") == [(1, "invalid YAML: expected the node content, but found '<stream end>'")]
+    # The message is the YAML parser's (libyaml's where present); the place is what matters.
+    ((line, message),) = check_blocks("- type: [")
+    assert line in (1, 2) and message.startswith("invalid YAML: ")
     assert check_blocks("type: paragraph") == [(1, "a blocks body is a non-empty list of blocks (- type: paragraph …)")]
     assert check_template("- type: paragraph\n  text: '{% if %}'", "blocks") == [
         (2, "block 1 (paragraph) text: template syntax: Expected an expression, got 'end of statement block'")]

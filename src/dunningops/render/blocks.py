@@ -60,6 +60,9 @@ class RawBlock:
     lines: dict[str, int]
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _suggest(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -68,8 +71,13 @@ def _suggest(word: str, choices: list[str]) -> str:
 def parse_blocks(text: str) -> tuple[list[RawBlock], list[tuple[int | None, str]]]:
     """The blocks of a body and the ``(line, message)`` problems of its shape (not of its texts)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        # Compose once (for line numbers) with the C parser where present, and build the data from the nodes.
+        loader = _LOADER(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         return [], [(mark.line + 1 if mark else None, f"invalid YAML: {getattr(exc, 'problem', None) or exc}")]
