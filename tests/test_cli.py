@@ -146,3 +146,9 @@ def test_demo_runs_a_round(run, tmp_path: Path):
 def test_example_config_is_in_canonical_form(run, config_dir: Path):
     result = run("fmt", "--config", config_dir, "--check")
     assert result.exit_code == 0, result.output
+
+
+def test_migration_head_constant_matches_alembic():
+    from dunningops.store import migrate
+
+    assert migrate.HEAD == migrate.head()
