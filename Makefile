@@ -24,8 +24,11 @@ test: venv
 	bash scripts/install-deps.sh
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
+# Plan/apply (benchmarks/README.md), then the ledger import and the send cycle (benchmarks/LEDGER_CYCLE.md).
 bench: venv
+	bash scripts/install-deps.sh
 	$(VENV)/bin/python -m benchmarks
+	$(VENV)/bin/python -m benchmarks.ledger_cycle
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis src/*.egg-info
