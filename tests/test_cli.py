@@ -152,3 +152,22 @@ def test_migration_head_constant_matches_alembic():
     from dunningops.store import migrate
 
     assert migrate.HEAD == migrate.head()
+
+
+def test_migration_0003_backfills_step_times(tmp_path: Path):
+    """A store created before the send cycle keeps sending: its steps count as applied with their plan (E3)."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from dunningops.store import migrate
+
+    engine = create_engine(f"sqlite:///{tmp_path}/old.db")
+    config = migrate.alembic_config(engine)
+    command.upgrade(config, "0002")
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO plans VALUES ('p', 'P', 'customer', '{}', '0d', NULL, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+        c.execute(text("INSERT INTO plan_steps VALUES ('p', 's', 0, '1d', 1, 'email', 'auto', 'alias.a', '[]', '[]', '[]', 't', NULL)"))
+    command.upgrade(config, "head")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT created_at FROM plan_steps")).scalar().startswith("2026-01-01")
+    engine.dispose()

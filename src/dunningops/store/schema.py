@@ -209,7 +209,12 @@ class ContactFunctionLinkRow(Base):
 
 class InvoiceRow(Base):
     __tablename__ = "invoices"
-    __table_args__ = (Index("ix_invoices_status_due", "status", "due_date"),)
+    __table_args__ = (
+        Index("ix_invoices_status_due", "status", "due_date"),
+        # The send cycle loads a batch of customers' open invoices, oldest first: without this,
+        # SQLite walked every open invoice by due date for each batch.
+        Index("ix_invoices_customer_status_due", "customer_id", "status", "due_date"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     external_id: Mapped[str] = mapped_column(String(128), unique=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)

@@ -92,10 +92,15 @@ def upgrade() -> None:
 
     with op.batch_alter_table('plan_steps', schema=None) as batch_op:
         batch_op.add_column(sa.Column('created_at', sa.DateTime(timezone=True), nullable=True))
+    op.create_index('ix_invoices_customer_status_due', 'invoices', ['customer_id', 'status', 'due_date'], unique=False)
+    # Steps applied before this migration count as applied with their plan (E3 would
+    # otherwise hold them back forever as "new").
+    op.execute("UPDATE plan_steps SET created_at = (SELECT plans.created_at FROM plans WHERE plans.id = plan_steps.plan_id)")
 
 
 
 def downgrade() -> None:
+    op.drop_index('ix_invoices_customer_status_due', table_name='invoices')
     with op.batch_alter_table('plan_steps', schema=None) as batch_op:
         batch_op.drop_column('created_at')
 
