@@ -306,13 +306,13 @@ def bench_decide(label: str, url: str, anchor_code: str, anchor_target: str, rep
 
     anchor = measure([sys.executable, "-c", anchor_code, anchor_target], repeat=max(repeat, 3), warmup=1, inner=inner)
     process = measure([sys.executable, "-c", anchor_code, anchor_target], repeat=1)
-    meets = sample.median_s <= 10.0 if goal_size else None
+    meets = sample.median_s <= 10.0 if goal_size else None  # memory: see memory_verdicts
     e = entry(sample, anchor, "one SELECT count(*), sum(outstanding_cents) … WHERE status='open' (query time)",
               DECIDE_GOAL, meets, decisions=len(decisions), outcomes=dict(outcomes), top_reasons=reasons,
               json_bytes=len(warm.stdout), open_invoices=queries[-1]["open"],
               anchor_process_s=round(process.median_s, 4))
     if not goal_size:
-        e["note"] = "the ≤ 10 s goal is stated at 100k customers; here for growth"
+        e["note"] = "the goal is judged at the run's goal size; this size shows the growth"
     return e, {"what": "python: connect + the SELECT, timed inside the process", **anchor.to_dict()}
 
 
@@ -382,6 +382,8 @@ def bench_run_send(n: int, work: Path, store: Path, config: Path, counts: dict) 
         raise BenchmarkError(f"apply of the sink config failed:\n{apply.stdout[-2000:]}")
     # A3: mail goes from an alias only once it is verified (the benchmark has nobody to click the link).
     subprocess.run([SQLITE3, target, "UPDATE aliases SET verified = 1"], check=True)
+    if n == PROFILE_CUSTOMERS:
+        copy_store(target, work / "send-base.db")  # for the profile, should the goal be missed
     log(f"[{n:,} customers] run send (not dry-run) to smtp-sink")
     run = run_cmd(cli("run", "send", "--at", AT, "--config", config, "--database-url", sqlite_url(target)))
     line = next((l for l in run.stdout.splitlines() if l.startswith("Send cycle at")), "")
@@ -424,13 +426,28 @@ def growth(sizes: list[dict]) -> dict:
     return out
 
 
+def memory_verdicts(sizes: list[dict]) -> None:
+    """Goals that say "memory flat" are met only if peak RSS at the goal size is within FLAT_RSS of a tenth of it."""
+    if len(sizes) < 2:
+        return
+    small, large = sizes[-2]["benchmarks"], sizes[-1]["benchmarks"]
+    for name, b in large.items():
+        if "memory flat" in b.get("goal", "") and name in small:
+            ratio = b["peak_rss_mib"] / small[name]["peak_rss_mib"]
+            b["memory_flat"] = ratio <= FLAT_RSS
+            b["peak_rss_ratio_at_10x"] = round(ratio, 2)
+            if b["meets_goal"] is not None:
+                b["meets_goal"] = b["meets_goal"] and b["memory_flat"]
+
+
 def summary(result: dict) -> str:
     lines = [(f"dunningops ledger + send cycle benchmarks  {result['timestamp']}  commit {str(result['git']['commit'])[:10]}"
               f"{' (dirty)' if result['git']['dirty'] else ''}  {result['machine']['cpu_count']} CPUs  "
               f"load {result['machine']['loadavg_at_start']} → {result['machine'].get('loadavg_at_end')}")]
 
     def verdict(b: dict) -> str:
-        return {True: "ok", False: "MISSES GOAL", None: "-"}[b.get("meets_goal")]
+        text = {True: "ok", False: "MISSES GOAL", None: "-"}[b.get("meets_goal")]
+        return text + (" (memory not flat)" if b.get("memory_flat") is False else "")
 
     for size in result["sizes"]:
         r = size["rows"]
@@ -524,13 +541,14 @@ def main(argv: list[str] | None = None) -> int:
                 benchmarks, anchors, store = bench_import(n, folder, ledgers[n], counts, repeat, 1 if index == 0 else 0, snapshots)
                 stores[n] = store
                 decide, decide_anchor = bench_decide(f"{n:,} customers", sqlite_url(store), ANCHOR_SQLITE, str(store),
-                                                     repeat, goal_size=n >= FULL_CUSTOMERS)
+                                                     repeat, goal_size=n == goal)
                 benchmarks["decide_sqlite"] = decide
                 anchors["select_open_invoices"] = decide_anchor
                 if not args.no_run_send:
                     benchmarks["run_send_sqlite"] = bench_run_send(n, folder, store, config, counts)
                 result["sizes"].append({"customers": n, "rows": counts, "ledger": gen, "benchmarks": benchmarks, "anchors": anchors})
 
+            memory_verdicts(result["sizes"])
             send_ledger = ledgers.get(SEND_LEDGER_CUSTOMERS) or ledgers[sizes[-1]]
             entries, anchors = bench_send(send_ledger, port, args.repeat)
             result["send"] = {"messages": SEND_MESSAGES, "ledger_customers": int(send_ledger.parent.name[1:]),
@@ -551,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
 
             result["growth"] = growth(result["sizes"])
             if not args.no_profile:
-                result["profiles"] = profiles(result, sizes, stores, work, send_ledger, port)
+                result["profiles"] = profiles(result, stores, work, send_ledger, port, config)
         result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
         result["run"]["peak_rss_floor_mib"] = round(rss_floor_mib(), 1)
         result["run"]["wall_s"] = round(time.monotonic() - started, 1)
@@ -590,7 +608,7 @@ def pg_decide(pg, ledger: Path, repeat: int) -> dict:
             "customers": customers, "import_s_for_orientation": imports, "decide": decide, "anchor": anchor}
 
 
-def profiles(result: dict, sizes: list[int], stores: dict, work: Path, send_ledger: Path, port: int) -> dict:
+def profiles(result: dict, stores: dict, work: Path, send_ledger: Path, port: int, config: Path) -> dict:
     """cProfile of the in-process call behind each missed goal."""
     out: dict = {}
     goal = result["sizes"][-1]
@@ -608,6 +626,14 @@ def profiles(result: dict, sizes: list[int], stores: dict, work: Path, send_ledg
         log(f"[profile] decide at {goal['customers']:,} customers")
         out["decide_sqlite"] = {"customers": goal["customers"],
                                 **profile(["decide", "--url", sqlite_url(stores[goal["customers"]]), "--at", AT])}
+    run_send = goal["benchmarks"].get("run_send_sqlite")
+    prepared = work / f"c{PROFILE_CUSTOMERS}" / "send-base.db"
+    if run_send and run_send["meets_goal"] is False and prepared.exists():
+        log(f"[profile] run send (not dry-run) at {PROFILE_CUSTOMERS:,} customers")
+        db = work / "profile.db"
+        copy_store(prepared, db)
+        out["run_send_sqlite"] = {"customers": PROFILE_CUSTOMERS,
+                                  **profile(["run_send", "--url", sqlite_url(db), "--at", AT, "--config", config])}
     send = result["send"]["benchmarks"]["render_send_batch200"]
     if not send["meets_goal"]:
         log("[profile] render + send")

@@ -2,6 +2,7 @@
 
 ``python -m benchmarks.ledger_cycle_profile import --url URL --kind KIND --file CSV --now TS``
 ``python -m benchmarks.ledger_cycle_profile decide --url URL --at TS``
+``python -m benchmarks.ledger_cycle_profile run_send --url URL --at TS --config DIR`` (sends, to the store's transport)
 
 Prints one JSON object: the profiled call's wall time (profiler overhead included) and the
 pstats text. Run by ``benchmarks.ledger_cycle`` on a copy of a store it prepared; a
@@ -30,12 +31,13 @@ def _stats(profiler: cProfile.Profile) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ledger_cycle_profile")
-    parser.add_argument("what", choices=["import", "decide"])
+    parser.add_argument("what", choices=["import", "decide", "run_send"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--kind")
     parser.add_argument("--file", type=Path)
     parser.add_argument("--now", type=datetime.fromisoformat)
     parser.add_argument("--at", type=datetime.fromisoformat)
+    parser.add_argument("--config", type=Path, help="run_send: the config folder (its transport is the applied one)")
     args = parser.parse_args(argv)
 
     from dunningops.store import open_store
@@ -52,6 +54,16 @@ def main(argv: list[str] | None = None) -> int:
             summary = import_file(store, args.kind, args.file, now=args.now)
             profiler.disable()
             result.update(call=f"import_file(store, {args.kind!r}, {args.file.name})", line=summary.line())
+        elif args.what == "run_send":
+            from dunningops.cli_cycle import transport_factory
+            from dunningops.dunning.cycle import run_send
+
+            start = time.perf_counter()
+            profiler.enable()
+            report = run_send(store, at=args.at, transport_factory=transport_factory(args.config))
+            profiler.disable()
+            result.update(call="run_send(store, at=..., transport_factory=...) (not dry-run)", sent=report.sent,
+                          todos=report.todos, decisions=len(report.decisions))
         else:
             from dunningops.cli_ledger import _json
             from dunningops.dunning.cycle import run_send
