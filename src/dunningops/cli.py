@@ -4,88 +4,13 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from dunningops import __version__, clock
-from dunningops.errors import DunningOpsError
-
-if TYPE_CHECKING:  # the store's modules load only when a command needs them (start-up time)
-    from sqlalchemy.orm import Session
-
-    from dunningops.store import Store
-
-CONFIG_HELP = "Config directory (default: ./config, or $DUNNINGOPS_CONFIG)."
-DB_HELP = "SQLAlchemy URL of the store (default: sqlite:///<repo>/.dunningops/state.db, or $DUNNINGOPS_DATABASE_URL)."
-
-
-class Cli(click.Group):
-    """Turns DunningOpsError into one clear message and exit code; --debug keeps the traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except DunningOpsError as exc:
-            if (ctx.obj or {}).get("debug"):
-                raise
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-
-
-def config_option(f):
-    return click.option(
-        "--config", "config_dir", type=click.Path(file_okay=False, path_type=Path),
-        default=lambda: os.environ.get("DUNNINGOPS_CONFIG", "config"), help=CONFIG_HELP,
-    )(f)
-
-
-def database_option(f):
-    return click.option("--database-url", envvar="DUNNINGOPS_DATABASE_URL", help=DB_HELP)(f)
-
-
-def address_options(f):
-    f = click.option("--exclude", multiple=True, metavar="KIND.ID", help="Leave this object out (repeatable).")(f)
-    return click.option("--target", multiple=True, metavar="KIND.ID", help="Limit to this object and what it references (repeatable).")(f)
-
-
-@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--debug", is_flag=True, envvar="DUNNINGOPS_DEBUG", help="Show tracebacks of errors.")
-@click.version_option(__version__, prog_name="dunningops")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """dunningops: dunning configuration as code.
-
-    Keep sender aliases, contact functions, dunning plans and email templates as
-    YAML in git; `plan` shows what would change in the store, `apply` makes it so.
-    """
-    ctx.obj = {"debug": debug}
-
-
-@contextmanager
-def _store(config_dir: Path, database_url: str | None) -> Iterator[Store]:
-    """The store for this config (its URL from the option, the environment or the default), closed after."""
-    from dunningops.store import open_store
-    from dunningops.store.engine import url_from_env_or_default
-
-    store = open_store(url_from_env_or_default(database_url, config_dir))
-    try:
-        yield store
-    finally:
-        store.dispose()
-
-
-@contextmanager
-def _session(config_dir: Path, database_url: str | None) -> Iterator[Session]:
-    """One transaction on the store, for commands that read or change a few rows."""
-    with _store(config_dir, database_url) as store, store.session() as session:
-        yield session
-
+from dunningops import clock
+from dunningops.cli_base import _session, _store, address_options, cli, config_option, database_option
 
 @cli.command()
 @config_option

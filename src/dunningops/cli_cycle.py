@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
 from dunningops import clock
-from dunningops.cli import _session, _store, cli, config_option, database_option
-from dunningops.cli_ledger import _json, render_table
+from dunningops.cli_base import _session, _store, cli, config_option, database_option, render_table, to_json, transport_factory
 
 FORMAT = click.option("--format", "fmt_", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
@@ -24,14 +21,6 @@ def _instant(value: str | None) -> datetime:
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO timestamp such as 2026-11-24T08:30+01:00") from None
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def transport_factory(config_dir: Path):
-    """The transport named in settings.sending.transport; relative paths are relative to the repo root."""
-    from dunningops.store.engine import repo_root_of
-    from dunningops.transport.base import open_transport
-
-    return lambda config: open_transport(config.settings.sending.transport, repo_root_of(config_dir), os.environ)
 
 
 @cli.group()
@@ -53,7 +42,7 @@ def run_send_command(config_dir, database_url, at_, dry_run, fmt_) -> None:
         report = run_send(store, at=_instant(at_), transport_factory=transport_factory(config_dir), dry_run=dry_run)
     rows = [d.row() for d in report.decisions]
     if fmt_ == "json":
-        click.echo(_json({"at": report.at.isoformat(), "dry_run": dry_run, "decisions": rows, "sent": report.sent,
+        click.echo(to_json({"at": report.at.isoformat(), "dry_run": dry_run, "decisions": rows, "sent": report.sent,
                           "failed": report.failed, "deferred": report.deferred, "todos": report.todos,
                           "unknown": report.unknown, "errors": report.errors}), nl=False)
         return
@@ -112,7 +101,7 @@ def todo_list(config_dir, database_url, status_, assignee, kind, fmt_) -> None:
     with _session(config_dir, database_url) as session:
         rows = list_todos(session, status=None if status_ == "all" else status_, assignee=assignee, kind=kind)
     if fmt_ == "json":
-        click.echo(_json(rows), nl=False)
+        click.echo(to_json(rows), nl=False)
         return
     click.echo(render_table(rows, [("id", "#"), ("kind", "KIND"), ("status", "STATUS"), ("customer", "CUSTOMER"),
                                    ("plan_id", "PLAN"), ("step_id", "STEP"), ("assignee", "ASSIGNEE"), ("reason", "WHY")]), nl=False)
@@ -129,7 +118,7 @@ def todo_show(config_dir, database_url, todo_id) -> None:
     with _session(config_dir, database_url) as session:
         data = get(session, todo_id)
     payload = data.pop("payload")
-    click.echo(_json(data), nl=False)
+    click.echo(to_json(data), nl=False)
     if payload.get("subject"):
         click.echo(f"\nFrom: {payload.get('from_name', '')} <{payload.get('from', '')}>  (sender {payload.get('sender', '-')})")
         if payload.get("to"):
@@ -233,7 +222,7 @@ def messages(config_dir, database_url, customer, status_, limit, fmt_) -> None:
     with _session(config_dir, database_url) as session:
         rows = message_history(session, customer=customer, status=status_, limit=limit)
     if fmt_ == "json":
-        click.echo(_json(rows), nl=False)
+        click.echo(to_json(rows), nl=False)
         return
     for r in rows:
         r["when"] = f"{r['created_at']:%Y-%m-%d %H:%M}"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from dunningops import clock
-from dunningops.cli import _session, _store, cli, config_option, database_option
+from dunningops.cli_base import _session, _store, cli, config_option, database_option, render_table, to_json
 
 KIND = click.Choice(["customers", "contacts", "invoices", "payments"])
 FORMAT = click.option("--format", "fmt_", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -19,19 +17,6 @@ FORMAT = click.option("--format", "fmt_", type=click.Choice(["table", "json"]), 
 def _money(cents: int, currency: str | None = None) -> str:
     text = f"{cents / 100:,.2f}".replace(",", " ")
     return f"{text} {currency}" if currency else text
-
-
-def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    """Plain aligned columns: readable in a terminal, stable in logs and snapshots."""
-    if not rows:
-        return "(none)\n"
-    cells = [[title for _, title in columns]] + [["" if r.get(k) is None else str(r[k]) for k, _ in columns] for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells) + "\n"
-
-
-def _json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 @cli.group()
@@ -121,7 +106,7 @@ def customers_list(config_dir, database_url, origin, plan, overdue_days, limit, 
     with _session(config_dir, database_url) as session:
         rows = list_customers(session, today=clock.now().date(), origin=origin, plan=plan, overdue_days=overdue_days, limit=limit)
     if fmt_ == "json":
-        click.echo(_json(rows), nl=False)
+        click.echo(to_json(rows), nl=False)
         return
     for r in rows:
         r["outstanding"] = _money(r["outstanding_cents"], r["currency"])
@@ -142,7 +127,7 @@ def customers_show(config_dir, database_url, external_id, fmt_) -> None:
     with _session(config_dir, database_url) as session:
         data = show_customer(session, external_id, clock.now().date())
     if fmt_ == "json":
-        click.echo(_json(data), nl=False)
+        click.echo(to_json(data), nl=False)
         return
     paused = f", paused until {data['paused_until']} ({data['pause_reason']})" if data["paused_until"] else ""
     click.echo(f"{data['external_id']}  {data['name']}  ({data['country'] or '-'}, {data['locale']}, {data['currency']})")
@@ -184,7 +169,7 @@ def contacts_list(config_dir, database_url, customer, invalid, function, fmt_) -
 
     with _session(config_dir, database_url) as session:
         rows = list_contacts(session, customer=customer, invalid=invalid, function=function)
-    click.echo(_json(rows) if fmt_ == "json" else _contacts_table(rows), nl=False)
+    click.echo(to_json(rows) if fmt_ == "json" else _contacts_table(rows), nl=False)
 
 
 @contacts.command("show")
@@ -199,7 +184,7 @@ def contacts_show(config_dir, database_url, contact_id) -> None:
         rows = list_contacts(session, contact_id=contact_id)
     if not rows:
         raise click.ClickException(f"no contact #{contact_id}")
-    click.echo(_json(rows[0]), nl=False)
+    click.echo(to_json(rows[0]), nl=False)
 
 
 def _contact_change(config_dir, database_url, action, message: str) -> None:

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from dunningops import clock
-from dunningops.cli import _session, _store, cli, config_option, database_option
-from dunningops.cli_cycle import transport_factory
+from dunningops.cli_base import _session, _store, cli, config_option, database_option, transport_factory
 
 
 @cli.group()

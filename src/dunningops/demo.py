@@ -21,7 +21,7 @@ from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.cycle import run_send
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.transport.maildir import MaildirTransport
-from dunningops.cli_ledger import render_table
+from dunningops.cli_base import render_table
 from dunningops.ledger.generate import generate_ledger
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.queries import reach_by_plan
