@@ -404,7 +404,12 @@ def bench_run_send(n: int, work: Path, store: Path, config: Path, counts: dict) 
 
 
 def profile(argv: list) -> dict:
-    run = run_cmd([sys.executable, "-m", "benchmarks.ledger_cycle_profile", *argv])
+    """A diagnostic: its failure is recorded, never the end of the run."""
+    try:
+        run = run_cmd([sys.executable, "-m", "benchmarks.ledger_cycle_profile", *argv])
+    except BenchmarkError as exc:
+        log(f"[profile] failed: {str(exc).splitlines()[0]}")
+        return {"error": str(exc)[-2000:]}
     return json.loads(run.stdout)
 
 
@@ -637,10 +642,12 @@ def profiles(result: dict, stores: dict, work: Path, send_ledger: Path, port: in
     send = result["send"]["benchmarks"]["render_send_batch200"]
     if not send["meets_goal"]:
         log("[profile] render + send")
-        run = run_cmd(send_child("ours", send_ledger, port, "--batch", "200", "--profile"))
-        data = json.loads(run.stdout)
-        out["render_send_batch200"] = {"seconds_with_profiler": round(data["seconds"], 3),
-                                       "top15_cumulative": data["profile_top15_cumulative"].strip()}
+        try:
+            data = json.loads(run_cmd(send_child("ours", send_ledger, port, "--batch", "200", "--profile")).stdout)
+            out["render_send_batch200"] = {"seconds_with_profiler": round(data["seconds"], 3),
+                                           "top15_cumulative": data["profile_top15_cumulative"].strip()}
+        except BenchmarkError as exc:
+            out["render_send_batch200"] = {"error": str(exc)[-2000:]}
     return out
 
 

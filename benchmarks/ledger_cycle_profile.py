@@ -29,6 +29,17 @@ def _stats(profiler: cProfile.Profile) -> str:
     return "\n".join(line.rstrip() for line in out.getvalue().strip().splitlines() if line.strip())
 
 
+def _cli(name: str):
+    """A helper of the CLI (in cli_base since bdb845b; cli_ledger/cli_cycle before)."""
+    try:
+        import dunningops.cli_base as base
+        return getattr(base, name)
+    except (ImportError, AttributeError):
+        import dunningops.cli  # noqa: F401 - the CLI's own import order (the command modules import each other)
+        from dunningops import cli_cycle, cli_ledger
+        return cli_ledger._json if name == "to_json" else getattr(cli_cycle, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ledger_cycle_profile")
     parser.add_argument("what", choices=["import", "decide", "run_send"])
@@ -55,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             profiler.disable()
             result.update(call=f"import_file(store, {args.kind!r}, {args.file.name})", line=summary.line())
         elif args.what == "run_send":
-            from dunningops.cli_cycle import transport_factory
             from dunningops.dunning.cycle import run_send
+
+            transport_factory = _cli("transport_factory")
 
             start = time.perf_counter()
             profiler.enable()
@@ -65,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             result.update(call="run_send(store, at=..., transport_factory=...) (not dry-run)", sent=report.sent,
                           todos=report.todos, decisions=len(report.decisions))
         else:
-            from dunningops.cli_ledger import _json
             from dunningops.dunning.cycle import run_send
+
+            _json = _cli("to_json")
 
             start = time.perf_counter()
             profiler.enable()
