@@ -459,3 +459,16 @@ def test_open_transport_smtp_default_ports(security, port):
 
 def test_send_result_defaults():
     assert SendResult("<a@b>", "sent") == SendResult("<a@b>", "sent", None, "", [])
+
+
+def test_unreachable_server_is_not_retried_batch_after_batch():
+    """Later batches of the same run defer at once instead of going through the backoff again."""
+    port = free_port()  # nothing listens there
+    transport = SmtpTransport("127.0.0.1", port, security="none", pool_size=2, max_attempts=2,
+                              backoff_base=0.01, backoff_max=3600, timeout=2)
+    with transport:
+        first = transport.send([message("a@example.fr")])
+        attempts = transport._unusable
+        second = transport.send([message("b@example.fr")])
+        assert attempts is not None and transport._unusable is attempts  # the same problem, not rediscovered
+    assert first[0].status == second[0].status == "deferred"

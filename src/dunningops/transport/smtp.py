@@ -59,12 +59,15 @@ class _Unusable(Exception):
     ``lasting`` problems (credentials, TLS, configuration) hold for the rest
     of the transport's life, so that a wrong password costs a handful of
     failed logins per run, not a handful per batch; the others (the server is
-    down or refuses service) are tried again with the next batch.
+    down or refuses service) are tried again once ``backoff_max`` has passed,
+    not with every batch (a run's batches follow each other within seconds:
+    retrying each cost minutes of backoff with the server down).
     """
 
     def __init__(self, code: int | None, detail: str, *, lasting: bool = True):
         super().__init__(detail)
         self.code, self.detail, self.lasting = code, detail, lasting
+        self.since = time.monotonic()
 
 
 class _Temporary(Exception):
@@ -143,8 +146,9 @@ class SmtpTransport:
     def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         """Send every message; one result each, in order. Never raises for one message's fate."""
         with self._state:
-            if self._unusable is not None and not self._unusable.lasting:
-                self._unusable = None  # the server may be back for this batch
+            problem = self._unusable
+            if problem is not None and not problem.lasting and time.monotonic() - problem.since >= self.backoff_max:
+                self._unusable = None  # long enough: the server may be back
         return self._pool.map(messages)
 
     def close(self) -> None:
