@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dunningops.errors import StoreError
+from dunningops.errors import InvalidInputError, StoreError
 from dunningops.store import migrate
 
 ENV_URL = "DUNNINGOPS_DATABASE_URL"
@@ -110,7 +110,7 @@ def open_store(url: str, *, upgrade: bool = True, busy_timeout_s: float = 30.0) 
         else:
             engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, SQLAlchemyError, ImportError) as exc:
-        raise StoreError(f"cannot use database URL {_safe(url)}: {exc}") from exc
+        raise InvalidInputError(f"cannot use database URL {_safe(url)}: {exc}") from exc
     store = Store(engine=engine, url=url)
     try:
         if upgrade:
