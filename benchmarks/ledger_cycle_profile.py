@@ -30,14 +30,10 @@ def _stats(profiler: cProfile.Profile) -> str:
 
 
 def _cli(name: str):
-    """A helper of the CLI (in cli_base since bdb845b; cli_ledger/cli_cycle before)."""
-    try:
-        import dunningops.cli_base as base
-        return getattr(base, name)
-    except (ImportError, AttributeError):
-        import dunningops.cli  # noqa: F401 - the CLI's own import order (the command modules import each other)
-        from dunningops import cli_cycle, cli_ledger
-        return cli_ledger._json if name == "to_json" else getattr(cli_cycle, name)
+    """A helper of the CLI's output (cli/output.py)."""
+    from dunningops.cli import output
+
+    return getattr(output, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,11 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.what == "run_send":
             from dunningops.dunning.cycle import run_send
 
-            transport_factory = _cli("transport_factory")
+            from dunningops.app import App
+
+            transport_factory = App(args.config, args.url).transport_factory
 
             start = time.perf_counter()
             profiler.enable()
-            report = run_send(store, at=args.at, transport_factory=transport_factory(args.config))
+            report = run_send(store, at=args.at, transport_factory=transport_factory)
             profiler.disable()
             result.update(call="run_send(store, at=..., transport_factory=...) (not dry-run)", sent=report.sent,
                           todos=report.todos, decisions=len(report.decisions))

@@ -37,7 +37,7 @@ def test_run_send_then_status_todos_and_maildir(run, repo):
     sent = run("run", "send", "--at", AT, "--config", config, "--database-url", url)
     assert sent.exit_code == 0, sent.output
     assert "Send cycle at 2026-11-24 07:30 UTC: 2 sent, 0 failed, 0 deferred, 0 to-dos" in sent.stdout
-    assert "3 alias confirmation emails sent (A3)." in sent.stdout
+    assert "3 alias confirmation emails sent." in sent.stdout
     # The embedded transport: a maildir beside the config's repo.
     assert len(list((config.parent / ".dunningops" / "maildir" / "new").iterdir())) == 5
     status = run("status", "--config", config, "--database-url", url)

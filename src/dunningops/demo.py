@@ -21,7 +21,7 @@ from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.cycle import run_send
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.transport.maildir import MaildirTransport
-from dunningops.cli_base import render_table
+from dunningops.cli.output import render_table
 from dunningops.ledger.generate import generate_ledger
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.queries import reach_by_plan
@@ -67,7 +67,7 @@ def _send_round(store, outbox: list[dict], directory: Path, echo: Callable[[str]
         for item in outbox:
             verify(session, item["payload"]["token"], now)
         config = RunConfig.from_store(session)
-    echo(f"\n$ dunningops alias verify <code>   # x{len(outbox)}: each alias owner confirms (A3)")
+    echo(f"\n$ dunningops alias verify <code>   # x{len(outbox)}: each alias owner confirms")
     at = SendingCalendar(config.settings).next_working_day_start(now) + timedelta(minutes=30)
     maildir = directory / ".dunningops" / "maildir"
     factory = lambda cfg: MaildirTransport(maildir)  # noqa: E731 - the demo's embedded transport
@@ -108,7 +108,7 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
         s = result.plan.summary()
         echo(f"Apply complete! Resources: {s['add']} added, {s['change']} changed, {s['replace']} replaced, {s['destroy']} destroyed.")
         for item in result.outbox:
-            echo(f"Queued: confirmation email to {item['payload']['email']} for {item['ref']} (A3).")
+            echo(f"Queued: confirmation email to {item['payload']['email']} for {item['ref']}.")
         echo("\n$ dunningops plan")
         with store.session() as session:
             echo(render_text(build_plan(desired, read_actual(session))))

@@ -70,7 +70,7 @@ def build_plan(
             if addr not in removed:
                 raise PlanError(
                     f"{addr} is no longer in the config: say where its contacts go with "
-                    f"`removed: [{{from: {addr}, reassign_to: <function> or null}}]` (C8)"
+                    f"`removed: [{{from: {addr}, reassign_to: <function> or null}}]`"
                 )
             target = removed[addr]
             note = f"its contacts move to contact_function.{target}" if target else "its contacts are left without it"

@@ -37,7 +37,7 @@ def render_state(actual: dict[str, ActualObject], fmt: str = "text") -> str:
         else:
             parts.append(str(o.fields[HEADLINE[o.kind]]))
         if o.kind == "alias":
-            parts.append("verified" if o.meta.get("verified") else "unverified (A3)")
+            parts.append("verified" if o.meta.get("verified") else "unverified")
         if o.kind == "plan":
             parts.append(f"{o.fields['level']}-level, {len(o.fields['steps'])} steps")
         if o.kind in ("alias", "template"):

@@ -1,14 +1,21 @@
-"""`dunningops template vars|preview|proof|send` (T3-T5). Thin."""
+"""`dunningops template vars|preview|proof|send`. Thin."""
 
 from __future__ import annotations
 
+import re
 import webbrowser
 from pathlib import Path
 
 import click
 
-from dunningops import clock
-from dunningops.cli_base import _session, _store, cli, config_option, database_option, transport_factory
+from dunningops.app import App
+from dunningops.cli.main import cli
+from dunningops.cli.options import pass_app
+
+
+def _file_part(value: str) -> str:
+    # A customer id or template name may hold "/" or "..": never let it pick the directory.
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip(".") or "_"
 
 
 @cli.group()
@@ -25,22 +32,22 @@ def template_vars() -> None:
 
 
 @template.command("preview")
-@config_option
-@database_option
+@pass_app
 @click.argument("name")
 @click.option("--customer", "external_id", required=True, help="A customer's external id.")
 @click.option("--locale", "language", help="The template language (default: the customer's).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path(".dunningops/preview"), show_default=True)
 @click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
-def template_preview(config_dir, database_url, name, external_id, language, out, open_) -> None:
+def template_preview(app: App, name, external_id, language, out, open_) -> None:
     """Render template NAME for a customer; write the HTML and the text version."""
     from dunningops.dunning.ondemand import prepare
     from dunningops.dunning.runconfig import RunConfig
 
-    with _session(config_dir, database_url) as session:
-        p = prepare(session, RunConfig.from_store(session), name, external_id, clock.now(), language)
+    with app.session() as session:
+        p = prepare(session, RunConfig.from_store(session), name, external_id, app.now(), language)
     out.mkdir(parents=True, exist_ok=True)
-    html, text = out / f"{name}.{external_id}.{p.language}.html", out / f"{name}.{external_id}.{p.language}.txt"
+    stem = ".".join(_file_part(part) for part in (name, external_id, p.language))
+    html, text = out / f"{stem}.html", out / f"{stem}.txt"
     html.write_text(p.email.html, encoding="utf-8")
     text.write_text(f"Subject: {p.email.subject}\n\n{p.email.text}", encoding="utf-8")
     click.echo(f"Subject: {p.email.subject}\nWrote {html} and {text}")
@@ -49,51 +56,47 @@ def template_preview(config_dir, database_url, name, external_id, language, out,
 
 
 @template.command("proof")
-@config_option
-@database_option
+@pass_app
 @click.argument("name")
 @click.option("--to", "to", multiple=True, required=True, help="Where the proof goes (repeatable).")
 @click.option("--customer", "external_id", required=True, help="Whose data fills the template.")
 @click.option("--locale", "language")
-def template_proof(config_dir, database_url, name, to, external_id, language) -> None:
-    """T3: send template NAME as a test to chosen addresses, before it goes to customers."""
+def template_proof(app: App, name, to, external_id, language) -> None:
+    """Send template NAME as a test to chosen addresses, before it goes to customers."""
     from dunningops.dunning.ondemand import prepare, send_prepared
     from dunningops.dunning.runconfig import RunConfig
 
-    at = clock.now()
-    with _store(config_dir, database_url) as store:
-        with store.session() as session:
-            config = RunConfig.from_store(session)
-            p = prepare(session, config, name, external_id, at, language)
-        lines = send_prepared(store, config, [(p, list(to))], kind="proof", at=at,
-                              transport_factory=transport_factory(config_dir), template_id=name, subject_prefix="[Proof] ")
+    at = app.now()
+    with app.session() as session:
+        config = RunConfig.from_store(session)
+        p = prepare(session, config, name, external_id, at, language)
+    lines = send_prepared(app.store, config, [(p, list(to))], kind="proof", at=at,
+                          transport_factory=app.transport_factory, template_id=name, subject_prefix="[Proof] ")
     click.echo("\n".join(lines))
 
 
 @template.command("send")
-@config_option
-@database_option
+@pass_app
 @click.argument("name")
 @click.option("--customer", "customers", multiple=True, required=True, help="A customer's external id (repeatable).")
 @click.option("--from", "sender", help="alias.<id>, member.<id> or account_manager (default: the fallback sender).")
-def template_send(config_dir, database_url, name, customers, sender) -> None:
-    """T5: send template NAME now to customers (their primary contact), within the caps (T6)."""
+def template_send(app: App, name, customers, sender) -> None:
+    """Send template NAME now to customers (their primary contact), within the sending caps."""
     from dunningops.dunning.ondemand import check_caps, prepare, send_prepared
     from dunningops.dunning.runconfig import RunConfig
-    from dunningops.errors import DunningOpsError
+    from dunningops.errors import ConflictError
 
-    at = clock.now()
-    with _store(config_dir, database_url) as store:
-        with store.session() as session:
-            config = RunConfig.from_store(session)
-            items = []
-            for external_id in customers:
-                p = prepare(session, config, name, external_id, at, sender_ref=sender)
-                primary = [c.email for c in p.contacts if c.is_primary] or [c.email for c in p.contacts][:1]
-                if not primary:
-                    raise DunningOpsError(f"customer {external_id} has no valid contact")
-                items.append((p, primary))
-        check_caps(store, config, at, len(items))
-        lines = send_prepared(store, config, items, kind="on_demand", at=at,
-                              transport_factory=transport_factory(config_dir), template_id=name)
+    at = app.now()
+    with app.session() as session:
+        config = RunConfig.from_store(session)
+        items = []
+        for external_id in customers:
+            p = prepare(session, config, name, external_id, at, sender_ref=sender)
+            primary = [c.email for c in p.contacts if c.is_primary] or [c.email for c in p.contacts][:1]
+            if not primary:
+                raise ConflictError(f"customer {external_id} has no valid contact")
+            items.append((p, primary))
+    check_caps(app.store, config, at, len(items))
+    lines = send_prepared(app.store, config, items, kind="on_demand", at=at,
+                          transport_factory=app.transport_factory, template_id=name)
     click.echo("\n".join(lines))

@@ -1,26 +1,15 @@
-"""Commands of the send cycle: `run send`, `status`, `todo …`, `alias …`, `template …`, `messages`. Thin."""
+"""The send cycle: `run send`, `status`, `todo …`, `alias …`, `messages`. Thin."""
 
 from __future__ import annotations
 
-import sys
-from datetime import UTC, datetime
-
 import click
 
-from dunningops import clock
-from dunningops.cli_base import _session, _store, cli, config_option, database_option, render_table, to_json, transport_factory
+from dunningops.app import App
+from dunningops.cli.main import cli
+from dunningops.cli.options import AT, LIMIT, MEMBER, ROW_ID, format_option, pass_app
+from dunningops.cli.output import echo_json, finish, render_table, to_json
 
-FORMAT = click.option("--format", "fmt_", type=click.Choice(["table", "json"]), default="table", show_default=True)
-
-
-def _instant(value: str | None) -> datetime:
-    if not value:
-        return clock.now()
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO timestamp such as 2026-11-24T08:30+01:00") from None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+FORMAT = format_option("table", "json")
 
 
 @cli.group()
@@ -29,22 +18,21 @@ def run() -> None:
 
 
 @run.command("send")
-@config_option
-@database_option
-@click.option("--at", "at_", metavar="TIMESTAMP", help="The instant to run at (ISO 8601; default: now).")
+@pass_app
+@AT
 @click.option("--dry-run", is_flag=True, help="Show what is due and what would happen; write and send nothing.")
 @FORMAT
-def run_send_command(config_dir, database_url, at_, dry_run, fmt_) -> None:
+def run_send_command(app: App, at_, dry_run, fmt_) -> None:
     """The send cycle: send due automatic emails, turn manual steps into to-dos."""
     from dunningops.dunning.cycle import run_send
 
-    with _store(config_dir, database_url) as store:
-        report = run_send(store, at=_instant(at_), transport_factory=transport_factory(config_dir), dry_run=dry_run)
+    report = run_send(app.store, at=at_ or app.now(), transport_factory=app.transport_factory, dry_run=dry_run)
     rows = [d.row() for d in report.decisions]
     if fmt_ == "json":
-        click.echo(to_json({"at": report.at.isoformat(), "dry_run": dry_run, "decisions": rows, "sent": report.sent,
-                          "failed": report.failed, "deferred": report.deferred, "todos": report.todos,
-                          "unknown": report.unknown, "errors": report.errors}), nl=False)
+        echo_json({"at": report.at.isoformat(), "dry_run": dry_run, "ok": not report.errors, "decisions": rows,
+                   "sent": report.sent, "failed": report.failed, "deferred": report.deferred, "todos": report.todos,
+                   "unknown": report.unknown, "errors": report.errors})
+        finish(code=1 if report.errors else 0)  # the same contract as the table
         return
     click.echo(render_table(rows, [("customer", "CUSTOMER"), ("plan", "PLAN"), ("step", "STEP"), ("action", "ACTION"),
                                    ("due_since", "DUE SINCE"), ("outcome", "OUTCOME"), ("reason", "WHY")]), nl=False)
@@ -56,23 +44,19 @@ def run_send_command(config_dir, database_url, at_, dry_run, fmt_) -> None:
         click.echo(f"Send cycle at {report.at:%Y-%m-%d %H:%M} UTC: {report.sent} sent, {report.failed} failed, "
                    f"{report.deferred} deferred, {report.todos} to-dos ({line}).")
         if report.confirmations:
-            click.echo(f"{report.confirmations} alias confirmation emails sent (A3).")
+            click.echo(f"{report.confirmations} alias confirmation emails sent.")
         if report.unknown:
             click.echo(f"Warning: {report.unknown} messages of an interrupted run are now 'unknown' (see `dunningops status`).", err=True)
-    for error in report.errors:
-        click.echo(f"Error: {error}", err=True)
-    if report.errors:
-        sys.exit(1)
+    finish(report.errors)
 
 
 @cli.command()
-@config_option
-@database_option
-def status(config_dir, database_url) -> None:
+@pass_app
+def status(app: App) -> None:
     """Messages by status (with the `unknown` ones of an interrupted run), open to-dos, pending outbox."""
     from dunningops.dunning.status import collect_status
 
-    with _session(config_dir, database_url) as session:
+    with app.session() as session:
         data = collect_status(session)
     click.echo("Messages: " + (", ".join(f"{n} {s}" for s, n in sorted(data["messages"].items())) or "none"))
     click.echo("Open to-dos: " + (", ".join(f"{n} {k}" for k, n in sorted(data["todos"].items())) or "none"))
@@ -84,38 +68,36 @@ def status(config_dir, database_url) -> None:
 
 @cli.group()
 def todo() -> None:
-    """To-dos for people (E1): manual emails, calls, letters, replies."""
+    """To-dos for people: manual emails, calls, letters, replies."""
 
 
 @todo.command("list")
-@config_option
-@database_option
+@pass_app
 @click.option("--status", "status_", type=click.Choice(["open", "done", "dismissed", "sent", "all"]), default="open", show_default=True)
 @click.option("--assignee", help="A member id.")
 @click.option("--kind", type=click.Choice(["email", "call", "letter", "reply", "no_recipient"]))
 @FORMAT
-def todo_list(config_dir, database_url, status_, assignee, kind, fmt_) -> None:
+def todo_list(app: App, status_, assignee, kind, fmt_) -> None:
     """List to-dos."""
     from dunningops.dunning.todos import list_todos
 
-    with _session(config_dir, database_url) as session:
+    with app.session() as session:
         rows = list_todos(session, status=None if status_ == "all" else status_, assignee=assignee, kind=kind)
     if fmt_ == "json":
-        click.echo(to_json(rows), nl=False)
+        echo_json(rows)
         return
     click.echo(render_table(rows, [("id", "#"), ("kind", "KIND"), ("status", "STATUS"), ("customer", "CUSTOMER"),
                                    ("plan_id", "PLAN"), ("step_id", "STEP"), ("assignee", "ASSIGNEE"), ("reason", "WHY")]), nl=False)
 
 
 @todo.command("show")
-@config_option
-@database_option
-@click.argument("todo_id", type=int)
-def todo_show(config_dir, database_url, todo_id) -> None:
+@pass_app
+@click.argument("todo_id", type=ROW_ID)
+def todo_show(app: App, todo_id) -> None:
     """Show a to-do with its prepared email, letter or phone numbers."""
     from dunningops.dunning.todos import get
 
-    with _session(config_dir, database_url) as session:
+    with app.session() as session:
         data = get(session, todo_id)
     payload = data.pop("payload")
     click.echo(to_json(data), nl=False)
@@ -130,99 +112,90 @@ def todo_show(config_dir, database_url, todo_id) -> None:
         click.echo(f"\nProblem: {payload['problem']}")
 
 
-def _close(config_dir, database_url, todo_id, status_, member) -> None:
+def _close(app: App, todo_id, status_, member) -> None:
     from dunningops.dunning.todos import close
 
-    with _session(config_dir, database_url) as session:
-        close(session, todo_id, status_, member, clock.now())
+    with app.session() as session:
+        close(session, todo_id, status_, member, app.now())
     click.echo(f"To-do #{todo_id} is {status_}.")
 
 
-MEMBER = click.option("--as", "member", envvar="DUNNINGOPS_MEMBER", help="The member doing it (A8), e.g. alice.")
-
-
 @todo.command("done")
-@config_option
-@database_option
-@click.argument("todo_id", type=int)
+@pass_app
+@click.argument("todo_id", type=ROW_ID)
 @MEMBER
-def todo_done(config_dir, database_url, todo_id, member) -> None:
+def todo_done(app: App, todo_id, member) -> None:
     """Mark a to-do done (the call was made, the letter posted)."""
-    _close(config_dir, database_url, todo_id, "done", member)
+    _close(app, todo_id, "done", member)
 
 
 @todo.command("dismiss")
-@config_option
-@database_option
-@click.argument("todo_id", type=int)
+@pass_app
+@click.argument("todo_id", type=ROW_ID)
 @MEMBER
-def todo_dismiss(config_dir, database_url, todo_id, member) -> None:
-    """Dismiss a to-do (R4: a dismissed reply to-do lets the plan go on)."""
-    _close(config_dir, database_url, todo_id, "dismissed", member)
+def todo_dismiss(app: App, todo_id, member) -> None:
+    """Dismiss a to-do (a dismissed reply to-do lets the plan go on)."""
+    _close(app, todo_id, "dismissed", member)
 
 
 @todo.command("send")
-@config_option
-@database_option
-@click.argument("todo_id", type=int)
-@click.option("--from", "sender", help="Change the sender (A6): alias.<id>, member.<id> or account_manager.")
+@pass_app
+@click.argument("todo_id", type=ROW_ID)
+@click.option("--from", "sender", help="Change the sender: alias.<id>, member.<id> or account_manager.")
 @MEMBER
-def todo_send(config_dir, database_url, todo_id, sender, member) -> None:
-    """Send the prepared email of a manual-email to-do (A6: the sender can be changed)."""
+def todo_send(app: App, todo_id, sender, member) -> None:
+    """Send the prepared email of a manual-email to-do (the sender can be changed)."""
     from dunningops.dunning.manual import send_todo
 
-    with _store(config_dir, database_url) as store:
-        result = send_todo(store, todo_id, at=clock.now(), sender=sender, member=member,
-                           transport_factory=transport_factory(config_dir))
+    result = send_todo(app.store, todo_id, at=app.now(), sender=sender, member=member,
+                       transport_factory=app.transport_factory)
     click.echo(f"To-do #{todo_id}: {result}")
 
 
 @cli.group()
 def alias() -> None:
-    """Sender aliases: verification (A3)."""
+    """Sender aliases: verification."""
 
 
-@alias.command("verify")
-@config_option
-@database_option
+# Codes issued before they were made shell-safe may begin with "-": take the argument as it comes.
+@alias.command("verify", context_settings={"ignore_unknown_options": True})
+@pass_app
 @click.argument("token")
-def alias_verify(config_dir, database_url, token) -> None:
-    """Verify an alias with the code from its confirmation email (A3)."""
+def alias_verify(app: App, token) -> None:
+    """Verify an alias with the code from its confirmation email."""
     from dunningops.dunning.aliases import verify
 
-    with _session(config_dir, database_url) as session:
-        alias_id = verify(session, token, clock.now())
+    with app.session() as session:
+        alias_id = verify(session, token, app.now())
     click.echo(f"Alias {alias_id} is verified: reminders can now be sent from it.")
 
 
 @alias.command("resend")
-@config_option
-@database_option
+@pass_app
 @click.argument("alias_id")
-def alias_resend(config_dir, database_url, alias_id) -> None:
+def alias_resend(app: App, alias_id) -> None:
     """Queue a new confirmation email for an unverified alias (sent by the next `run send`)."""
     from dunningops.dunning.aliases import resend
 
-    with _session(config_dir, database_url) as session:
-        email = resend(session, alias_id, clock.now())
+    with app.session() as session:
+        email = resend(session, alias_id, app.now())
     click.echo(f"A new confirmation email to {email} is queued; `dunningops run send` delivers it.")
 
 
 @cli.command()
-@config_option
-@database_option
+@pass_app
 @click.option("--customer", help="A customer's external id.")
 @click.option("--status", "status_", type=click.Choice(["sending", "sent", "unknown", "failed", "deferred"]))
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=LIMIT, default=50, show_default=True)
 @FORMAT
-def messages(config_dir, database_url, customer, status_, limit, fmt_) -> None:
-    """The history of emails (E6, A8): status, automatic or manual, sender, who sent it."""
+def messages(app: App, customer, status_, limit, fmt_) -> None:
+    """The history of emails: status, automatic or manual, sender, who sent it."""
     from dunningops.dunning.status import message_history
 
-    with _session(config_dir, database_url) as session:
+    with app.session() as session:
         rows = message_history(session, customer=customer, status=status_, limit=limit)
     if fmt_ == "json":
-        click.echo(to_json(rows), nl=False)
+        echo_json(rows)
         return
     for r in rows:
         r["when"] = f"{r['created_at']:%Y-%m-%d %H:%M}"

@@ -1,26 +1,26 @@
-"""The command line: parse arguments, call one function, print. Nothing here a test needs to reach."""
+"""Config as code: `validate`, `schema`, `fmt`, `plan`, `apply`, `show`, `history`, `db upgrade`. Thin."""
 
 from __future__ import annotations
 
-import gc
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from dunningops import clock
-from dunningops.cli_base import _session, _store, address_options, cli, config_option, database_option
+from dunningops.app import App
+from dunningops.cli.main import cli
+from dunningops.cli.options import LIMIT, address_options, format_option, pass_app
+from dunningops.cli.output import EXIT_CHANGES, finish
+
 
 @cli.command()
-@config_option
-def validate(config_dir: Path) -> None:
+@pass_app(database=False)
+def validate(app: App) -> None:
     """Check the config: every error with its file:line, all at once (exit 1 on errors)."""
-    from dunningops.spec import load_config
-
-    state = load_config(config_dir)
+    state = app.load_config()
     click.echo(
-        f"The config in {config_dir} is valid: {len(state.members)} members, {len(state.aliases)} aliases, "
+        f"The config in {app.config_dir} is valid: {len(state.members)} members, {len(state.aliases)} aliases, "
         f"{len(state.contact_functions)} contact functions, {len(state.templates)} templates, {len(state.plans)} plans."
     )
 
@@ -46,66 +46,61 @@ def schema(out: Path | None) -> None:
 
 
 @cli.command()
-@config_option
+@pass_app(database=False)
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if a file is not in canonical form (for CI).")
-def fmt(config_dir: Path, check: bool) -> None:
+def fmt(app: App, check: bool) -> None:
     """Rewrite the config's YAML in canonical form (key order, indentation), keeping comments."""
     from dunningops.spec.fmt import format_config
 
-    changed = format_config(config_dir, write=not check)
+    changed = format_config(app.config_dir, write=not check)
     for path in changed:
         click.echo(("would reformat " if check else "reformatted ") + str(path))
-    if check and changed:
-        sys.exit(1)
     if not changed:
         click.echo("All files are in canonical form.", err=True)
+    finish(code=1 if check and changed else 0)
 
 
 @cli.command()
-@config_option
-@database_option
+@pass_app
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for `apply FILE`.")
-@click.option("--format", "fmt_", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@format_option("text", "markdown", "json")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
 @address_options
-def plan(config_dir, database_url, out, fmt_, detailed_exitcode, target, exclude) -> None:
+def plan(app: App, out, fmt_, detailed_exitcode, target, exclude) -> None:
     """Show what apply would change in the store."""
     from dunningops.reconcile import build_plan
     from dunningops.reconcile.render import RENDERERS
     from dunningops.reconcile.saved import save_plan
-    from dunningops.spec import load_config
     from dunningops.store.config_objects import read_actual
 
-    desired = load_config(config_dir)
-    with _session(config_dir, database_url) as session:
+    desired = app.load_config()
+    with app.session() as session:
         result = build_plan(desired, read_actual(session), targets=target, excludes=exclude)
     click.echo(RENDERERS[fmt_](result), nl=False)
     if out:
         save_plan(result, out)
         click.echo(f"Saved the plan to {out}; apply it with `dunningops apply {out}`.", err=True)
-    if detailed_exitcode and not result.empty:
-        sys.exit(2)
+    finish(code=EXIT_CHANGES if detailed_exitcode and not result.empty else 0)
 
 
 @cli.command()
-@config_option
-@database_option
+@pass_app
 @click.argument("planfile", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
 @click.option("--allow-destroy", is_flag=True, help="Allow destroying or replacing more than settings.safety.max_destroy_share.")
-@click.option("--lock-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for another apply.")
+@click.option("--lock-timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
+              help="Seconds to wait for another apply.")
 @address_options
-def apply(config_dir, database_url, planfile, auto_approve, allow_destroy, lock_timeout, target, exclude) -> None:
+def apply(app: App, planfile, auto_approve, allow_destroy, lock_timeout, target, exclude) -> None:
     """Apply the config to the store (or a plan saved with `plan --out`)."""
     from dunningops.reconcile.apply import apply_config
     from dunningops.reconcile.render import render_text
     from dunningops.reconcile.saved import load_plan
-    from dunningops.spec import load_config
 
     expected = load_plan(planfile) if planfile else None
     if expected is not None and (target or exclude):
         raise click.UsageError("--target/--exclude come from the saved plan; do not pass them with PLANFILE")
-    desired = load_config(config_dir)
+    desired = app.load_config()
 
     def confirm(p) -> bool:
         click.echo(render_text(p), nl=False)
@@ -115,11 +110,10 @@ def apply(config_dir, database_url, planfile, auto_approve, allow_destroy, lock_
             raise click.UsageError("no terminal to confirm on: pass --auto-approve, or apply a saved plan")
         return click.confirm("Apply these changes?", default=False)
 
-    with _store(config_dir, database_url) as store:
-        result = apply_config(
-            store, desired, now=clock.now(), expected=expected, targets=target, excludes=exclude,
-            allow_destroy=allow_destroy, confirm=confirm, lock_timeout_s=lock_timeout,
-        )
+    result = apply_config(
+        app.store, desired, now=app.now(), expected=expected, targets=target, excludes=exclude,
+        allow_destroy=allow_destroy, confirm=confirm, lock_timeout_s=lock_timeout,
+    )
     if result.plan.empty:
         click.echo(result.plan.summary_line())
     elif not result.applied:
@@ -131,34 +125,32 @@ def apply(config_dir, database_url, planfile, auto_approve, allow_destroy, lock_
             f"{s['replace']} replaced, {s['destroy']} destroyed. (apply #{result.apply_id})"
         )
         for item in result.outbox:
-            click.echo(f"Queued: confirmation email to {item['payload']['email']} for {item['ref']} (A3).")
+            click.echo(f"Queued: confirmation email to {item['payload']['email']} for {item['ref']}.")
 
 
 @cli.command()
-@config_option
-@database_option
-@click.option("--format", "fmt_", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def show(config_dir, database_url, fmt_) -> None:
+@pass_app
+@format_option("text", "json")
+def show(app: App, fmt_) -> None:
     """List the applied config in the store, with actual-only state (verification, timestamps)."""
     from dunningops.reconcile.show import render_state
     from dunningops.store.config_objects import read_actual
 
-    with _session(config_dir, database_url) as session:
+    with app.session() as session:
         actual = read_actual(session)
     click.echo(render_state(actual, fmt_), nl=False)
 
 
 @cli.command()
-@config_option
-@database_option
-@click.option("--limit", type=int, default=50, show_default=True)
-@click.option("--format", "fmt_", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def history(config_dir, database_url, limit, fmt_) -> None:
+@pass_app
+@click.option("--limit", type=LIMIT, default=50, show_default=True)
+@format_option("text", "json")
+def history(app: App, limit, fmt_) -> None:
     """List past applies: when, who, which commit, what changed."""
     from dunningops.reconcile.show import render_history
     from dunningops.store.audit import list_applies
 
-    with _session(config_dir, database_url) as session:
+    with app.session() as session:
         rows = list_applies(session, limit)
     click.echo(render_history(rows, fmt_), nl=False)
 
@@ -169,14 +161,12 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@config_option
-@database_option
-def db_upgrade(config_dir, database_url) -> None:
+@pass_app
+def db_upgrade(app: App) -> None:
     """Bring the store's schema to the latest migration (also done automatically on first use)."""
     from dunningops.store import migrate
 
-    with _store(config_dir, database_url) as store:  # opening upgrades
-        click.echo(f"The store is at schema revision {migrate.current(store.engine)}.")
+    click.echo(f"The store is at schema revision {migrate.current(app.store.engine)}.")  # opening upgrades
 
 
 @cli.command()
@@ -186,20 +176,3 @@ def demo(directory: Path | None) -> None:
     from dunningops.demo import run_demo
 
     run_demo(directory, click.echo)
-
-
-def main() -> None:
-    # A short-lived CLI: collect garbage less often, and skip the full collection at exit
-    # (1.5 s of a 10,000-object plan was the interpreter freeing its objects one by one).
-    gc.set_threshold(50_000, 20, 20)
-    try:
-        cli(prog_name="dunningops")
-    finally:
-        gc.freeze()
-
-
-# Commands of other stages live in their own modules; importing them registers them on `cli`.
-from dunningops import cli_cycle, cli_ledger, cli_templates  # noqa: E402,F401
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

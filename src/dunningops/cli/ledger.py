@@ -1,4 +1,4 @@
-"""Commands of the ledger: `ledger import|generate`, `customers list|show`, `contacts …`. Thin, like cli.py."""
+"""The ledger: `ledger import|generate`, `customers list|show`, `contacts …`. Thin."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
-from dunningops import clock
-from dunningops.cli_base import _session, _store, cli, config_option, database_option, render_table, to_json
+from dunningops.app import App
+from dunningops.cli.main import cli
+from dunningops.cli.options import DAYS, LIMIT, OFFSET, ROW_ID, format_option, pass_app
+from dunningops.cli.output import echo_json, more_line, render_table, to_json
 
 KIND = click.Choice(["customers", "contacts", "invoices", "payments"])
-FORMAT = click.option("--format", "fmt_", type=click.Choice(["table", "json"]), default="table", show_default=True)
+FORMAT = format_option("table", "json")
 
 
 def _money(cents: int, currency: str | None = None) -> str:
@@ -21,12 +23,11 @@ def _money(cents: int, currency: str | None = None) -> str:
 
 @cli.group()
 def ledger() -> None:
-    """Customers, contacts, invoices and payments from the accounting system (C4)."""
+    """Customers, contacts, invoices and payments from the accounting system."""
 
 
 @ledger.command("import")
-@config_option
-@database_option
+@pass_app
 @click.argument("kind", type=KIND)
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--format", "file_format", type=click.Choice(["csv", "jsonl"]), help="Default: from the file's extension.")
@@ -35,7 +36,7 @@ def ledger() -> None:
 @click.option("--reject-file", type=click.Path(dir_okay=False, path_type=Path), help="Where --skip-invalid writes the rejected rows and why.")
 @click.option("--prune", is_flag=True, help="Invoices: the file is a full export; void open invoices it lacks.")
 @click.option("--dry-run", is_flag=True, help="Do everything, show the summary, write nothing.")
-def ledger_import(config_dir, database_url, kind, file, file_format, mapping, skip_invalid, reject_file, prune, dry_run) -> None:
+def ledger_import(app: App, kind, file, file_format, mapping, skip_invalid, reject_file, prune, dry_run) -> None:
     """Import KIND (customers, contacts, invoices, payments) from a CSV or JSON Lines FILE.
 
     Rows are upserted by external id: importing the same file twice changes
@@ -53,9 +54,9 @@ def ledger_import(config_dir, database_url, kind, file, file_format, mapping, sk
         click.echo(summary.line())
         return click.confirm(f"Void {summary.pruned} invoices absent from {file.name}?", default=False)
 
-    with _store(config_dir, database_url) as store, row_progress(f"Importing {kind}") as progress:
+    with row_progress(f"Importing {kind}") as progress:
         summary = import_file(
-            store, kind, file, now=clock.now(), fmt=file_format, mapping=load_mapping(mapping),
+            app.store, kind, file, now=app.now(), fmt=file_format, mapping=load_mapping(mapping),
             skip_invalid=skip_invalid, reject_file=reject_file, prune=prune, dry_run=dry_run,
             confirm=confirm, progress=progress,
         )
@@ -66,21 +67,20 @@ def ledger_import(config_dir, database_url, kind, file, file_format, mapping, sk
 
 
 @ledger.command("generate")
-@config_option
+@pass_app(database=False)
 @click.option("--customers", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--invalid-emails", is_flag=True, help="Make about 0.5% of contact emails malformed (to try --skip-invalid).")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def ledger_generate(config_dir, customers, seed, invalid_emails, directory) -> None:
+def ledger_generate(app: App, customers, seed, invalid_emails, directory) -> None:
     """Write realistic demo CSV files (customers, contacts, invoices, payments) into DIRECTORY."""
     from dunningops.ledger.generate import generate_ledger
-    from dunningops.spec import load_config
 
-    desired = load_config(config_dir)
+    desired = app.load_config()
     directory.mkdir(parents=True, exist_ok=True)
     counts = generate_ledger(
         directory, customers=customers, seed=seed, members=sorted(desired.members),
-        functions=sorted(desired.contact_functions), today=clock.now().date(), plans=sorted(desired.plans),
+        functions=sorted(desired.contact_functions), today=app.now().date(), plans=sorted(desired.plans),
         invalid_emails=invalid_emails,
     )
     click.echo(", ".join(f"{n} {name}" for name, n in counts.items() if isinstance(n, int)) + f" written to {directory}")
@@ -92,40 +92,44 @@ def customers() -> None:
 
 
 @customers.command("list")
-@config_option
-@database_option
-@click.option("--origin", type=click.Choice(["import", "manual", "incoming_message"]), help="R6: e.g. customers created from unmatched mail.")
+@pass_app
+@click.option("--origin", type=click.Choice(["import", "manual", "incoming_message"]), help="e.g. customers created from unmatched mail.")
 @click.option("--plan", help="Only customers in this plan (explicit or by the assignment rules).")
-@click.option("--overdue-days", type=int, help="Only customers with an open invoice at least this many days overdue.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--overdue-days", type=DAYS, help="Only customers with an open invoice at least this many days overdue.")
+@click.option("--limit", type=LIMIT, default=100, show_default=True, help="At most this many customers.")
+@click.option("--offset", type=OFFSET, default=0, show_default=True, help="Skip this many first.")
 @FORMAT
-def customers_list(config_dir, database_url, origin, plan, overdue_days, limit, fmt_) -> None:
-    """List customers with their plan, open invoices and outstanding amount."""
+def customers_list(app: App, origin, plan, overdue_days, limit, offset, fmt_) -> None:
+    """List customers with their plan, open invoices and outstanding amount (a page of them)."""
     from dunningops.ledger.queries import list_customers
 
-    with _session(config_dir, database_url) as session:
-        rows = list_customers(session, today=clock.now().date(), origin=origin, plan=plan, overdue_days=overdue_days, limit=limit)
+    with app.session() as session:
+        page = list_customers(session, today=app.now().date(), origin=origin, plan=plan, overdue_days=overdue_days,
+                              limit=limit, offset=offset)
+    rows, total = (page.rows, page.total) if hasattr(page, "rows") else (page, len(page))  # TODO(lead): C's page API
     if fmt_ == "json":
-        click.echo(to_json(rows), nl=False)
+        # An explicit page: never a silently truncated list.
+        echo_json({"total": total, "offset": offset, "limit": limit, "customers": rows})
         return
     for r in rows:
         r["outstanding"] = _money(r["outstanding_cents"], r["currency"])
     click.echo(render_table(rows, [("external_id", "ID"), ("name", "NAME"), ("country", "CC"), ("plan", "PLAN"),
                                    ("origin", "ORIGIN"), ("contacts", "CONTACTS"), ("open_invoices", "OPEN"),
                                    ("outstanding", "OUTSTANDING"), ("days_overdue", "DAYS OVERDUE")]), nl=False)
+    if line := more_line(offset + len(rows), total, "customers"):
+        click.echo(line, err=True)
 
 
 @customers.command("show")
-@config_option
-@database_option
+@pass_app
 @click.argument("external_id")
 @FORMAT
-def customers_show(config_dir, database_url, external_id, fmt_) -> None:
+def customers_show(app: App, external_id, fmt_) -> None:
     """Show one customer: plan, contacts (functions, primary, validity), open invoices."""
     from dunningops.ledger.queries import show_customer
 
-    with _session(config_dir, database_url) as session:
-        data = show_customer(session, external_id, clock.now().date())
+    with app.session() as session:
+        data = show_customer(session, external_id, app.now().date())
     if fmt_ == "json":
         click.echo(to_json(data), nl=False)
         return
@@ -153,78 +157,74 @@ def _contacts_table(rows: list[dict]) -> str:
 
 @cli.group()
 def contacts() -> None:
-    """Contacts of customers: functions (C5, C7), primary (C3), validity (C9, C10)."""
+    """Contacts of customers: functions, primary contact, validity."""
 
 
 @contacts.command("list")
-@config_option
-@database_option
+@pass_app
 @click.option("--customer", help="A customer's external id.")
-@click.option("--invalid", is_flag=True, help="Only contacts marked invalid (bounces, C9).")
+@click.option("--invalid", is_flag=True, help="Only contacts marked invalid (bounces).")
 @click.option("--function", help="Only contacts with this function id.")
 @FORMAT
-def contacts_list(config_dir, database_url, customer, invalid, function, fmt_) -> None:
+def contacts_list(app: App, customer, invalid, function, fmt_) -> None:
     """List contacts."""
     from dunningops.ledger.queries import list_contacts
 
-    with _session(config_dir, database_url) as session:
+    with app.session() as session:
         rows = list_contacts(session, customer=customer, invalid=invalid, function=function)
     click.echo(to_json(rows) if fmt_ == "json" else _contacts_table(rows), nl=False)
 
 
 @contacts.command("show")
-@config_option
-@database_option
-@click.argument("contact_id", type=int)
-def contacts_show(config_dir, database_url, contact_id) -> None:
+@pass_app
+@click.argument("contact_id", type=ROW_ID)
+def contacts_show(app: App, contact_id) -> None:
     """Show one contact, with its customer, functions, primary flag and validity."""
+    from dunningops.errors import NotFoundError
     from dunningops.ledger.queries import list_contacts
 
-    with _session(config_dir, database_url) as session:
+    with app.session() as session:
         rows = list_contacts(session, contact_id=contact_id)
     if not rows:
-        raise click.ClickException(f"no contact #{contact_id}")
+        raise NotFoundError(f"no contact #{contact_id}")
     click.echo(to_json(rows[0]), nl=False)
 
 
-def _contact_change(config_dir, database_url, action, message: str) -> None:
-    with _session(config_dir, database_url) as session:
-        result = action(session, clock.now())
+def _contact_change(app: App, action, message: str) -> None:
+    with app.session() as session:
+        result = action(session, app.now())
     click.echo(message.format(result=result))
 
 
 @contacts.command("set-functions")
-@config_option
-@database_option
-@click.argument("contact_id", type=int)
+@pass_app
+@click.argument("contact_id", type=ROW_ID)
 @click.argument("functions", nargs=-1)
-def contacts_set_functions(config_dir, database_url, contact_id, functions) -> None:
-    """C7: set a contact's functions (ids or labels; none clears them)."""
+def contacts_set_functions(app: App, contact_id, functions) -> None:
+    """Set a contact's functions (ids or labels; none clears them)."""
     from dunningops.ledger.contacts import set_functions
 
-    _contact_change(config_dir, database_url, lambda s, now: set_functions(s, contact_id, list(functions), now),
+    _contact_change(app, lambda s, now: set_functions(s, contact_id, list(functions), now),
                     f"Contact #{contact_id} functions: {{result}}")
 
 
 @contacts.command("set-primary")
-@config_option
-@database_option
-@click.argument("contact_id", type=int)
-def contacts_set_primary(config_dir, database_url, contact_id) -> None:
-    """C3: make this contact its customer's primary contact."""
+@pass_app
+@click.argument("contact_id", type=ROW_ID)
+def contacts_set_primary(app: App, contact_id) -> None:
+    """Make this contact its customer's primary contact."""
     from dunningops.ledger.contacts import set_primary
 
-    _contact_change(config_dir, database_url, lambda s, now: set_primary(s, contact_id, now),
+    _contact_change(app, lambda s, now: set_primary(s, contact_id, now),
                     f"Contact #{contact_id} is now the primary contact.")
 
 
 @contacts.command("mark-valid")
-@config_option
-@database_option
-@click.argument("contact_id", type=int)
-def contacts_mark_valid(config_dir, database_url, contact_id) -> None:
-    """C10: the customer confirmed this address; reminders go to it again."""
+@pass_app
+@click.argument("contact_id", type=ROW_ID)
+def contacts_mark_valid(app: App, contact_id) -> None:
+    """The customer confirmed this address; reminders go to it again."""
     from dunningops.ledger.contacts import mark_valid
 
-    _contact_change(config_dir, database_url, lambda s, now: mark_valid(s, contact_id, now),
+    _contact_change(app, lambda s, now: mark_valid(s, contact_id, now),
                     f"Contact #{contact_id} is marked valid.")

@@ -1,0 +1,14 @@
+"""The command line: parse arguments, call one function, print. A module per command group.
+
+`main.py` holds the `dunningops` group and its error handling, `options.py` the options every
+command shares (declared once) and bounded parameter types, `output.py` tables, JSON and the
+exit-code contract. Every command starts from an ``App`` (app.py). The engine never imports
+this package.
+"""
+
+from dunningops.cli.main import cli, main
+
+# Importing the command modules registers their commands on `cli`.
+from dunningops.cli import config, cycle, ledger, templates  # noqa: E402,F401  isort: skip
+
+__all__ = ["cli", "main"]
