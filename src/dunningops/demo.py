@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datetime import timedelta
 
-from dunningops import clock
+from dunningops.app import App
 from dunningops.dunning.aliases import verify
 from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.cycle import run_send
@@ -28,18 +28,22 @@ from dunningops.ledger.queries import reach_by_plan
 from dunningops.reconcile import build_plan
 from dunningops.reconcile.apply import apply_config
 from dunningops.reconcile.render import render_text
-from dunningops.spec import load_config
-from dunningops.store import open_store
 from dunningops.store.config_objects import read_actual
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example_config")
+
+
+def demo_maildir(directory: Path) -> Path:
+    """Where the demo's emails go: a local maildir in its directory."""
+    return directory / ".dunningops" / "maildir"
 DEMO_CUSTOMERS = 300
 DEMO_ROWS = 15
 
 
-def _ledger_round(store, desired, ledger_dir: Path, echo: Callable[[str], None]) -> None:
+def _ledger_round(app: App, desired, ledger_dir: Path, echo: Callable[[str], None]) -> None:
     """Generate a ledger as an accounting export would be, import it, show who each plan reaches."""
-    today = clock.now().date()
+    store = app.store
+    today = app.now().date()
     echo(f"$ dunningops ledger generate --customers {DEMO_CUSTOMERS} --seed 1 {ledger_dir.name}")
     counts = generate_ledger(
         ledger_dir, customers=DEMO_CUSTOMERS, seed=1, members=sorted(desired.members),
@@ -48,7 +52,7 @@ def _ledger_round(store, desired, ledger_dir: Path, echo: Callable[[str], None])
     echo(", ".join(f"{n} {name}" for name, n in counts.items() if n) + " written")
     for kind in ("customers", "contacts", "invoices", "payments"):
         echo(f"$ dunningops ledger import {kind} {ledger_dir.name}/{kind}.csv")
-        echo(import_file(store, kind, ledger_dir / f"{kind}.csv", now=clock.now()).line())
+        echo(import_file(store, kind, ledger_dir / f"{kind}.csv", now=app.now()).line())
     echo("\nWho each plan would reach today:")
     with store.session() as session:
         rows = reach_by_plan(session, today)
@@ -60,17 +64,17 @@ def _ledger_round(store, desired, ledger_dir: Path, echo: Callable[[str], None])
                              ("without_valid_contact", "NO VALID CONTACT")]))
 
 
-def _send_round(store, outbox: list[dict], directory: Path, echo: Callable[[str], None]) -> None:
+def _send_round(app: App, outbox: list[dict], echo: Callable[[str], None]) -> None:
     """A3: the alias owners confirm; then the send cycle runs on the next working morning (E3)."""
-    now = clock.now()
+    store, now = app.store, app.now()
     with store.session() as session:
         for item in outbox:
             verify(session, item["payload"]["token"], now)
         config = RunConfig.from_store(session)
     echo(f"\n$ dunningops alias verify <code>   # x{len(outbox)}: each alias owner confirms")
     at = SendingCalendar(config.settings).next_working_day_start(now) + timedelta(minutes=30)
-    maildir = directory / ".dunningops" / "maildir"
-    factory = lambda cfg: MaildirTransport(maildir)  # noqa: E731 - the demo's embedded transport
+    maildir = demo_maildir(app.config_dir.parent)
+    factory = app.transport_factory
     echo(f"\n$ dunningops run send --dry-run --at {at.isoformat()}")
     report = run_send(store, at=at, transport_factory=factory, dry_run=True)
     rows = [d.row() for d in report.decisions]
@@ -97,14 +101,16 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
     echo(f"dunningops demo in {directory}")
     echo(f"  config: {config_dir}\n  store:  {url}\n")
 
-    desired = load_config(config_dir)
-    store = open_store(url)
+    # The demo's embedded transport: a local maildir, whatever the example config says.
+    app = App(config_dir, url, transport_factory=lambda cfg: MaildirTransport(demo_maildir(directory)))
+    desired = app.load_config()
+    store = app.store
     try:
         echo("$ dunningops plan")
         with store.session() as session:
             echo(render_text(build_plan(desired, read_actual(session))))
         echo("$ dunningops apply --auto-approve")
-        result = apply_config(store, desired, now=clock.now(), actor="demo", git_commit=None)
+        result = apply_config(store, desired, now=app.now(), actor="demo", git_commit=None)
         s = result.plan.summary()
         echo(f"Apply complete! Resources: {s['add']} added, {s['change']} changed, {s['replace']} replaced, {s['destroy']} destroyed.")
         for item in result.outbox:
@@ -112,9 +118,9 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
         echo("\n$ dunningops plan")
         with store.session() as session:
             echo(render_text(build_plan(desired, read_actual(session))))
-        _ledger_round(store, desired, directory / "ledger", echo)
-        _send_round(store, result.outbox, directory, echo)
+        _ledger_round(app, desired, directory / "ledger", echo)
+        _send_round(app, result.outbox, echo)
     finally:
-        store.dispose()
+        app.close()
     echo(f"Done. Look around: cd {directory} && dunningops show, dunningops customers list, dunningops todo list")
     return directory
