@@ -15,7 +15,7 @@ from dunningops.cli.options import pass_app
 
 def _file_part(value: str) -> str:
     # A customer id or template name may hold "/" or "..": never let it pick the directory.
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip(".") or "_"
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", value).strip("_") or "_"
 
 
 @cli.group()
