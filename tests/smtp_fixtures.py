@@ -18,6 +18,10 @@ Fixtures (register in conftest.py with
 * ``smtp_server``: a started plain ``SmtpSink``, stopped after the test.
 * ``make_smtp_server(**options)``: starts sinks with options (``auth=``,
   ``tls=``), all stopped after the test.
+* ``make_faulty_smtp_server(fault, times=...)``: starts ``FaultySmtpServer``s,
+  a hand-written server that misbehaves where aiosmtpd cannot (drops the
+  connection after the whole message, answers late or with garbage,
+  refuses logins), counting what it received per Message-ID.
 
 A server that cannot start FAILS the test, never skips it; without aiosmtpd
 installed, the tests skip, except under ``CI=true`` where they fail.
@@ -30,9 +34,12 @@ import atexit
 import contextlib
 import email
 import email.policy
+import functools
+import re
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -324,3 +331,279 @@ def make_smtp_server() -> Iterator[Callable[..., SmtpSink]]:
     yield make
     for sink in started:
         sink.stop()
+
+
+# --- a server that misbehaves on purpose ----------------------------------------------------
+
+Fault = Literal[
+    "drop_after_data",   # takes the whole message, then closes without answering the final "."
+    "reset_after_data",  # the same, with a TCP reset
+    "late_reply",        # answers the final "." after ``delay`` seconds (past the client's timeout)
+    "garbage_reply",     # answers the final "." with a line that is no SMTP reply
+    "drop_at_data",      # closes as soon as the DATA command arrives (before 354)
+    "refuse_auth",       # 535 to every AUTH
+    "tempfail_at_dot",   # 451 at the final "."
+    "tempfail_at_rcpt",  # 451 at RCPT
+    "drop_at_rcpt",      # closes the connection when RCPT arrives
+]
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]*>)", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One DATA payload as the fault server read it (un-stuffed).
+
+    ``complete``: the final "." arrived. ``reply``: the code it answered the
+    final "." with, None when it answered nothing (dropped, reset, or the
+    answer came after the client had given up: see ``late_reply``).
+    """
+
+    connection: int
+    message_id: str | None
+    rcpt_tos: list[str]
+    data: bytes
+    complete: bool
+    reply: int | None
+
+
+class FaultySmtpServer:
+    """A small hand-written SMTP server on 127.0.0.1 (one thread per connection) with injected faults.
+
+    Unlike aiosmtpd it misbehaves where a real server or network can: it
+    drops the connection after the whole message without answering, answers
+    late or with garbage, refuses logins, answers 4xx where asked. Each
+    fault applies the first ``times`` times it could (None: always). It
+    records every DATA payload (``deliveries``, complete or not), the
+    commands of each connection (``commands``, verbs only), the AUTH attempts
+    (``logins``) and the connections accepted.
+
+    Args:
+        fault: what to do wrong, or None for a well-behaved server.
+        times: how many times the fault applies (None: every time).
+        delay: the wait before a ``late_reply``.
+        auth: offer AUTH PLAIN/LOGIN and require it before MAIL.
+        refuse: ``{address: reply}``: answer RCPT TO these addresses with ``reply``, always.
+    """
+
+    def __init__(self, fault: Fault | None = None, *, times: int | None = None, delay: float = 2.5,
+                 auth: bool = False, refuse: dict[str, str] | None = None):
+        import socketserver
+
+        self.fault, self.times, self.delay = fault, times, delay
+        self.auth = auth or fault == "refuse_auth"
+        self.refuse = {k.lower(): v for k, v in (refuse or {}).items()}
+        self.deliveries: list[Delivery] = []
+        self.commands: list[list[str]] = []  # per connection, in order
+        self.logins = 0
+        self._hits = 0
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            timeout = 30  # a stuck client never keeps a thread forever
+
+            def handle(self) -> None:
+                with contextlib.suppress(OSError):
+                    owner._serve(self)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            block_on_close = False
+            allow_reuse_address = True
+
+        self._server = Server((HOST, 0), Handler)
+        self.host, self.port = HOST, self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="faulty-smtp", daemon=True)
+        self._open: list[socket.socket] = []
+
+    # --- reading back -------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return len(self.commands)
+
+    def payloads(self, message_id: str) -> list[Delivery]:
+        """Every DATA payload carrying this Message-ID, complete or not."""
+        with self._lock:
+            return [d for d in self.deliveries if d.message_id == message_id]
+
+    def received(self, message_id: str) -> int:
+        """How many times the whole message arrived (the final "." included): what a recipient may have got."""
+        return sum(1 for d in self.payloads(message_id) if d.complete)
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> FaultySmtpServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            sockets, self._open = self._open, []
+        for sock in sockets:  # threads still waiting on a client (or sleeping on a late reply) end now
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._thread.join(timeout=10)
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server side, without a word."""
+        with self._lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    # --- the dialogue -------------------------------------------------------------------
+
+    def _strikes(self, fault: Fault) -> bool:
+        """Does ``fault`` apply now? Counts it when it does."""
+        with self._lock:
+            if self.fault != fault or (self.times is not None and self._hits >= self.times):
+                return False
+            self._hits += 1
+            return True
+
+    def _serve(self, handler: Any) -> None:
+        sock: socket.socket = handler.connection
+        rfile, wfile = handler.rfile, handler.wfile
+        with self._lock:
+            self._open.append(sock)
+            self.commands.append(log := [])
+            number = len(self.commands)
+
+        def say(*lines: str) -> None:
+            wfile.write("".join(f"{line}\r\n" for line in lines).encode())
+            wfile.flush()
+
+        def hang_up(reset: bool = False) -> None:
+            if reset:  # SO_LINGER 0: close() sends RST instead of FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            else:
+                sock.shutdown(socket.SHUT_RDWR)
+
+        say("220 faulty.test ESMTP")
+        authenticated = not self.auth
+        mail_from: str | None = None
+        rcpt_tos: list[str] = []
+        while line := rfile.readline(4096):
+            command = line.rstrip(b"\r\n").decode("ascii", "replace")
+            verb, _, argument = command.partition(" ")
+            verb = verb.upper()
+            log.append(verb)
+            if verb == "EHLO":
+                features = ["SIZE 10485760", "8BITMIME", *(["AUTH PLAIN LOGIN"] if self.auth else [])]
+                say("250-faulty.test", *(f"250-{f}" for f in features), "250 ENHANCEDSTATUSCODES")
+            elif verb == "HELO":
+                say("250 faulty.test")
+            elif verb == "AUTH":
+                with self._lock:
+                    self.logins += 1
+                if self._strikes("refuse_auth"):
+                    say("535 5.7.8 Authentication credentials invalid")
+                else:
+                    authenticated = True
+                    say("235 2.7.0 Authentication successful")
+            elif verb == "MAIL":
+                if not authenticated:
+                    say("530 5.7.0 Authentication required")
+                    continue
+                mail_from, rcpt_tos = _angle(argument), []
+                say("250 2.1.0 OK")
+            elif verb == "RCPT":
+                address = _angle(argument)
+                if mail_from is None:
+                    say("503 5.5.1 MAIL first")
+                elif self._strikes("drop_at_rcpt"):
+                    return hang_up()
+                elif self._strikes("tempfail_at_rcpt"):
+                    say("451 4.3.0 Try again later")
+                elif address.lower() in self.refuse:
+                    say(self.refuse[address.lower()])
+                else:
+                    rcpt_tos.append(address)
+                    say("250 2.1.5 OK")
+            elif verb == "DATA":
+                if not rcpt_tos:
+                    say("503 5.5.1 RCPT first")
+                    continue
+                if self._strikes("drop_at_data"):
+                    return hang_up()
+                say("354 End data with <CR><LF>.<CR><LF>")
+                data, complete = self._read_data(rfile)
+                record = functools.partial(self._record, number, list(rcpt_tos), data, complete)
+                mail_from, rcpt_tos = None, []
+                if not complete:
+                    record(None)
+                    return
+                if self._strikes("drop_after_data") or self._strikes("reset_after_data"):
+                    record(None)
+                    return hang_up(reset=self.fault == "reset_after_data")
+                if self._strikes("late_reply"):
+                    record(None)  # the client gave up before the answer: for it, no answer came
+                    time.sleep(self.delay)
+                    say("250 2.0.0 Queued (late)")
+                elif self._strikes("garbage_reply"):
+                    record(None)
+                    say("Hello? Is this thing on?")
+                elif self._strikes("tempfail_at_dot"):
+                    record(451)
+                    say("451 4.3.0 Temporary failure, try again")
+                else:
+                    record(250)
+                    say("250 2.0.0 Queued")
+            elif verb == "RSET":
+                mail_from, rcpt_tos = None, []
+                say("250 2.0.0 OK")
+            elif verb == "NOOP":
+                say("250 2.0.0 OK")
+            elif verb == "QUIT":
+                say("221 2.0.0 Bye")
+                return
+            else:
+                say("502 5.5.2 Command not implemented")
+
+    @staticmethod
+    def _read_data(rfile: Any) -> tuple[bytes, bool]:
+        """The payload up to the final "." (un-stuffed), and whether that "." came."""
+        lines: list[bytes] = []
+        while line := rfile.readline(65536):
+            if line == b".\r\n":
+                return b"".join(lines), True
+            lines.append(line[1:] if line.startswith(b".") else line)
+        return b"".join(lines), False
+
+    def _record(self, connection: int, rcpt_tos: list[str], data: bytes, complete: bool, reply: int | None) -> None:
+        found = _MESSAGE_ID.search(data)
+        delivery = Delivery(connection, found.group(1).decode() if found else None, rcpt_tos, data, complete, reply)
+        with self._lock:
+            self.deliveries.append(delivery)
+
+
+def _angle(argument: str) -> str:
+    """The address in "FROM:<a@b> SIZE=123" or "TO:<a@b>"."""
+    start, end = argument.find("<"), argument.find(">")
+    return argument[start + 1:end] if 0 <= start < end else argument.partition(":")[2].strip()
+
+
+@pytest.fixture
+def make_faulty_smtp_server() -> Iterator[Callable[..., FaultySmtpServer]]:
+    """Start fault-injecting servers: ``make_faulty_smtp_server("drop_after_data", times=1)``; stopped after the test."""
+    started: list[FaultySmtpServer] = []
+
+    def make(fault: Fault | None = None, **options: Any) -> FaultySmtpServer:
+        try:
+            server = FaultySmtpServer(fault, **options).start()
+        except Exception as exc:  # noqa: BLE001 - a server that cannot start fails the test, never skips it
+            pytest.fail(f"could not start the fault-injecting SMTP server: {exc!r}", pytrace=False)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

@@ -211,6 +211,19 @@ def test_maildir_fails_only_the_message_it_cannot_write(tmp_path: Path):
     assert results[1].code is None and "not an email address" in results[1].detail
 
 
+def test_maildir_folder_that_cannot_be_written_is_fatal(tmp_path: Path):
+    transport = MaildirTransport(tmp_path / "mail")
+    assert transport.fatal is None
+    (tmp_path / "mail" / "tmp").rmdir()
+    (tmp_path / "mail" / "tmp").write_text("not a folder")  # (as root, a chmod would not stop the writes)
+    results = transport.send([message(), message()])
+    assert [r.status for r in results] == ["deferred", "deferred"]  # nothing written: safe to send later
+    assert isinstance(transport.fatal, TransportError)
+    assert str(tmp_path / "mail") in str(transport.fatal) and "permissions" in str(transport.fatal)
+    assert transport.send([message()])[0].status == "deferred"
+    assert list((tmp_path / "mail" / "new").iterdir()) == []
+
+
 def test_open_transport_maildir_is_relative_to_the_base_dir(tmp_path: Path):
     transport = open_transport(TransportSettings(), tmp_path, env={})
     assert isinstance(transport, MaildirTransport)
@@ -297,6 +310,33 @@ def test_c9_partial_refusal_sends_to_the_others(smtp_server: SmtpSink):
     assert result.permanent_recipients == ["bounce@example.fr"]
     assert result.code == 550 and "bounce@example.fr" in result.detail
     assert [r.rcpt_tos for r in smtp_server.received] == [["ok@example.fr", "cc@example.fr"]]
+
+
+@pytest.mark.parametrize("reply", ["550 5.7.1 Relaying denied", "554 5.7.1 Client host rejected: Access denied",
+                                   "550 5.4.1 Recipient address rejected: Access denied"])
+def test_c9_policy_refusal_at_rcpt_fails_without_blaming_the_address(smtp_server: SmtpSink, reply):
+    # Our relay setup is wrong, not the contact's address: failed, but not a permanent recipient.
+    smtp_server.reply_to_recipient("good@example.fr", reply)
+    with smtp(smtp_server) as transport:
+        [result] = transport.send([message("good@example.fr")])
+    assert (result.status, result.code, result.permanent_recipients) == ("failed", int(reply[:3]), [])
+    assert reply[4:] in result.detail
+    assert smtp_server.received == []
+
+
+def test_c9_only_address_refusals_are_permanent_recipients(smtp_server: SmtpSink):
+    smtp_server.reply_to_recipient("gone@example.fr", "550 5.1.1 No such user")
+    smtp_server.reply_to_recipient("full@example.fr", "552 5.2.2 Mailbox full")
+    smtp_server.reply_to_recipient("old@example.fr", "550 Requested action not taken: mailbox unavailable")
+    smtp_server.reply_to_recipient("policy@example.fr", "550 5.7.1 Relaying denied")
+    to = ["ok@example.fr", "gone@example.fr", "full@example.fr", "old@example.fr", "policy@example.fr"]
+    with smtp(smtp_server) as transport:
+        [result] = transport.send([message(to)])
+    assert result.status == "sent"
+    # 5.1.x and 5.2.x blame the address; so does a 5xx without an enhanced code (as ever).
+    assert result.permanent_recipients == ["gone@example.fr", "full@example.fr", "old@example.fr"]
+    assert "policy@example.fr" in result.detail
+    assert [r.rcpt_tos for r in smtp_server.received] == [["ok@example.fr"]]
 
 
 def test_partial_temporary_refusal_is_retried_for_that_recipient_only(smtp_server: SmtpSink):
@@ -401,9 +441,11 @@ def test_refused_login_defers_without_leaking_the_password(make_smtp_server, cap
     results = transport.send([message(f"c{i}@example.fr") for i in range(30)])
     assert {r.status for r in results} == {"deferred"}
     assert results[0].code == 535 and "refused the login" in results[0].detail
-    # One refused login per connection tried, not one per message.
-    assert 1 <= len(sink.logins) <= 4
-    everything = caplog.text + "".join(r.detail for r in results) + repr(results) + "".join(capsys.readouterr())
+    # Until a login works, connections open one at a time: one refused login, not one per connection.
+    assert 1 <= len(sink.logins) <= 2
+    assert transport.fatal is not None and "refused the login" in str(transport.fatal)
+    everything = (caplog.text + "".join(r.detail for r in results) + repr(results) + str(transport.fatal)
+                  + "".join(capsys.readouterr()))
     assert "refused the login" in caplog.text
     assert PASSWORD not in everything
     # A wrong password will not get better: the next batch does not try again.
@@ -421,6 +463,7 @@ def test_server_requiring_auth_without_credentials_defers(make_smtp_server):
     # A configuration problem, not a bounce: nothing is "failed", no contact is blamed (C9).
     assert {(r.status, r.code) for r in results} == {("deferred", 530)}
     assert "requires AUTH" in results[0].detail
+    assert transport.fatal is not None and "requires AUTH" in str(transport.fatal)
 
 
 def test_starttls_verifies_the_certificate(make_smtp_server):
@@ -431,6 +474,7 @@ def test_starttls_verifies_the_certificate(make_smtp_server):
     with smtp(sink, security="starttls") as transport:
         [result] = transport.send([message()])
     assert result.status == "deferred" and "certificate verify failed" in result.detail
+    assert transport.fatal is not None and "certificate verify failed" in str(transport.fatal)
     assert len(sink.received) == 1
 
 
@@ -446,6 +490,7 @@ def test_starttls_missing_on_the_server_is_not_silently_skipped(smtp_server: Smt
     with smtp(smtp_server, security="starttls", ssl_context=client_ssl_context()) as transport:
         [result] = transport.send([message()])
     assert result.status == "deferred" and "STARTTLS" in result.detail
+    assert transport.fatal is not None and "does not offer STARTTLS" in str(transport.fatal)
     assert smtp_server.received == []
 
 

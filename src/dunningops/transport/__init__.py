@@ -3,12 +3,15 @@
 * ``message``: ``Address``, ``OutgoingMessage``, ``new_message_id``,
   ``recipients`` and ``to_bytes``, the fast MIME writer (no ``EmailMessage``:
   building those is the send cycle's bottleneck, performance.md).
-* ``base``: ``Transport`` (the protocol the send cycle is given),
-  ``SendResult``, ``TransportError`` and ``open_transport`` (settings → transport,
-  secrets from the environment only).
+* ``base``: ``Transport`` (the protocol the send cycle is given, with its
+  ``fatal`` error), ``SendResult`` (sent, failed, deferred, unknown: a
+  message is sent at most once), ``TransportError`` and ``open_transport``
+  (settings → transport, secrets from the environment only).
 * ``maildir``: ``MaildirTransport``, the embedded default (files in a Maildir).
 * ``smtp``: ``SmtpTransport``, a pool of reused ``smtplib`` connections with
-  retries; ``pool``: the worker threads behind it.
+  retries; ``smtp_session``: one connection and the staged MAIL / RCPT / DATA
+  exchange that tells a safe retry from a maybe-delivered message;
+  ``pool``: the worker threads behind it.
 * ``bench``: the sending throughput check against Postfix ``smtp-sink``
   (``python -m dunningops.transport.bench``).
 

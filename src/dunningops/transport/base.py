@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from dunningops.errors import DunningOpsError
+from dunningops.errors import UnavailableError
 from dunningops.transport.message import OutgoingMessage
 
 if TYPE_CHECKING:
@@ -17,23 +17,31 @@ if TYPE_CHECKING:
 
 __all__ = ["Secret", "SendResult", "Transport", "TransportError", "open_transport"]
 
-Status = Literal["sent", "failed", "deferred"]
+Status = Literal["sent", "failed", "deferred", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What became of one message.
+    """What became of one message. A message is sent at most once: only ``deferred`` may be sent again.
 
     * ``sent``: the server took it (perhaps not for every recipient: see
-      ``permanent_recipients``).
+      ``permanent_recipients`` and ``detail``).
     * ``failed``: refused for good (5xx). ``code`` is the server's; ``None``
       means the message could not even be written (a malformed address).
-    * ``deferred``: not delivered yet (4xx after the retries, connection or
-      login trouble): nothing went out, sending it again later is safe.
+    * ``deferred``: nothing was delivered (4xx after the retries, connection or
+      login trouble before the message was handed over): sending it again
+      later, with the same Message-ID, is safe.
+    * ``unknown``: the message's bytes may have reached the server but no
+      clear answer came (timeout, dropped or reset connection, garbage reply,
+      from the DATA command on). It may have been delivered: never send it
+      again, neither the transport nor its caller.
 
-    ``permanent_recipients`` lists the recipients refused with 5xx at RCPT:
-    those, and only those, are the addresses a bounce proves wrong (C9: the
-    caller marks those contacts invalid).
+    ``permanent_recipients`` lists the recipients refused with 5xx at RCPT for
+    the address's sake (enhanced status 5.1.x or 5.2.x, or no enhanced status
+    at all): those, and only those, are the addresses a bounce proves wrong
+    (C9: the caller marks those contacts invalid). A policy refusal (5.7.x
+    "relay denied" and the like) says our setup is wrong, not the address: it
+    fails that recipient without listing it.
     """
 
     message_id: str
@@ -44,7 +52,17 @@ class SendResult:
 
 
 class Transport(Protocol):
-    """Sends messages; one instance per send run, ``close()`` when done."""
+    """Sends messages; one instance per send run, ``close()`` when done.
+
+    ``fatal`` is None until the transport finds it cannot work as configured
+    (login refused, TLS failure, STARTTLS missing, a login required but none
+    configured, an unwritable maildir): from then on every message of that
+    and later ``send()`` calls comes back ``deferred`` without anything being
+    sent, and the caller, once it has recorded the results, raises ``fatal``
+    to stop the run with its one-line message (it never holds a secret).
+    """
+
+    fatal: TransportError | None
 
     def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         """One result per message, in the order given. Never raises for one message's failure."""
@@ -55,8 +73,8 @@ class Transport(Protocol):
         ...
 
 
-class TransportError(DunningOpsError):
-    """The transport cannot be set up as configured (its settings or the environment)."""
+class TransportError(UnavailableError):
+    """The transport cannot work as configured (its settings, the environment, or what the server says of them)."""
 
 
 class Secret:

@@ -9,6 +9,7 @@ half-written file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import socket
@@ -22,6 +23,10 @@ from dunningops.transport.message import OutgoingMessage, envelope_sender, recip
 __all__ = ["MaildirTransport"]
 
 _counter = itertools.count(1)
+
+# The folder itself is wrong (not writable, read-only, gone, not a directory): no later message
+# can fare better, so the transport stops. A full disk or an I/O error only defers the message.
+_FOLDER_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR})
 
 
 def _hostname() -> str:
@@ -42,7 +47,13 @@ class MaildirTransport:
         fsync: flush every file to disk before it appears in ``new/``. Off by
             default: this is the demo and development transport, and an fsync
             per message would cost more than everything else in the send.
+
+    ``fatal`` is None until the folder cannot be written at all (permission
+    denied, read-only, removed): that and every later message then comes back
+    ``deferred``, and ``fatal`` holds the ``TransportError`` to stop the run with.
     """
+
+    fatal: TransportError | None
 
     def __init__(self, path: Path, *, fsync: bool = False):
         self.path = Path(path)
@@ -55,6 +66,7 @@ class MaildirTransport:
         self._tmp = os.fspath(self.path / "tmp")
         self._new = os.fspath(self.path / "new")
         self._host = _hostname()
+        self.fatal = None
 
     def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         return [self._deliver(msg) for msg in messages]
@@ -63,6 +75,8 @@ class MaildirTransport:
         """Nothing to release: every file is complete once ``send`` returns."""
 
     def _deliver(self, msg: OutgoingMessage) -> SendResult:
+        if self.fatal is not None:
+            return SendResult(msg.message_id, "deferred", None, str(self.fatal))
         try:
             data = to_bytes(msg)
         except ValueError as exc:
@@ -87,6 +101,9 @@ class MaildirTransport:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            # A full disk or a permission problem: nothing was delivered, so a later try is safe.
-            return SendResult(msg.message_id, "deferred", None, f"cannot write to the maildir {self.path}: {exc.strerror}")
+            # Nothing was delivered (the file never reached new/), so a later try is safe.
+            detail = f"cannot write to the maildir {self.path}: {exc.strerror}"
+            if exc.errno in _FOLDER_ERRORS:
+                self.fatal = TransportError(f"{detail}; check settings.sending.transport.path and its permissions")
+            return SendResult(msg.message_id, "deferred", None, detail)
         return SendResult(msg.message_id, "sent")

@@ -1,0 +1,202 @@
+"""At most once: SMTP failures against a server that misbehaves on purpose (``FaultySmtpServer``).
+
+Each test counts what the server received per Message-ID: a customer must
+never get the same reminder twice. Once DATA is written, a failure without a
+clear answer is ``unknown`` and never retried; a clear refusal before or at
+the end of DATA is retried with the same bytes; a configuration problem sets
+``transport.fatal`` and defers everything without trying each message.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import smtp_fixtures
+from dunningops.errors import UnavailableError
+from dunningops.transport import Address, OutgoingMessage, SmtpTransport, TransportError, new_message_id, to_bytes
+from smtp_fixtures import FaultySmtpServer
+
+make_faulty_smtp_server = smtp_fixtures.make_faulty_smtp_server
+
+PASSWORD = "n0t-the-Right-0ne"
+
+
+def message(to: str = "client@example.fr", **fields) -> OutgoingMessage:
+    defaults = {
+        "message_id": new_message_id("acme.fr"), "from_": Address("relances@acme.fr", "Recouvrement"),
+        "to": [Address(to)], "subject": "Relance : facture F-2026-0042", "text": "Bonjour,\n.\nMerci.\n",
+    }
+    return OutgoingMessage(**{**defaults, **fields})
+
+
+def smtp(server: FaultySmtpServer, **options) -> SmtpTransport:
+    # Short timeouts and backoff: each test runs in about a second at most.
+    options = {"security": "none", "pool_size": 1, "max_attempts": 3, "backoff_base": 0.01, "timeout": 5,
+               "local_hostname": "client.test", **options}
+    return SmtpTransport(server.host, server.port, **options)
+
+
+# --- no clear answer once the message was handed over: unknown, never retried ---------------
+
+
+def test_at_most_once_drop_after_data_is_unknown_never_retried(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("drop_after_data")
+    msg = message()
+    with smtp(server) as transport:
+        [result] = transport.send([msg])
+    assert result.status == "unknown" and result.permanent_recipients == []
+    assert f"no answer from 127.0.0.1:{server.port} once the message was sent" in result.detail
+    assert server.received(msg.message_id) == 1
+    assert len(server.deliveries) == 1  # not one payload more: no retry, on this connection or another
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("fault", ["drop_after_data", "reset_after_data", "garbage_reply"])
+def test_at_most_once_no_clear_answer_after_the_message_is_unknown(make_faulty_smtp_server, fault):
+    server = make_faulty_smtp_server(fault, times=1)
+    first, second = message("a@example.fr"), message("b@example.fr")
+    with smtp(server) as transport:
+        results = transport.send([first, second])
+    assert [r.status for r in results] == ["unknown", "sent"]
+    assert server.received(first.message_id) == 1  # never twice
+    assert server.received(second.message_id) == 1  # the next message goes out on a fresh connection
+    assert server.connections == 2
+
+
+def test_at_most_once_late_answer_to_the_final_dot_is_unknown(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("late_reply", times=1, delay=2.5)
+    late, after = message("a@example.fr"), message("b@example.fr")
+    started = time.monotonic()
+    with smtp(server, timeout=1) as transport:
+        [result] = transport.send([late])
+        assert time.monotonic() - started < 2.4  # gave up at the timeout, did not wait for the answer
+        [next_one] = transport.send([after])
+    assert result.status == "unknown" and result.code is None
+    assert "timed out" in result.detail
+    assert server.received(late.message_id) == 1
+    assert len(server.payloads(late.message_id)) == 1  # not sent again when the next batch came
+    assert next_one.status == "sent" and server.received(after.message_id) == 1
+
+
+def test_at_most_once_drop_right_after_the_data_command_is_unknown(make_faulty_smtp_server):
+    # From the moment DATA is written the message counts as handed over, even if the
+    # server vanished before its 354: unknown, not retried (the rule errs on the side of once).
+    server = make_faulty_smtp_server("drop_at_data", times=1)
+    msg = message()
+    with smtp(server) as transport:
+        [result] = transport.send([msg])
+    assert result.status == "unknown"
+    assert "lost at DATA" in result.detail
+    assert server.received(msg.message_id) == 0 and server.connections == 1
+
+
+# --- a clear refusal, or a drop before DATA: safe to retry -----------------------------------
+
+
+def test_at_most_once_4xx_at_the_final_dot_is_retried_with_the_same_bytes(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("tempfail_at_dot", times=1)
+    msg = message()
+    with smtp(server) as transport:
+        [result] = transport.send([msg])
+    assert (result.status, result.code) == ("sent", 250)
+    tries = server.payloads(msg.message_id)
+    assert [(d.complete, d.reply) for d in tries] == [(True, 451), (True, 250)]  # accepted once
+    # The same bytes both times: same Message-ID, same Date, byte for byte what to_bytes built.
+    assert tries[0].data == tries[1].data == to_bytes(msg)
+
+
+def test_at_most_once_4xx_at_rcpt_is_retried_then_sent_once(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("tempfail_at_rcpt", times=1)
+    msg = message()
+    with smtp(server) as transport:
+        [result] = transport.send([msg])
+    assert result.status == "sent"
+    assert server.received(msg.message_id) == 1
+    # The refused transaction was reset before the retry on the same connection.
+    assert server.commands[0][:5] == ["EHLO", "MAIL", "RCPT", "RSET", "MAIL"]
+
+
+def test_at_most_once_drop_during_rcpt_is_retried_then_sent_once(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("drop_at_rcpt", times=1)
+    msg = message()
+    with smtp(server) as transport:
+        [result] = transport.send([msg])
+    assert result.status == "sent"
+    assert server.received(msg.message_id) == 1
+    assert server.connections == 2  # the retry needed a new connection
+
+
+def test_4xx_at_the_final_dot_that_lasts_is_deferred_and_never_delivered(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("tempfail_at_dot")
+    msg = message()
+    with smtp(server, max_attempts=2) as transport:
+        [result] = transport.send([msg])
+    assert (result.status, result.code) == ("deferred", 451)
+    assert "after 2 attempts" in result.detail
+    assert [d.reply for d in server.payloads(msg.message_id)] == [451, 451]  # refused each time: nobody got it
+
+
+def test_reused_connection_is_reset_after_a_refusal(make_faulty_smtp_server):
+    server = make_faulty_smtp_server(refuse={"gone@example.fr": "550 5.1.1 No such user"})
+    bounced, good = message("gone@example.fr"), message("ok@example.fr")
+    with smtp(server) as transport:
+        results = transport.send([bounced, good])
+    assert [r.status for r in results] == ["failed", "sent"]
+    assert results[0].permanent_recipients == ["gone@example.fr"]  # C9
+    assert server.connections == 1
+    assert server.commands[0] == ["EHLO", "MAIL", "RCPT", "RSET", "MAIL", "RCPT", "DATA", "QUIT"]
+
+
+def test_idle_pooled_connection_dropped_is_a_free_reconnect(make_faulty_smtp_server):
+    server = make_faulty_smtp_server()
+    first, second = message("a@example.fr"), message("b@example.fr")
+    with smtp(server, max_attempts=1) as transport:
+        assert transport.send([first])[0].status == "sent"
+        server.drop_connections()  # the server closes the idle connection
+        # Dropped before DATA, on a connection that had been idle: reopened without spending the one attempt.
+        assert transport.send([second])[0].status == "sent"
+    assert server.received(first.message_id) == server.received(second.message_id) == 1
+
+
+# --- configuration: fatal, everything deferred, not one login per message --------------------
+
+
+def test_refused_login_is_fatal_and_defers_everything_without_a_login_per_message(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("refuse_auth")
+    msgs = [message(f"c{i}@example.fr") for i in range(30)]
+    with smtp(server, pool_size=4, username="dunning", password=PASSWORD) as transport:
+        assert transport.fatal is None
+        results = transport.send(msgs)
+        fatal = transport.fatal
+        assert {r.status for r in results} == {"deferred"}
+        assert results[0].code == 535
+        assert isinstance(fatal, TransportError) and isinstance(fatal, UnavailableError)
+        assert str(fatal).startswith(f"the SMTP server 127.0.0.1:{server.port} refused the login: 535 5.7.8")
+        assert "username_env" in str(fatal) and PASSWORD not in str(fatal)
+        assert 1 <= server.logins <= 2
+        # Later batches do not try again, and report the same error.
+        assert {r.status for r in transport.send([message()])} == {"deferred"}
+        assert transport.fatal is fatal
+    assert server.logins <= 2
+    assert server.deliveries == []
+
+
+def test_auth_required_but_not_configured_is_fatal(make_faulty_smtp_server):
+    server = make_faulty_smtp_server(auth=True)
+    with smtp(server, pool_size=2) as transport:
+        results = transport.send([message(f"c{i}@example.fr") for i in range(10)])
+    assert {(r.status, r.code) for r in results} == {("deferred", 530)}
+    assert transport.fatal is not None and "requires AUTH" in str(transport.fatal)
+    assert "set username_env and password_env" in str(transport.fatal)
+    assert server.deliveries == []
+
+
+def test_server_down_is_deferred_but_not_fatal():
+    # Not a configuration problem: the next run may find the server back.
+    transport = SmtpTransport("127.0.0.1", smtp_fixtures.free_port(), security="none", pool_size=1,
+                              max_attempts=1, timeout=2)
+    with transport:
+        assert transport.send([message()])[0].status == "deferred"
+        assert transport.fatal is None
