@@ -91,7 +91,7 @@ def test_bad_rows_all_reported_nothing_written(store, snapshot):
     with pytest.raises(LedgerImportError) as info:
         _import(store, "invoices", "bad_invoices.csv")
     message = str(info.value)
-    assert message.startswith("7 errors in 6 of 7 rows; nothing was imported:")
+    assert message.startswith("9 errors in 6 of 7 rows; nothing was imported:")
     assert "bad_invoices.csv: row 4, column due_date: '31/02/2026' is not a date (expected YYYY-MM-DD)" in message
     assert "bad_invoices.csv: row 3, column customer_external_id: unknown customer 'C9'" in message
     assert "bad_invoices.csv: row 6, column external_id: duplicate external_id 'I1' (first on row 2)" in message
@@ -106,7 +106,7 @@ def test_skip_invalid_writes_rejects(store, tmp_path: Path):
     summary = _import(store, "invoices", "bad_invoices.csv", skip_invalid=True, reject_file=rejects)
     assert (summary.added, summary.rejected) == (1, 6)
     lines = rejects.read_text().splitlines()
-    assert lines[0] == "file,row,column,error" and len(lines) == 8
+    assert lines[0] == "file,row,column,error" and len(lines) == 10
     assert set(_invoices(store)) == {"I1"}
 
 
@@ -181,7 +181,7 @@ def test_cli_import_and_lists(run, v1: Path, tmp_path: Path, snapshot):
         result = run("ledger", "import", kind, LEDGER / f"{kind}.csv", "--config", v1, "--database-url", url)
         assert result.exit_code == 0, result.output
     bad = run("ledger", "import", "invoices", LEDGER / "bad_invoices.csv", "--config", v1, "--database-url", url)
-    assert bad.exit_code == 1 and bad.stderr.startswith("Error: 7 errors in 6 of 7 rows") and "Traceback" not in bad.stderr
+    assert bad.exit_code == 1 and bad.stderr.startswith("Error: 9 errors in 6 of 7 rows") and "Traceback" not in bad.stderr
     listing = run("customers", "list", "--config", v1, "--database-url", url)
     assert listing.stdout == snapshot(name="customers-list")
     contacts = run("contacts", "list", "--customer", "C1", "--config", v1, "--database-url", url)

@@ -106,7 +106,7 @@ def customers_list(app: App, origin, plan, overdue_days, limit, offset, fmt_) ->
     with app.session() as session:
         page = list_customers(session, today=app.now().date(), origin=origin, plan=plan, overdue_days=overdue_days,
                               limit=limit, offset=offset)
-    rows, total = (page.rows, page.total) if hasattr(page, "rows") else (page, len(page))  # TODO(lead): C's page API
+    rows, total = page.rows, page.total
     if fmt_ == "json":
         # An explicit page: never a silently truncated list.
         echo_json({"total": total, "offset": offset, "limit": limit, "customers": rows})
@@ -165,14 +165,21 @@ def contacts() -> None:
 @click.option("--customer", help="A customer's external id.")
 @click.option("--invalid", is_flag=True, help="Only contacts marked invalid (bounces).")
 @click.option("--function", help="Only contacts with this function id.")
+@click.option("--limit", type=LIMIT, default=1000, show_default=True, help="At most this many contacts.")
+@click.option("--offset", type=OFFSET, default=0, show_default=True, help="Skip this many first.")
 @FORMAT
-def contacts_list(app: App, customer, invalid, function, fmt_) -> None:
-    """List contacts."""
+def contacts_list(app: App, customer, invalid, function, limit, offset, fmt_) -> None:
+    """List contacts (a page of them)."""
     from dunningops.ledger.queries import list_contacts
 
     with app.session() as session:
-        rows = list_contacts(session, customer=customer, invalid=invalid, function=function)
-    click.echo(to_json(rows) if fmt_ == "json" else _contacts_table(rows), nl=False)
+        page = list_contacts(session, customer=customer, invalid=invalid, function=function, limit=limit, offset=offset)
+    if fmt_ == "json":
+        echo_json({"total": page.total, "offset": offset, "limit": limit, "contacts": page.rows})
+        return
+    click.echo(_contacts_table(page.rows), nl=False)
+    if line := more_line(offset + len(page.rows), page.total, "contacts"):
+        click.echo(line, err=True)
 
 
 @contacts.command("show")

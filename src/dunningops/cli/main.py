@@ -47,6 +47,12 @@ class Cli(click.Group):
             from sqlalchemy.exc import DBAPIError
 
             if isinstance(exc, DBAPIError):
+                from dunningops.store.engine import store_error
+
+                app = (ctx.obj or {}).get("app")
+                known = store_error(app.url if app is not None else "", exc)
+                if known is not None:
+                    self._fail(ctx, exc, str(known), known.exit_code)
                 reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
                 self._fail(ctx, exc, f"the store failed: {reason}", EXIT_UNAVAILABLE)
             self._fail(ctx, exc, f"unexpected {type(exc).__name__}: {exc} (a bug: run with --debug for the "

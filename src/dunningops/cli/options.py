@@ -73,7 +73,10 @@ def pass_app(f: Callable | None = None, *, database: bool = True) -> Callable:
         @functools.wraps(f)
         def wrapper(*args: Any, config_dir: Path, database_url: str | None = None, **kwargs: Any) -> Any:
             app = App.from_env(config_dir, database_url)
-            click.get_current_context().call_on_close(app.close)
+            ctx = click.get_current_context()
+            ctx.call_on_close(app.close)
+            if isinstance(ctx.obj, dict):
+                ctx.obj["app"] = app  # for the error handler: which store a driver error came from
             return f(app, *args, **kwargs)
 
         # Applied innermost first, so --config is listed before --database-url in --help.

@@ -13,6 +13,12 @@ from datetime import date, datetime
 from typing import Any
 
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# Bounds a finance team would expect, checked at parse time so that a bad cell is one
+# clear error here rather than an overflow in the store (bigint) or in the send cycle
+# (a due date plus a step offset past year 9999).
+MAX_CENTS = 99_999_999_999_999  # 999,999,999,999.99: any currency's invoice, far below bigint
+MAX_UNITS_DIGITS = 12
+MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2199, 12, 31)
 _TRUE = {"true", "1", "yes", "y", "oui", "x"}
 _FALSE = {"false", "0", "no", "n", "non", ""}
 
@@ -54,18 +60,23 @@ def make_parsers(date_format: str | None, decimal_comma: bool) -> dict[str, Call
 
     def parse_date(value: str) -> date:
         try:
-            if date_format:
-                return datetime.strptime(value, date_format).date()
-            return date.fromisoformat(value)
+            day = datetime.strptime(value, date_format).date() if date_format else date.fromisoformat(value)
         except ValueError:
             expected = date_format or "YYYY-MM-DD"
             raise ValueError(f"{value!r} is not a date (expected {expected})") from None
+        if not MIN_DATE <= day <= MAX_DATE:
+            raise ValueError(f"{value!r} is out of range (dates go from {MIN_DATE} to {MAX_DATE})")
+        return day
+
+    def too_large(value: str) -> ValueError:
+        return ValueError(f"{value!r} is too large (amounts go up to {MAX_CENTS // 100:,}.{MAX_CENTS % 100:02d})")
 
     def parse_cents(value: str) -> int:
         if not decimal_comma:
             # Fast path for what exports mostly hold ("1234.50"): no regex, no replace.
             units, dot, decimals = value.partition(".")
-            if units.isdigit() and (decimals.isdigit() and len(decimals) <= 2 or not dot):
+            short = len(units) <= MAX_UNITS_DIGITS
+            if units.isdecimal() and short and ((decimals.isdecimal() and len(decimals) <= 2) or not dot):
                 return int(units) * 100 + (int(decimals.ljust(2, "0")) if decimals else 0)
         text = value.replace("\u00a0", "").replace("\u202f", "").replace(" ", "")
         if decimal_comma:
@@ -74,10 +85,12 @@ def make_parsers(date_format: str | None, decimal_comma: bool) -> dict[str, Call
         if not match:
             raise ValueError(f"{value!r} is not an amount (expected e.g. 1234.50)")
         sign, units, decimals = match.groups()
-        cents = int(units) * 100 + int((decimals or "0").ljust(2, "0"))
         if sign:
             raise ValueError(f"{value!r} is negative: amounts are positive (a credit note is a payment of kind credit_note)")
-        return cents
+        units = units.lstrip("0")
+        if len(units) > MAX_UNITS_DIGITS:  # before int(): a 10,000-digit cell costs nothing
+            raise too_large(value)
+        return int(units or "0") * 100 + int((decimals or "0").ljust(2, "0"))
 
     def parse_bool(value: str) -> bool:
         low = value.lower()

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from dunningops.errors import DunningOpsError
+from dunningops.errors import InvalidInputError, NotFoundError
 from dunningops.ledger.context import LedgerContext
 from dunningops.store.schema import ContactFunctionLinkRow, ContactRow
 
@@ -18,7 +18,7 @@ links = ContactFunctionLinkRow.__table__
 def _contact(session: Session, contact_id: int):
     row = session.execute(select(contacts).where(contacts.c.id == contact_id)).mappings().first()
     if row is None:
-        raise DunningOpsError(f"no contact #{contact_id}")
+        raise NotFoundError(f"no contact #{contact_id}")
     return row
 
 
@@ -29,7 +29,7 @@ def set_functions(session: Session, contact_id: int, names: list[str], now: date
     try:
         ids = sorted({ctx.function_id(n) for n in names})
     except ValueError as exc:
-        raise DunningOpsError(str(exc)) from None
+        raise InvalidInputError(str(exc)) from None
     session.execute(delete(links).where(links.c.contact_id == contact_id))
     if ids:
         session.execute(insert(links), [{"contact_id": contact_id, "function_id": f} for f in ids])

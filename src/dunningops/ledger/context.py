@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dunningops.errors import DunningOpsError
+from dunningops.errors import ConflictError
 from dunningops.store.schema import ContactFunctionRow, MemberRow, PlanRow, SettingsRow
 
 
@@ -24,7 +24,7 @@ class LedgerContext:
     def load(cls, session: Session) -> LedgerContext:
         settings = session.scalar(select(SettingsRow.data))
         if settings is None:
-            raise DunningOpsError("the store has no applied config yet: run `dunningops apply` before importing the ledger")
+            raise ConflictError("the store has no applied config yet: run `dunningops apply` before importing the ledger")
         members: dict[str, str] = {}
         for ident, email in session.execute(select(MemberRow.id, MemberRow.email)):
             members[ident] = ident

@@ -8,23 +8,25 @@ so its summary is exact.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Date, delete, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from dunningops.errors import DunningOpsError
+from dunningops.errors import InvalidInputError, StoreError
 from dunningops.ledger.columns import KINDS, make_parsers
 from dunningops.ledger.context import LedgerContext
-from dunningops.ledger.issues import CellError, LedgerImportError, RowIssue
+from dunningops.ledger.issues import LedgerImportError, RowIssue
 from dunningops.ledger.mapping import Mapping
 from dunningops.ledger.reader import detect_format, read_rows
 from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS, converter
 from dunningops.ledger.writes import set_problems, write
-from dunningops.store.engine import Store
+from dunningops.store.engine import Store, store_error
 
 BATCH = 5_000
 
@@ -80,13 +82,13 @@ def import_file(
 ) -> ImportSummary:
     """Import one file of ``kind`` (customers, contacts, invoices, payments)."""
     if kind not in KINDS:
-        raise DunningOpsError(f"unknown ledger kind {kind!r} (expected one of: {', '.join(KINDS)})")
+        raise InvalidInputError(f"unknown ledger kind {kind!r} (expected one of: {', '.join(KINDS)})")
     if prune and kind != "invoices":
-        raise DunningOpsError("--prune applies to invoices only (a full export voids the invoices it lacks)")
+        raise InvalidInputError("--prune applies to invoices only (a full export voids the invoices it lacks)")
     mapping = mapping or Mapping()
     summary = ImportSummary(kind=kind, file=path.name, dry_run=dry_run)
     try:
-        with store.session() as session:
+        with _store_errors(store), store.session() as session:
             _stage(session, kind, path, fmt, mapping, summary, progress, batch_size)
             if summary.issues and not skip_invalid:
                 raise LedgerImportError(summary.issues, summary.rows)
@@ -104,6 +106,18 @@ def import_file(
     return summary
 
 
+@contextmanager
+def _store_errors(store: Store) -> Iterator[None]:
+    """A store that turns read-only, full or unreachable mid-import: one clear line (the import is one transaction)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        error = store_error(store.url, exc)
+        if error is None:
+            raise
+        raise StoreError(f"{error}; nothing was imported") from exc
+
+
 def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, progress, batch_size) -> None:
     ctx = LedgerContext.load(session)
     stg = STAGING[kind]
@@ -118,16 +132,20 @@ def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, p
     file_format = detect_format(path, fmt)
     unit = "line" if file_format == "jsonl" else "row"
     rows, fn_rows = [], []
-    for row_no, raw in read_rows(path, file_format, columns, mapping):
+    for row_no, raw, read_problems in read_rows(path, file_format, columns, mapping):
         summary.rows += 1
-        if "__error__" in raw:
-            summary.issues.append(RowIssue(path.name, row_no, "", f"{unit} {raw['__error__']}", unit))
+        reported: Collection[str] = ()
+        if read_problems:
+            problems = [RowIssue(path.name, row_no, column, message, unit) for column, message in read_problems]
+            reported = {column for column, _ in read_problems}
         else:
-            values, problems = {}, []
+            problems = []
+        if raw is not None:
+            values = {}
             for name, parse, required, max_length in steps:
                 text = raw.get(name, "")
                 if not text:
-                    if required:
+                    if required and name not in reported:  # the reader drops a cell it reported (e.g. too big)
                         problems.append(RowIssue(path.name, row_no, name, "is empty (required)", unit))
                     continue
                 if len(text) > max_length:
@@ -137,13 +155,14 @@ def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, p
                     values[name] = parse(text)
                 except ValueError as exc:
                     problems.append(RowIssue(path.name, row_no, name, str(exc), unit))
-            if not problems:
-                try:
-                    staged, links = convert(row_no, values)
-                    rows.append(staged)
-                    fn_rows.extend(links)
-                except CellError as exc:
-                    problems.append(RowIssue(path.name, row_no, exc.column, str(exc), unit))
+            staged, links, cell_problems = convert(row_no, values)
+            if cell_problems:
+                problems += [RowIssue(path.name, row_no, e.column, str(e), unit) for e in cell_problems]
+            # Staged even when invalid (bad cells as NULL), so the set-based checks (duplicates,
+            # unknown customers) report this row's other problems too; nothing is written then.
+            rows.append(staged)
+            fn_rows.extend(links)
+        if problems:
             summary.issues.extend(problems)
         if len(rows) >= batch_size:
             _flush(session, stg, rows, fn_rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dunningops.errors import DunningOpsError
+from dunningops.errors import InvalidInputError
 
 SHOWN = 50  # a terminal full; the reject file (--skip-invalid) has them all
 
@@ -30,7 +30,7 @@ class CellError(ValueError):
         self.column = column
 
 
-class LedgerImportError(DunningOpsError):
+class LedgerImportError(InvalidInputError):
     """Invalid rows: nothing was written. Every problem is listed (the first SHOWN in the message)."""
 
     def __init__(self, issues: list[RowIssue], rows: int):

@@ -11,12 +11,14 @@ A mapping file (YAML) lets an export import as it is, without editing it:
 
 from __future__ import annotations
 
+import codecs
+import difflib
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dunningops.errors import DunningOpsError
+from dunningops.errors import InvalidInputError
 
 
 class Mapping(BaseModel):
@@ -28,19 +30,57 @@ class Mapping(BaseModel):
     delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = "utf-8-sig"
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        # Checked here, not when the file is opened, so the error names the mapping file and the key.
+        try:
+            info = codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, utf-8-sig, latin-1, cp1252)") from None
+        if not getattr(info, "_is_text_encoding", True):  # rot13, base64: codecs, but not for text files
+            raise ValueError(f"{value!r} is not a text encoding (e.g. utf-8, utf-8-sig, latin-1, cp1252)")
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _usable_delimiter(cls, value: str) -> str:
+        if value in ('"', "\r", "\n"):
+            raise ValueError(f"{value!r} cannot separate columns (a quote or a line break)")
+        return value
+
     def source(self, column: str) -> str:
         return self.columns.get(column, column)
 
 
 def load_mapping(path: Path | None) -> Mapping:
+    """The mapping in ``path`` (none: our own column names, ISO dates, UTF-8); every problem names the file and key."""
     if path is None:
         return Mapping()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read the mapping: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path}: the mapping is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise InvalidInputError(f"{path}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{path}: a mapping file holds keys (columns, date_format, decimal_comma, delimiter, encoding)")
+    try:
         return Mapping.model_validate(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise DunningOpsError(f"{path}: cannot read the mapping: {exc}") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise DunningOpsError(f"{path}: {where}: {first['msg']}") from exc
+        lines = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(error["loc"][0]), list(Mapping.model_fields), n=1)
+                known = ", ".join(Mapping.model_fields)
+                message = f"unknown key; did you mean {close[0]!r}?" if close else f"unknown key (expected one of: {known})"
+            lines.append(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+        raise InvalidInputError("\n".join(lines)) from exc

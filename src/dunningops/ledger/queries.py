@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from dunningops.errors import DunningOpsError
+from dunningops.errors import InvalidInputError, NotFoundError
 from dunningops.ledger.assignment import applied_assignments, plan_expression
 from dunningops.store.schema import ContactFunctionLinkRow, ContactRow, CustomerRow, InvoiceRow
 
@@ -18,10 +18,43 @@ invoices = InvoiceRow.__table__
 links = ContactFunctionLinkRow.__table__
 
 
+class Page(list):
+    """One page of a listing: a list of its rows, with where it sits in the whole.
+
+    A list, so callers that only want rows iterate it; ``total`` is every row the
+    filters match, so nothing is cut off without a word.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], *, total: int, offset: int, limit: int | None):
+        super().__init__(rows)
+        self.total, self.offset, self.limit = total, offset, limit
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self
+
+    @property
+    def remaining(self) -> int:
+        """Rows after this page."""
+        return max(0, self.total - self.offset - len(self))
+
+
+def _check_page(limit: int | None, offset: int) -> None:
+    if limit is not None and limit < 0:
+        raise InvalidInputError(f"limit {limit} is negative (a number of rows, or none for all)")
+    if offset < 0:
+        raise InvalidInputError(f"offset {offset} is negative (the number of rows to skip)")
+
+
 def list_customers(
     session: Session, *, today: date, origin: str | None = None, plan: str | None = None,
-    overdue_days: int | None = None, limit: int = 100, offset: int = 0,
-) -> list[dict[str, Any]]:
+    overdue_days: int | None = None, limit: int | None = 100, offset: int = 0,
+) -> Page:
+    """Customers with their plan, contacts, open invoices and outstanding amount, by external id.
+
+    ``limit`` None lists them all; the page's ``total`` counts every customer the filters match.
+    """
+    _check_page(limit, offset)
     plan_id = plan_expression(applied_assignments(session), customers).label("plan")
     open_inv = (
         select(
@@ -34,6 +67,15 @@ def list_customers(
         .group_by(invoices.c.customer_id)
         .subquery()
     )
+    filters = []
+    if origin:
+        filters.append(customers.c.origin == origin)
+    if plan:
+        filters.append(plan_id == plan)
+    if overdue_days is not None:
+        filters.append(open_inv.c.oldest_due <= date.fromordinal(today.toordinal() - overdue_days))
+    joined = customers.outerjoin(open_inv, open_inv.c.customer_id == customers.c.id)
+    total = session.scalar(select(func.count()).select_from(joined).where(*filters))
     n_contacts = select(func.count()).where(contacts.c.customer_id == customers.c.id).scalar_subquery()
     query = (
         select(
@@ -42,30 +84,25 @@ def list_customers(
             func.coalesce(open_inv.c.outstanding_cents, 0).label("outstanding_cents"), open_inv.c.oldest_due,
             customers.c.paused_until,
         )
-        .outerjoin(open_inv, open_inv.c.customer_id == customers.c.id)
+        .select_from(joined)
+        .where(*filters)
         .order_by(customers.c.external_id)
         .limit(limit)
         .offset(offset)
     )
-    if origin:
-        query = query.where(customers.c.origin == origin)
-    if plan:
-        query = query.where(plan_id == plan)
-    if overdue_days is not None:
-        query = query.where(open_inv.c.oldest_due <= date.fromordinal(today.toordinal() - overdue_days))
     rows = []
     for row in session.execute(query).mappings():
         item = dict(row)
         oldest = item.pop("oldest_due")
         item["days_overdue"] = max(0, (today - oldest).days) if oldest else 0
         rows.append(item)
-    return rows
+    return Page(rows, total=total or 0, offset=offset, limit=limit)
 
 
 def customer_id(session: Session, external_id: str) -> int:
     found = session.scalar(select(customers.c.id).where(customers.c.external_id == external_id))
     if found is None:
-        raise DunningOpsError(f"no customer {external_id!r}")
+        raise NotFoundError(f"no customer {external_id!r}")
     return found
 
 
@@ -73,7 +110,7 @@ def show_customer(session: Session, external_id: str, today: date) -> dict[str, 
     cid = customer_id(session, external_id)
     plan_id = plan_expression(applied_assignments(session), customers).label("plan")
     head = dict(session.execute(select(customers, plan_id).where(customers.c.id == cid)).mappings().one())
-    head["contacts"] = list_contacts(session, customer=external_id)
+    head["contacts"] = list(list_contacts(session, customer=external_id, limit=None))
     head["open_invoices"] = [
         {**dict(r), "days_overdue": (today - r["due_date"]).days}
         for r in session.execute(
@@ -88,29 +125,35 @@ def show_customer(session: Session, external_id: str, today: date) -> dict[str, 
 
 def list_contacts(
     session: Session, *, customer: str | None = None, invalid: bool = False, function: str | None = None,
-    contact_id: int | None = None, limit: int = 1000,
-) -> list[dict[str, Any]]:
-    fn_list = _functions_of(session)
+    contact_id: int | None = None, limit: int | None = 1000, offset: int = 0,
+) -> Page:
+    """Contacts with their customer and functions, by customer then contact id; ``total`` counts them all."""
+    _check_page(limit, offset)
+    filters = []
+    if customer:
+        filters.append(customers.c.external_id == customer)
+    if invalid:
+        filters.append(contacts.c.valid.is_(False))
+    if contact_id is not None:
+        filters.append(contacts.c.id == contact_id)
+    if function:
+        filters.append(contacts.c.id.in_(select(links.c.contact_id).where(links.c.function_id == function)))
+    joined = contacts.join(customers, customers.c.id == contacts.c.customer_id)
+    total = session.scalar(select(func.count()).select_from(joined).where(*filters))
     query = (
         select(contacts.c.id, customers.c.external_id.label("customer"), contacts.c.email, contacts.c.name,
                contacts.c.phone, contacts.c.job, contacts.c.is_primary, contacts.c.valid, contacts.c.invalid_reason)
-        .join(customers, customers.c.id == contacts.c.customer_id)
+        .select_from(joined)
+        .where(*filters)
         .order_by(customers.c.external_id, contacts.c.id)
         .limit(limit)
+        .offset(offset)
     )
-    if customer:
-        query = query.where(customers.c.external_id == customer)
-    if invalid:
-        query = query.where(contacts.c.valid.is_(False))
-    if contact_id is not None:
-        query = query.where(contacts.c.id == contact_id)
-    if function:
-        query = query.where(contacts.c.id.in_(select(links.c.contact_id).where(links.c.function_id == function)))
     rows = [dict(r) for r in session.execute(query).mappings()]
-    functions = fn_list([r["id"] for r in rows])
+    functions = _functions_of(session)([r["id"] for r in rows])
     for r in rows:
         r["functions"] = functions.get(r["id"], [])
-    return rows
+    return Page(rows, total=total or 0, offset=offset, limit=limit)
 
 
 def _functions_of(session: Session):

@@ -50,69 +50,82 @@ STAGING_FUNCTIONS = Table(
     Column("email", String(320)), Column("function_id", String(63)), prefixes=["TEMPORARY"],
 )
 
-RowConverter = Callable[[int, dict[str, Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
+# (row number, parsed cells) → (staging row, function rows, problems). Every check runs on
+# the cells that parsed, so a row with three bad cells reports all three.
+RowConverter = Callable[[int, dict[str, Any]], tuple[dict[str, Any], list[dict[str, Any]], list[CellError]]]
 
 
 def converter(kind: str, ctx: LedgerContext) -> RowConverter:
-    """A function turning one parsed row into its staging row (and function rows); CellError on a problem."""
+    """A function turning one parsed row into its staging row (and function rows), with its problems."""
 
-    def customers(row_no: int, v: dict) -> tuple[dict, list]:
+    def customers(row_no: int, v: dict) -> tuple[dict, list, list]:
+        problems = []
         manager = v.get("account_manager")
         if manager:
             if manager.lower() not in ctx.members and manager not in ctx.members:
-                raise CellError("account_manager", f"unknown member {manager!r} (a member id or email from the config)")
-            manager = ctx.members.get(manager) or ctx.members[manager.lower()]
+                problems.append(CellError("account_manager",
+                                          f"unknown member {manager!r} (a member id or email from the config)"))
+                manager = None
+            else:
+                manager = ctx.members.get(manager) or ctx.members[manager.lower()]
         plan = v.get("plan") or None
         if plan and plan not in ctx.plans:
-            raise CellError("plan", f"unknown plan {plan!r} (known: {', '.join(sorted(ctx.plans))})")
+            problems.append(CellError("plan", f"unknown plan {plan!r} (known: {', '.join(sorted(ctx.plans))})"))
+            plan = None
         return {
-            "row_no": row_no, "external_id": v["external_id"], "name": v["name"], "country": v.get("country"),
+            "row_no": row_no, "external_id": v.get("external_id"), "name": v.get("name"), "country": v.get("country"),
             "locale": v.get("locale") or ctx.locale, "currency": v.get("currency") or ctx.currency,
             "account_manager": manager or None, "plan_id": plan,
-        }, []
+        }, [], problems
 
-    def contacts(row_no: int, v: dict) -> tuple[dict, list]:
-        functions = []
+    def contacts(row_no: int, v: dict) -> tuple[dict, list, list]:
+        functions, problems = [], []
         for name in v.get("functions") or ():
             try:
                 fid = ctx.function_id(name)
             except ValueError as exc:
-                raise CellError("functions", str(exc)) from None
+                problems.append(CellError("functions", str(exc)))
+                continue
             if fid not in functions:
                 functions.append(fid)
-        customer, email = v["customer_external_id"], v["email"]
+        customer, email = v.get("customer_external_id"), v.get("email")
         staged = {
             "row_no": row_no, "customer_external_id": customer, "email": email, "name": v.get("name") or None,
             "phone": v.get("phone") or None, "job": v.get("job") or None, "is_primary": bool(v.get("primary")),
         }
         links = [{"row_no": row_no, "customer_external_id": customer, "email": email, "function_id": f} for f in functions]
-        return staged, links
+        return staged, links, problems
 
-    def invoices(row_no: int, v: dict) -> tuple[dict, list]:
-        amount = v["amount"]
+    def invoices(row_no: int, v: dict) -> tuple[dict, list, list]:
+        problems = []
+        amount = v.get("amount")
         outstanding = v.get("outstanding", amount)
-        if outstanding > amount:
-            raise CellError("outstanding", f"outstanding ({outstanding / 100:.2f}) exceeds the amount ({amount / 100:.2f})")
-        if v.get("issue_date") and v["due_date"] < v["issue_date"]:
-            raise CellError("due_date", f"due date {v['due_date']} is before the issue date {v['issue_date']}")
+        if amount is not None and outstanding is not None and outstanding > amount:
+            problems.append(CellError("outstanding",
+                                      f"outstanding ({outstanding / 100:.2f}) exceeds the amount ({amount / 100:.2f})"))
+        if v.get("issue_date") and v.get("due_date") and v["due_date"] < v["issue_date"]:
+            problems.append(CellError("due_date", f"due date {v['due_date']} is before the issue date {v['issue_date']}"))
         status = (v.get("status") or "").lower() or ("paid" if outstanding == 0 else "open")
         if status not in ("open", "paid", "void"):
-            raise CellError("status", f"{v['status']!r} is not a status (open, paid or void)")
+            problems.append(CellError("status", f"{v['status']!r} is not a status (open, paid or void)"))
+            status = None
         return {
-            "row_no": row_no, "external_id": v["external_id"], "customer_external_id": v["customer_external_id"],
-            "number": v["number"], "issue_date": v.get("issue_date"), "due_date": v["due_date"], "amount_cents": amount,
+            "row_no": row_no, "external_id": v.get("external_id"), "customer_external_id": v.get("customer_external_id"),
+            "number": v.get("number"), "issue_date": v.get("issue_date"), "due_date": v.get("due_date"), "amount_cents": amount,
             "reported_outstanding_cents": outstanding, "currency": v.get("currency") or ctx.currency,
             "document_url": v.get("document_url") or None, "reported_status": status,
-        }, []
+        }, [], problems
 
-    def payments(row_no: int, v: dict) -> tuple[dict, list]:
+    def payments(row_no: int, v: dict) -> tuple[dict, list, list]:
+        problems = []
         kind = (v.get("kind") or "payment").lower()
         if kind not in ("payment", "credit_note"):
-            raise CellError("kind", f"{v['kind']!r} is not a kind (payment or credit_note)")
+            problems.append(CellError("kind", f"{v['kind']!r} is not a kind (payment or credit_note)"))
+            kind = None
         return {
-            "row_no": row_no, "external_id": v["external_id"], "invoice_external_id": v["invoice_external_id"],
-            "paid_on": v["date"], "amount_cents": v["amount"], "kind": kind,
-        }, []
+            "row_no": row_no, "external_id": v.get("external_id"), "invoice_external_id": v.get("invoice_external_id"),
+            "paid_on": v.get("date"), "amount_cents": v.get("amount"), "kind": kind,
+        }, [], problems
 
     assert set(KINDS) == {"customers", "contacts", "invoices", "payments"}
     return {"customers": customers, "contacts": contacts, "invoices": invoices, "payments": payments}[kind]

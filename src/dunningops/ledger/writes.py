@@ -66,7 +66,9 @@ def _duplicates(session: Session, stg: Table, key: tuple[str, ...]) -> list[tupl
 
 def _unknown(session: Session, stg: Table, column: str, target: Table, what: str) -> list[tuple[int, str, str]]:
     rows = session.execute(
-        select(stg.c.row_no, stg.c[column]).where(~exists().where(target.c.external_id == stg.c[column]))
+        # A row whose key cell was itself bad is staged with NULL there (already reported).
+        select(stg.c.row_no, stg.c[column])
+        .where(stg.c[column].is_not(None), ~exists().where(target.c.external_id == stg.c[column]))
     )
     return [(r, column, f"unknown {what} {value!r} (import {what}s first)") for r, value in rows]
 

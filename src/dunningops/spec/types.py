@@ -14,6 +14,9 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _DURATION = re.compile(r"^(-?\d+)\s*([dw])$")
 
 KINDS = ("settings", "member", "alias", "contact_function", "template", "plan")
+# Offsets and delays are bounded so that a due date plus an offset stays a real date
+# (an offset of 9999999d overflowed the send cycle); ten years either way is ample.
+MAX_DAYS = 3650
 
 
 def _check_id(value: str) -> str:
@@ -46,7 +49,11 @@ def parse_days(value: object) -> int:
 
 
 def _normalise_days(value: object) -> str:
-    return f"{parse_days(value)}d"
+    # The bound is checked where config is validated; parse_days stays lenient for rows already stored.
+    days = parse_days(value)
+    if not -MAX_DAYS <= days <= MAX_DAYS:
+        raise ValueError(f"{value!r} is too far: durations go from -{MAX_DAYS}d to {MAX_DAYS}d (ten years)")
+    return f"{days}d"
 
 
 Id = Annotated[str, AfterValidator(_check_id)]

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dunningops.errors import InvalidInputError, StoreError
@@ -77,10 +77,102 @@ class Store:
         self.engine.dispose()
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names (None: in memory, or a URI filename SQLite resolves itself)."""
+    parsed = make_url(url)
+    path = parsed.database
+    if not path or path == ":memory:" or path.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return Path(path)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse, before connecting, a path that is not a SQLite database or that cannot be written.
+
+    A read-only SQLite file opens fine and fails at the first write (in WAL mode even
+    BEGIN IMMEDIATE succeeds), so writability is checked here, by permissions.
+    """
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a SQLite database: give the path of the store's file")
+    directory = path.parent
+    if not path.exists():
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store's directory {directory}: {exc.strerror or exc}") from exc
+    else:
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreError(f"cannot read the store {path}: {exc.strerror or exc}") from exc
+        if head and head != _SQLITE_HEADER:  # an empty file is a new database to SQLite
+            raise StoreError(f"{path} is not a SQLite database: point the database URL at the store, or move that file away")
+    # SQLite writes its WAL and shared-memory files beside the store, so both must be writable.
+    for target in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if target.exists() and not os.access(target, os.W_OK):
+            raise _read_only(target)
+    if not os.access(directory, os.W_OK):
+        raise StoreError(f"the store's directory {directory} is read-only (SQLite writes its journal there): make it writable")
+
+
+def _read_only(path: Path | str) -> StoreError:
+    return StoreError(f"the store {path} is read-only: make it (and its directory) writable, or use a copy")
+
+
+def _postgresql_read_only(url: str) -> StoreError:
+    return StoreError(f"the store at {_safe(url)} is read-only (a standby, or default_transaction_read_only): "
+                      "use the primary server, or a role allowed to write")
+
+
+def _check_postgresql_writable(engine: Engine, url: str) -> None:
+    # A standby (or a read-only default) accepts every read and fails at the first write: say so now.
+    with engine.connect() as connection:
+        if connection.execute(text("SHOW transaction_read_only")).scalar() == "on":
+            raise _postgresql_read_only(url)
+
+
+def store_error(url: str, exc: DBAPIError) -> StoreError | None:
+    """The StoreError for a driver error that means the store cannot be used (None: any other error).
+
+    For callers that write after opening and want one clear line for a store that turned
+    read-only, full or unreachable under them (``open_store`` already refuses a store that is
+    so when it opens); anything else (a constraint, a bad statement) is a bug and stays as it is.
+    """
+    orig = exc.orig
+    where = _safe(url)
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        primary = code & 0xFF  # extended codes keep the primary one in the low byte
+        path = _sqlite_path(url) or where
+        if primary == 8:  # SQLITE_READONLY
+            return _read_only(path)
+        if primary == 26:  # SQLITE_NOTADB
+            return StoreError(f"{path} is not a SQLite database: point the database URL at the store, or move that file away")
+        if primary == 11:  # SQLITE_CORRUPT
+            return StoreError(f"the store {path} is damaged ({orig}): restore it from a backup")
+        if primary == 13:  # SQLITE_FULL
+            return StoreError(f"the store {path} cannot grow: the disk is full")
+        if primary in (10, 14):  # SQLITE_IOERR, SQLITE_CANTOPEN
+            return StoreError(f"cannot use the store {path}: {orig}")
+        return None
+    state = getattr(orig, "sqlstate", None)
+    if state == "25006":  # read_only_sql_transaction
+        return _postgresql_read_only(url)
+    if state in ("53100", "53200"):  # disk_full, out_of_memory
+        return StoreError(f"the store at {where} cannot write: {str(orig).strip().splitlines()[0]}")
+    if exc.connection_invalidated or (state or "").startswith(("08", "57P")):
+        return StoreError(f"lost the connection to the store at {where}: {str(orig).strip().splitlines()[0]}")
+    return None
+
+
 def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
-    path = make_url(url).database
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_path(url)
+    if path is not None:
+        _check_sqlite_file(path)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")
@@ -113,13 +205,22 @@ def open_store(url: str, *, upgrade: bool = True, busy_timeout_s: float = 30.0) 
         raise InvalidInputError(f"cannot use database URL {_safe(url)}: {exc}") from exc
     store = Store(engine=engine, url=url)
     try:
-        if upgrade:
-            migrate.upgrade_if_needed(engine)
-        elif not migrate.is_current(engine):
-            raise StoreError(f"the store at {_safe(url)} needs `dunningops db upgrade`")
-    except OperationalError as exc:
+        revision = migrate.current(engine)
+        if revision != migrate.HEAD:
+            if revision is not None and not migrate.is_known(revision):
+                raise StoreError(f"the store at {_safe(url)} was written by a newer dunningops (revision {revision}); "
+                                 "upgrade dunningops to use it")
+            if not upgrade:
+                raise StoreError(f"the store at {_safe(url)} needs `dunningops db upgrade`")
+            migrate.upgrade(engine)
+        if store.dialect == "postgresql":
+            _check_postgresql_writable(engine, url)
+    except StoreError:
         engine.dispose()
-        raise StoreError(f"cannot open the store at {_safe(url)}: {exc.orig}") from exc
+        raise
+    except DBAPIError as exc:
+        engine.dispose()
+        raise (store_error(url, exc) or StoreError(f"cannot open the store at {_safe(url)}: {exc.orig}")) from exc
     return store
 
 
