@@ -57,7 +57,7 @@ def test_e7_customer_starts_at_first_step_and_threshold_uses_due_date(store):
 def test_e3_new_automatic_step_waits_for_next_working_day(store):
     # Applied on Friday 20 November 10:00 Paris: first sends on Monday 23 from 08:00.
     due = _decide(store, paris(2026, 11, 20, 10, 30))
-    assert due["C1"][1] == "wait" and "first sends from 2026-11-23 08:00 (E3)" in due["C1"][2]
+    assert due["C1"][1] == "wait" and due["C1"][2] == "new automatic step: first sends from 2026-11-23 08:00"
     assert _decide(store, paris(2026, 11, 23))["C1"][1] == "send"
 
 
@@ -82,7 +82,7 @@ def test_r4_pending_reply_and_r9_invoice_reply(store):
     with store.session() as s:
         c1 = s.query(CustomerRow.id).filter_by(external_id="C1").scalar()
         s.execute(insert(TodoRow).values(kind="reply", status="open", customer_id=c1, payload={}, created_at=paris(2026, 11, 23)))
-    assert _decide(store, paris(2026, 11, 24))["C1"][1:] == ("skip", "waiting for the reply to-do #1 (R4)")
+    assert _decide(store, paris(2026, 11, 24))["C1"][1:] == ("skip", "waiting for the reply to-do #1")
     with store.session() as s:
         s.execute(update(TodoRow).values(status="dismissed"))
         # R9: a reply about another invoice does not block this one.
@@ -142,3 +142,40 @@ def test_decide_against_a_desired_config_not_applied(store, v1: Path):
     # With courtesy 10 days before the due date, C3 (due 20 December) is reached on the 14th.
     assert due["C3"].step.id == "courtesy"
     assert "C3" not in _decide(store, paris(2026, 12, 14))  # the applied config: not yet
+
+
+def test_instants_stored_as_utc_with_offset(database_url: str, v1: Path, tmp_path: Path):
+    """An instant with an offset is stored as UTC and read back aware, on both backends: a step
+    applied at 23:30+01:00 on Tuesday first sends on Wednesday morning (E3), not a day late."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import select, text
+
+    from cycle_helpers import CONTACTS, CUSTOMERS, INVOICES
+    from dunningops.ledger.importer import import_file
+    from dunningops.reconcile.apply import apply_config
+    from dunningops.store.schema import PlanStepRow
+
+    applied = datetime(2027, 11, 16, 23, 30, tzinfo=timezone(timedelta(hours=1)))  # Tuesday evening, Paris
+    store = open_store(database_url)
+    try:
+        apply_config(store, load_config(v1), now=applied, actor="t", git_commit=None)
+        for kind, header, body in (("customers", CUSTOMERS, "C1,Boulangerie Martin SARL,FR,fr_FR,EUR,,\n"),
+                                   ("contacts", CONTACTS, "C1,paul@martin.fr,Paul Martin,,,payer,true\n"),
+                                   ("invoices", INVOICES, "I1,C1,FA-1,2027-10-19,2027-11-19,100.00,,EUR,,\n")):
+            (tmp_path / f"{kind}.csv").write_text(header + body)
+            import_file(store, kind, tmp_path / f"{kind}.csv", now=applied)
+        with store.session() as s:
+            created = s.scalar(select(PlanStepRow.created_at).where(PlanStepRow.id == "courtesy"))
+            raw = s.execute(text("SELECT created_at FROM plan_steps WHERE id = 'courtesy'")).scalar()
+        assert created == applied and created.utcoffset() == timedelta(0) and created.hour == 22
+        if database_url.startswith("sqlite"):
+            assert str(raw).startswith("2027-11-16 22:30:00")  # UTC in the file, not the wall time
+        assert _decide(store, paris(2027, 11, 17))["C1"][:2] == ("courtesy", "send")
+        # A bound with an offset compares as the instant it is (the caps count from local midnight).
+        with store.session() as s:
+            assert s.scalar(select(PlanStepRow.id).where(
+                PlanStepRow.id == "courtesy", PlanStepRow.created_at < datetime(2027, 11, 16, 23, 31, tzinfo=applied.tzinfo),
+            )) == "courtesy"
+    finally:
+        store.dispose()

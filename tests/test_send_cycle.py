@@ -115,7 +115,8 @@ def test_c9_invalid_contact_gets_a_todo_not_an_email(store, maildir):
     assert "C3" not in {m["X-Dunningops-Customer"] for m in _mails(folder)}
     with store.session() as s:
         todo = s.scalars(select(TodoRow).where(TodoRow.kind == "no_recipient")).one()
-    assert "invalid (C9)" in todo.reason
+    # In a person's words: who was marked invalid and why, and that nobody else can receive it.
+    assert todo.reason == "Nobody can be written to: bad@smith.example was marked invalid (550); no other contact has the function payer or is primary."
     assert report.todos == 1
 
 
@@ -200,10 +201,10 @@ def test_r4_reply_todo_dismissed_lets_the_plan_go_on(store, maildir):
 
         todo_id = add(s, kind="reply", customer_id=c1, now=paris(2026, 12, 5), assignee="alice", payload={})
     blocked = run_send(store, at=paris(2026, 12, 14), dry_run=True)
-    assert any(d.outcome == "skip" and "R4" in d.reason for d in blocked.decisions)
+    assert any(d.outcome == "skip" and "reply to-do" in d.reason for d in blocked.decisions)
     with store.session() as s:
         close(s, todo_id, "dismissed", "alice", paris(2026, 12, 14))
-    assert not any("R4" in d.reason for d in run_send(store, at=paris(2026, 12, 14), dry_run=True).decisions)
+    assert not any("reply to-do" in d.reason for d in run_send(store, at=paris(2026, 12, 14), dry_run=True).decisions)
 
 
 def test_at_most_once_a_crash_between_sending_and_sent_leaves_unknown(store, database_url: str, tmp_path: Path):
@@ -249,3 +250,47 @@ def test_render_error_never_sends_a_hole(store, maildir):
     with store.session() as s:
         # No step was recorded as sent: it stays due until the template is fixed.
         assert s.scalar(select(ActionRow.id).where(ActionRow.step_id == "courtesy", ActionRow.outcome == "sent")) is None
+
+
+def _outcomes(report) -> list[tuple[str, str, str, str]]:
+    return sorted((d.customer, d.step.id, d.outcome, d.reason) for d in report.decisions)
+
+
+def _written(store) -> tuple[int, int, int]:
+    with store.session() as s:
+        return tuple(len(s.scalars(select(t.id)).all()) for t in (MessageRow, TodoRow, ActionRow))
+
+
+def test_c9_dry_run_says_todo_when_nobody_can_be_written_to_and_the_real_run_does_it(store, maildir):
+    folder, factory = maildir
+    before = _written(store)
+    dry = run_send(store, at=paris(2026, 12, 4), dry_run=True)
+    c3 = next(d for d in dry.decisions if d.customer == "C3")
+    assert c3.outcome == "todo" and c3.reason.startswith("nobody can be written to: bad@smith.example was marked invalid")
+    assert {d.outcome for d in dry.decisions if d.customer != "C3"} == {"send"}
+    assert _written(store) == before and not folder.exists()  # the dry run wrote and sent nothing
+    real = run_send(store, at=paris(2026, 12, 4), transport_factory=factory)
+    assert _outcomes(real) == _outcomes(dry)
+    assert (real.sent, real.todos, real.exit_code) == (2, 1, 0)
+
+
+def test_dry_run_says_error_when_a_template_fails_to_render_and_the_real_run_does_it(store, maildir):
+    folder, factory = maildir
+    with store.session() as s:
+        row = s.get(TemplateRow, "courtesy")
+        locales = {lang: {**loc, "body": loc["body"] + "{{ customer.vat_number }}"} for lang, loc in row.locales.items()}
+        s.execute(update(TemplateRow).where(TemplateRow.id == "courtesy").values(locales=locales))
+    dry = run_send(store, at=paris(2026, 12, 4), dry_run=True)
+    errors = [d for d in dry.decisions if d.outcome == "error"]
+    assert {d.customer for d in errors} == {"C1", "C2"} and all("vat_number" in d.reason for d in errors)
+    assert dry.exit_code == 1 and len(dry.errors) == 2
+    real = run_send(store, at=paris(2026, 12, 4), transport_factory=factory)
+    assert _outcomes(real) == _outcomes(dry)
+    assert (real.sent, real.exit_code) == (0, 1) and real.errors == dry.errors
+    assert [m for m in _mails(folder) if m["X-Dunningops-Customer"]] == []
+
+
+def test_e6_date_header_is_the_run_instant(store, maildir):
+    folder, factory = maildir
+    run_send(store, at=paris(2026, 12, 4), transport_factory=factory)
+    assert {m["Date"].datetime for m in _mails(folder)} == {paris(2026, 12, 4)}

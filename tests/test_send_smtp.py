@@ -75,16 +75,20 @@ def test_partial_refusal_delivers_to_the_others(store, smtp_server):
     assert valid["anne@martin.fr"] is False and valid["paul@martin.fr"] is True
 
 
-def test_temporary_failure_is_deferred_then_sent_next_run(store, smtp_server):
+def test_temporary_failure_is_deferred_then_sent_next_run_with_the_same_message_id(store, smtp_server):
     smtp_server.reply_to_recipient("hans@mueller.de", "451 4.3.0 Try again later", times=2)
     first = run_send(store, at=paris(2026, 12, 4), transport_factory=_factory(smtp_server))
     assert first.deferred == 1
+    deferred = _messages(store)["hans@mueller.de"]
+    assert deferred.status == "deferred" and deferred.error.startswith("451")
     with store.session() as s:
         assert s.scalar(select(ActionRow.id).join(ContactRow, ContactRow.customer_id == ActionRow.customer_id)
                         .where(ContactRow.email == "hans@mueller.de")) is None  # due again
     second = run_send(store, at=paris(2026, 12, 4, 8, 40), transport_factory=_factory(smtp_server))
     assert second.sent == 1
     with store.session() as s:
-        statuses = sorted(m.status for m in s.scalars(select(MessageRow).where(MessageRow.to_addresses.is_not(None)))
-                          if m.kind == "reminder" and m.to_addresses == ["hans@mueller.de"])
-    assert statuses == ["deferred", "sent"]
+        rows = [m for m in s.scalars(select(MessageRow).where(MessageRow.kind == "reminder"))
+                if m.to_addresses == ["hans@mueller.de"]]
+    # The retry is the same message: one history row, back from deferred to sent, with its Message-ID.
+    assert [(m.id, m.message_id, m.status) for m in rows] == [(deferred.id, deferred.message_id, "sent")]
+    assert [r.message()["Message-ID"] for r in smtp_server.received if "hans@mueller.de" in r.rcpt_tos] == [deferred.message_id]

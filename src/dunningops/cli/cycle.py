@@ -21,23 +21,27 @@ def run() -> None:
 @pass_app
 @AT
 @click.option("--dry-run", is_flag=True, help="Show what is due and what would happen; write and send nothing.")
+@click.option("--lock-timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
+              help="Seconds to wait for a send cycle already running on this store.")
 @FORMAT
-def run_send_command(app: App, at_, dry_run, fmt_) -> None:
+def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
     """The send cycle: send due automatic emails, turn manual steps into to-dos."""
     from dunningops.dunning.cycle import run_send
 
-    report = run_send(app.store, at=at_ or app.now(), transport_factory=app.transport_factory, dry_run=dry_run)
+    report = run_send(app.store, at=at_ or app.now(), transport_factory=app.transport_factory, dry_run=dry_run,
+                      lock_timeout_s=lock_timeout)
     rows = [d.row() for d in report.decisions]
     if fmt_ == "json":
-        echo_json({"at": report.at.isoformat(), "dry_run": dry_run, "ok": not report.errors, "decisions": rows,
-                   "sent": report.sent, "failed": report.failed, "deferred": report.deferred, "todos": report.todos,
-                   "unknown": report.unknown, "errors": report.errors})
-        finish(code=1 if report.errors else 0)  # the same contract as the table
+        echo_json({"at": report.at.isoformat(), "dry_run": dry_run, "ok": report.ok, "decisions": rows,
+                   "sent": report.sent, "failed": report.failed, "deferred": report.deferred,
+                   "unconfirmed": report.unconfirmed, "todos": report.todos, "unknown": report.unknown,
+                   "errors": report.errors})
+        finish(code=report.exit_code)  # the same contract as the table
         return
     click.echo(render_table(rows, [("customer", "CUSTOMER"), ("plan", "PLAN"), ("step", "STEP"), ("action", "ACTION"),
                                    ("due_since", "DUE SINCE"), ("outcome", "OUTCOME"), ("reason", "WHY")]), nl=False)
     counts = report.outcomes()
-    line = ", ".join(f"{counts[k]} {k}" for k in ("send", "todo", "wait", "skip") if counts[k]) or "nothing due"
+    line = ", ".join(f"{counts[k]} {k}" for k in ("send", "todo", "error", "wait", "skip") if counts[k]) or "nothing due"
     if dry_run:
         click.echo(f"Dry run at {report.at:%Y-%m-%d %H:%M} UTC: {line}. Nothing was written or sent.")
     else:
@@ -45,9 +49,12 @@ def run_send_command(app: App, at_, dry_run, fmt_) -> None:
                    f"{report.deferred} deferred, {report.todos} to-dos ({line}).")
         if report.confirmations:
             click.echo(f"{report.confirmations} alias confirmation emails sent.")
+        if report.unconfirmed:
+            click.echo(f"Warning: {report.unconfirmed} emails got no clear answer from the server: they may or may not "
+                       "have arrived, and are not sent again (see `dunningops messages --status unknown`).", err=True)
         if report.unknown:
             click.echo(f"Warning: {report.unknown} messages of an interrupted run are now 'unknown' (see `dunningops status`).", err=True)
-    finish(report.errors)
+    finish(report.errors, code=report.exit_code)
 
 
 @cli.command()
@@ -61,9 +68,11 @@ def status(app: App) -> None:
     click.echo("Messages: " + (", ".join(f"{n} {s}" for s, n in sorted(data["messages"].items())) or "none"))
     click.echo("Open to-dos: " + (", ".join(f"{n} {k}" for k, n in sorted(data["todos"].items())) or "none"))
     click.echo(f"Alias confirmations waiting to be sent: {data['outbox']}")
+    if data.get("running"):
+        click.echo(f"A send cycle is running ({data['running']}).")
     for m in data["unknown"]:
         click.echo(f"unknown: {m['message_id']} to {', '.join(m['to_addresses'])} ({m['subject']}) at {m['created_at']}: "
-                   "the run stopped during sending; it may or may not have left. It will not be re-sent.")
+                   "sending was interrupted or got no clear answer; it may or may not have left. It will not be sent again.")
 
 
 @cli.group()

@@ -80,7 +80,9 @@ def template_proof(app: App, name, to, external_id, language) -> None:
 @click.argument("name")
 @click.option("--customer", "customers", multiple=True, required=True, help="A customer's external id (repeatable).")
 @click.option("--from", "sender", help="alias.<id>, member.<id> or account_manager (default: the fallback sender).")
-def template_send(app: App, name, customers, sender) -> None:
+@click.option("--again", is_flag=True,
+              help="Send even if the last send of NAME to a customer was interrupted and may already have arrived.")
+def template_send(app: App, name, customers, sender, again) -> None:
     """Send template NAME now to customers (their primary contact), within the sending caps."""
     from dunningops.dunning.ondemand import check_caps, prepare, send_prepared
     from dunningops.dunning.runconfig import RunConfig
@@ -98,5 +100,5 @@ def template_send(app: App, name, customers, sender) -> None:
             items.append((p, primary))
     check_caps(app.store, config, at, len(items))
     lines = send_prepared(app.store, config, items, kind="on_demand", at=at,
-                          transport_factory=app.transport_factory, template_id=name)
+                          transport_factory=app.transport_factory, template_id=name, again=again)
     click.echo("\n".join(lines))

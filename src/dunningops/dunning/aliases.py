@@ -1,20 +1,28 @@
-"""A3: the confirmation email of a new alias (queued by apply in the outbox), its verification, re-sending it."""
+"""A3: the confirmation email of a new alias (queued by apply in the outbox), its verification, re-sending it.
+
+At most once, also with two runs at once: a run claims an outbox row (a conditional update,
+checked) in the transaction that records its message ``sending``, before the SMTP transaction.
+A claimed row is never sent again, unless its message was ``deferred`` (nothing delivered):
+then the next run takes it back, with the same Message-ID.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from dunningops import outgoing
+from dunningops.dunning.context import message_domain
 from dunningops.dunning.runconfig import RunConfig
-from dunningops.errors import DunningOpsError
+from dunningops.errors import ConflictError, NotFoundError
+from dunningops.outgoing import Letter, NotClaimed, Outcome, Recorded
+from dunningops.store.codes import candidate_hashes, code_hash, new_code
 from dunningops.store.engine import Store
 from dunningops.store.schema import AliasRow, MessageRow, OutboxRow
 from dunningops.transport.base import Transport
-from dunningops.transport.message import Address, OutgoingMessage, new_message_id
+from dunningops.transport.message import Address, OutgoingMessage
 
 aliases, outbox, messages = AliasRow.__table__, OutboxRow.__table__, MessageRow.__table__
 
@@ -35,53 +43,80 @@ address without the confirmation.
 """
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def _waiting():
+    """Outbox confirmations still to send: never claimed, or claimed by a message that was deferred."""
+    deferred = select(messages.c.id).where(messages.c.id == outbox.c.message_id, messages.c.status == "deferred").exists()
+    return and_(outbox.c.kind == "alias_confirmation", outbox.c.delivered_at.is_(None),
+                or_(outbox.c.message_id.is_(None), deferred))
+
+
+def pending_confirmations(session: Session, *, count: bool = False):
+    """The confirmations waiting to be sent (rows id, payload, message_id), or how many."""
+    if count:
+        return session.scalar(select(func.count()).select_from(outbox).where(_waiting())) or 0
+    rows = select(outbox.c.id, outbox.c.payload, outbox.c.message_id).where(_waiting()).order_by(outbox.c.id)
+    return session.execute(rows).all()
 
 
 def deliver_outbox(store: Store, config: RunConfig, transport: Transport, now: datetime) -> int:
-    """Send the queued confirmation emails (after their apply committed); returns how many went out."""
+    """Send the queued confirmation emails (after their apply committed); returns how many went out.
+
+    One message per transaction: each claim stands alone, so a row another run claimed first is
+    skipped without holding back the others.
+    """
     with store.session() as session:
-        pending = session.execute(
-            select(outbox.c.id, outbox.c.payload).where(outbox.c.delivered_at.is_(None), outbox.c.kind == "alias_confirmation")
-            .order_by(outbox.c.id)
-        ).all()
-    if not pending:
-        return 0
+        pending = pending_confirmations(session)
     s = config.settings
-    domain = s.deliverability.domain or s.deliverability.fallback_sender.split("@")[1]
-    built = []
+    delivered = 0
     for row in pending:
         p = row.payload
         text = TEXT.format(company=s.company.name, display_name=p["display_name"], email=p["email"], token=p["token"],
                            fallback=s.deliverability.fallback_sender)
-        built.append((row.id, OutgoingMessage(
-            message_id=new_message_id(domain), from_=Address(s.deliverability.fallback_sender, s.company.name),
-            to=[Address(p["email"], p["display_name"])], subject=f"Confirm the sender address {p['email']} for {s.company.name}",
-            text=text, headers={"Auto-Submitted": "auto-generated"},
-        )))
-    results = transport.send([m for _, m in built])
-    delivered = 0
-    with store.session() as session:
-        for (outbox_id, msg), result in zip(built, results, strict=True):
-            session.execute(insert(messages).values(
-                message_id=msg.message_id, kind="alias_confirmation", automatic=True, from_address=msg.from_.email,
-                from_name=msg.from_.name, to_addresses=[msg.to[0].email], cc_addresses=[], bcc_addresses=[], subject=msg.subject,
-                invoice_ids=[], status=result.status if result.status != "deferred" else "deferred",
-                error=None if result.status == "sent" else f"{result.code} {result.detail}", created_at=now,
-                sent_at=now if result.status == "sent" else None,
-            ))
-            if result.status == "sent":
-                session.execute(update(outbox).where(outbox.c.id == outbox_id).values(delivered_at=now))
-                delivered += 1
+        letter = Letter(
+            message=OutgoingMessage(
+                message_id="", from_=Address(s.deliverability.fallback_sender, s.company.name),
+                to=[Address(p["email"], p["display_name"])],
+                subject=f"Confirm the sender address {p['email']} for {s.company.name}",
+                text=text, headers={"Auto-Submitted": "auto-generated"}, date=now,
+            ),
+            # Not counted against the caps (T6): it goes to our own sender address, not to a customer.
+            kind="alias_confirmation", automatic=True, reuse_id=row.message_id, tag=row.id,
+        )
+        outcomes = outgoing.send(store, transport, [letter], at=now, domain=message_domain(s),
+                                 reserve=lambda session, recorded, row=row: _claim(session, row, recorded),
+                                 settle=lambda session, outcomes, now=now: _delivered(session, outcomes, now))
+        delivered += sum(1 for o in outcomes if o.status == "sent")
     return delivered
 
 
+def _claim(session: Session, row, recorded: list[Recorded]) -> None:
+    """The outbox row is this message's, or someone else's already (then nothing is sent)."""
+    taken = outbox.c.message_id.is_(None) if row.message_id is None else outbox.c.message_id == row.message_id
+    claimed = session.execute(
+        update(outbox).where(outbox.c.id == row.id, outbox.c.delivered_at.is_(None), taken).values(message_id=recorded[0].id)
+    ).rowcount
+    if claimed != 1:
+        raise NotClaimed(f"outbox row {row.id}")
+
+
+def _delivered(session: Session, outcomes: list[Outcome], now: datetime) -> None:
+    for o in outcomes:
+        if o.status == "sent":
+            session.execute(update(outbox).where(outbox.c.id == o.letter.tag).values(delivered_at=now))
+
+
 def verify(session: Session, token: str, now: datetime) -> str:
-    """A3: the token from the confirmation email verifies its alias; returns the alias id."""
-    row = session.execute(select(aliases.c.id, aliases.c.verified).where(aliases.c.verification_token == _hash(token.strip()))).first()
+    """A3: the code from the confirmation email verifies its alias; returns the alias id.
+
+    Any code ever issued matches: today's (letters and digits; case, spaces and hyphens ignored)
+    and older ones (URL-safe, possibly starting with '-'), exactly.
+    """
+    row = session.execute(
+        select(aliases.c.id, aliases.c.verified).where(aliases.c.verification_token.in_(candidate_hashes(token)))
+    ).first()
     if row is None:
-        raise DunningOpsError("this confirmation code matches no alias (it may have been replaced by a newer one: `dunningops alias resend ID`)")
+        raise NotFoundError("this confirmation code matches no alias (it may have been replaced by a newer one: "
+                            "`dunningops alias resend ID`)")
     session.execute(update(aliases).where(aliases.c.id == row.id).values(verified=True, verified_at=now, verification_token=None))
     return row.id
 
@@ -90,13 +125,14 @@ def resend(session: Session, alias_id: str, now: datetime) -> str:
     """A3: a new confirmation email (with a new code) for an unverified alias; returns its address."""
     row = session.execute(select(aliases).where(aliases.c.id == alias_id)).mappings().first()
     if row is None:
-        raise DunningOpsError(f"no alias {alias_id!r} in the store")
+        raise NotFoundError(f"no alias {alias_id!r} in the store")
     if row["verified"]:
-        raise DunningOpsError(f"alias {alias_id!r} is already verified")
-    token = secrets.token_urlsafe(24)
-    session.execute(update(aliases).where(aliases.c.id == alias_id).values(verification_token=_hash(token)))
+        raise ConflictError(f"alias {alias_id!r} is already verified")
+    token = new_code()
+    session.execute(update(aliases).where(aliases.c.id == alias_id).values(verification_token=code_hash(token)))
     # Older unsent confirmations carry a code that no longer works: drop them.
-    session.execute(update(outbox).where(outbox.c.ref == f"alias.{alias_id}", outbox.c.delivered_at.is_(None)).values(delivered_at=now))
+    session.execute(update(outbox).where(outbox.c.ref == f"alias.{alias_id}", outbox.c.delivered_at.is_(None))
+                    .values(delivered_at=now))
     session.execute(insert(outbox).values(
         kind="alias_confirmation", ref=f"alias.{alias_id}", created_at=now,
         payload={"alias": alias_id, "email": row["email"], "display_name": row["display_name"], "token": token},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
@@ -45,10 +46,12 @@ class Batch:
         return cls(rcpt.load_contacts(session, ids), by_customer)
 
     def invoices_for(self, d: Decision) -> list:
-        """Customer-level: every open invoice this step covers (one email lists them all); invoice-level: the anchor."""
+        """Customer-level: every open invoice this step covers (one email lists them all); invoice-level:
+        the anchor, and the anchors of the decisions merged into it (the same step, one email)."""
         rows = self.invoices.get(d.customer_id, [])
         if d.plan.level == "invoice":
-            return [r for r in rows if r.id == d.anchor_invoice_id]
+            anchors = set(d.anchor_invoice_ids)
+            return [r for r in rows if r.id in anchors]
         return [r for r in rows if r.due_date <= d.threshold]
 
 
@@ -93,8 +96,9 @@ def context(config: RunConfig, d: Decision, invoice_rows: list, contact: rcpt.Co
 
 
 def draft(config: RunConfig, renderer: Renderer, batch: Batch, d: Decision, today: date) -> Draft | rcpt.Recipients:
-    """The email for a due email step, or the Recipients (with its problem) when nobody can receive it."""
-    who = rcpt.choose(d.step, batch.contacts.get(d.customer_id, []))
+    """The email for a due email step (with the invoices of the decisions merged into it), or the
+    Recipients (with its problem, in words a person can act on) when nobody can receive it."""
+    who = rcpt.choose(d.step, batch.contacts.get(d.customer_id, []), tz=ZoneInfo(config.settings.company.timezone))
     if who.problem:
         return who
     plan = d.plan

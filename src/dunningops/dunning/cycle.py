@@ -1,130 +1,212 @@
-"""The send cycle, once: decide what is due, turn manual steps into to-dos, send automatic emails.
+"""The send cycle, once: decide what is due, prepare each due step, turn manual steps (and
+emails nobody can receive) into to-dos, send automatic emails through the one way out.
 
-Sending is at most once: messages are recorded ``sending`` (with the step's action row, which
-is unique) and committed before the SMTP transaction, then ``sent`` after. A crash in between
-leaves ``sending`` rows, which the next run marks ``unknown``: reported by `dunningops status`,
-never re-sent, since their action rows say the step was performed.
+One cycle at a time per store (the run lock, store/lock.py): a second run waits, then stops
+with one line, or goes on once the first has finished, sending nothing twice.
+
+Sending is at most once (outgoing/way_out.py): messages and their action rows (unique per plan,
+step, customer and anchor) are committed ``sending`` before the SMTP transaction, outcomes
+after. A crash in between leaves ``sending`` rows, shown as ``unknown`` by `status` at once and
+marked so by the next run; never re-sent, since their action rows say the step was performed.
+A ``deferred`` reminder's step is due again, and its next send reuses the Message-ID.
+
+The dry run prepares each due step exactly as the real run does (recipients chosen, email
+rendered), so what it says (send, to-do and why, error) is what the real run then does.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from dunningops import outgoing
 from dunningops.dunning import compose, todos
-from dunningops.dunning.aliases import deliver_outbox
-from dunningops.errors import DunningOpsError
-from dunningops.dunning.calendar import SendingCalendar
+from dunningops.dunning.aliases import deliver_outbox, pending_confirmations
+from dunningops.dunning.context import BATCH, RunContext
 from dunningops.dunning.recipients import Recipients
+from dunningops.dunning.report import CycleReport
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import Decision, decide
-from dunningops.render import RenderError, Renderer
+from dunningops.errors import ConflictError, InvalidInputError, StoreError
+from dunningops.outgoing.history import mark_interrupted
+from dunningops.outgoing.letter import REMINDER_KEY, Letter, Outcome, Recorded
+from dunningops.render import RenderError
 from dunningops.store.engine import Store
-from dunningops.store.schema import ActionRow, AliasRow, ContactRow, MessageRow, OutboxRow, TemplateRow
-from dunningops.transport.base import Transport
-from dunningops.transport.message import Address, OutgoingMessage, new_message_id
+from dunningops.store.lock import send_cycle_lock
+from dunningops.store.schema import ActionRow, AliasRow, TemplateRow
+from dunningops.transport.base import Transport, TransportError
+from dunningops.transport.message import Address, OutgoingMessage
 
-messages, actions, contacts = MessageRow.__table__, ActionRow.__table__, ContactRow.__table__
-BATCH = 200
+__all__ = ["BATCH", "CycleReport", "mark_interrupted", "run_send"]
 
-
-@dataclass
-class CycleReport:
-    at: datetime
-    decisions: list[Decision] = field(default_factory=list)
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    todos: int = 0
-    unknown: int = 0  # `sending` rows of an interrupted run, marked unknown now
-    confirmations: int = 0  # A3 alias confirmation emails delivered from the outbox
-    errors: list[str] = field(default_factory=list)
-
-    def outcomes(self) -> Counter:
-        return Counter(d.outcome for d in self.decisions)
-
-
-def mark_interrupted(session: Session) -> int:
-    """`sending` rows left by a run that died mid-transaction become `unknown` (never re-sent)."""
-    return session.execute(update(messages).where(messages.c.status == "sending").values(status="unknown")).rowcount
+actions = ActionRow.__table__
+LOCK_TIMEOUT_S = 30.0
 
 
 def run_send(
     store: Store, *, at: datetime, transport_factory: Callable[[RunConfig], Transport] | None = None,
     dry_run: bool = False, batch_size: int = BATCH, config: RunConfig | None = None,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
 ) -> CycleReport:
-    """One send cycle at ``at``. ``dry_run`` decides and reports, and writes nothing."""
-    report = CycleReport(at=at)
-    with store.session() as session:
-        if not dry_run:
-            report.unknown = mark_interrupted(session)
-        config = config or RunConfig.from_store(session)
-        report.decisions = list(decide(session, config, at))
-    if dry_run:
-        return report
-    today = SendingCalendar(config.settings).local(at).date()
-    renderer = Renderer(config.templates, company=config.settings.company.model_dump())
-    manual = [d for d in report.decisions if d.outcome == "todo"]
-    auto = [d for d in report.decisions if d.outcome == "send"]
-    for start in range(0, len(manual), batch_size):
-        with store.session() as session:
-            _make_todos(session, config, renderer, manual[start:start + batch_size], at, today, report)
-    with store.session() as session:
-        pending_outbox = session.scalar(select(func.count()).where(OutboxRow.delivered_at.is_(None)))
-    if not auto and not pending_outbox:
-        return report
-    if transport_factory is None:
-        raise DunningOpsError("sending needs a transport (settings.sending.transport)")
-    transport = transport_factory(config)
+    """One send cycle at ``at``. ``dry_run`` decides, prepares and reports, and writes and sends nothing.
+
+    Args:
+        lock_timeout_s: how long to wait for another send cycle on the same store to finish.
+
+    Raises:
+        LockError: another send cycle still ran after ``lock_timeout_s``; nothing was sent.
+        ConflictError, StoreError: the store could not take this run's writes (one clear line;
+            what was sent before is recorded).
+
+    A transport that cannot work as configured stops the run: ``report.fatal`` (and a line in
+    ``report.errors``); ``report.exit_code`` is then the error's.
+    """
+    report = CycleReport(at=at, dry_run=dry_run)
     try:
-        report.confirmations = deliver_outbox(store, config, transport, at)
-        for start in range(0, len(auto), batch_size):
-            _send_batch(store, config, renderer, transport, auto[start:start + batch_size], at, today, report)
-    finally:
-        transport.close()
+        if dry_run:
+            _dry_run(store, config, report, batch_size)
+        else:
+            with send_cycle_lock(store, timeout_s=lock_timeout_s):
+                _run(store, config, report, batch_size, transport_factory)
+    except IntegrityError as exc:
+        raise ConflictError(
+            "the send cycle stopped: another process recorded the same step at the same moment; what was sent "
+            "before is recorded, and the next run goes on from there"
+        ) from exc
+    except OperationalError as exc:
+        raise StoreError(
+            f"the send cycle stopped: the store could not be written ({str(exc.orig).strip().splitlines()[0]}); what was sent "
+            "before is recorded, and the next run goes on from there"
+        ) from exc
     return report
 
 
-def _make_todos(session, config, renderer, batch, at, today, report) -> None:
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int) -> None:
+    with store.session() as session:
+        ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
+        report.decisions = _decide(session, ctx)
+        for batch in _chunks([d for d in report.decisions if d.outcome in ("send", "todo")], batch_size):
+            _prepare(session, ctx, batch)
+
+
+def _run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int,
+         transport_factory: Callable[[RunConfig], Transport] | None) -> None:
+    with store.session(write_lock=True) as session:
+        report.unknown = mark_interrupted(session)
+    with store.session() as session:
+        ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
+        report.decisions = _decide(session, ctx)
+    for batch in _chunks([d for d in report.decisions if d.outcome == "todo"], batch_size):
+        with store.session() as session:
+            prepared = _prepare(session, ctx, batch)
+        with store.session(write_lock=True) as session:
+            _make_todos(session, ctx, prepared)
+    auto = [d for d in report.decisions if d.outcome == "send"]
+    with store.session() as session:
+        outbox = pending_confirmations(session, count=True)
+    if not auto and not outbox:
+        return
+    if transport_factory is None:
+        raise InvalidInputError("sending needs a transport (settings.sending.transport)")
+    transport = transport_factory(ctx.config)
+    ctx = ctx.with_transport(transport)
+    try:
+        report.confirmations = deliver_outbox(store, ctx.config, transport, report.at)
+        for batch in _chunks(auto, batch_size):
+            with store.session() as session:
+                prepared = _prepare(session, ctx, batch)
+            _send_batch(store, ctx, prepared)
+    except TransportError as exc:
+        # The transport cannot work as configured: the results are recorded (deferred), the run stops here.
+        report.fatal = exc
+        report.errors.append(str(exc))
+    finally:
+        transport.close()
+
+
+def _decide(session: Session, ctx: RunContext) -> list[Decision]:
+    return list(decide(session, ctx.config, ctx.at, calendar=ctx.calendar, today=ctx.today))
+
+
+# --- what each due step becomes (shared by the dry run and the real run) ----------------------
+
+
+@dataclass
+class PreparedStep:
+    decision: Decision
+    outcome: str  # send | todo | error
+    draft: compose.Draft | None = None
+    todo_kind: str | None = None  # email | letter | call | no_recipient
+    payload: dict = field(default_factory=dict)
+
+
+def _prepare(session: Session, ctx: RunContext, batch: list[Decision]) -> list[PreparedStep]:
+    """Recipients and rendering for each due step; updates each decision's outcome and reason to match."""
     loaded = compose.Batch.load(session, [d.customer_id for d in batch])
+    out = []
     for d in batch:
-        payload: dict = {"action": d.step.action}
-        rows = loaded.invoices_for(d)
-        payload["invoice_ids"] = [r.id for r in rows]
-        if d.step.action == "email":
-            try:
-                drafted = compose.draft(config, renderer, loaded, d, today)
-            except RenderError as exc:
-                report.errors.append(f"{d.customer} {d.plan.id}.{d.step.id}: {exc}")
-                continue
-            if isinstance(drafted, Recipients):
-                payload["problem"] = drafted.problem
-            else:
-                payload.update(_prepared(drafted))
-        elif d.step.action == "letter":
-            language, locale = compose.pick_language(config, d.step.template, d.locale)
-            who = loaded.contacts.get(d.customer_id, [])
-            primary = next((c for c in who if c.is_primary), None)
-            sender = compose.resolve(config, None, d.account_manager, None)
-            try:
-                letter = renderer.render(d.step.template, language, compose.context(config, d, rows, primary, sender, today, locale))
-            except RenderError as exc:
-                report.errors.append(f"{d.customer} {d.plan.id}.{d.step.id}: {exc}")
-                continue
-            payload.update({"template": d.step.template, "language": language, "subject": letter.subject,
-                            "html": letter.html, "text": letter.text})
-        else:  # call
-            payload["phones"] = [{"name": c.name, "phone": c.phone, "email": c.email}
-                                 for c in loaded.contacts.get(d.customer_id, []) if c.phone]
-        _record_todo(session, config, d, "email" if d.step.action == "email" else d.step.action, payload, at, report)
+        try:
+            out.append(_prepare_automatic(ctx, loaded, d) if d.outcome == "send" else _prepare_manual(ctx, loaded, d))
+        except RenderError as exc:
+            # Never sent (nor prepared for a person) with a hole in it; the step stays due until the template is fixed.
+            d.outcome, d.reason = "error", _with(f"cannot be rendered: {exc}", d.reason)
+            ctx.report.errors.append(f"{d.customer} {d.plan.id}.{d.step.id}: {exc}")
+            out.append(PreparedStep(d, "error"))
+    return out
 
 
-def _prepared(drafted: compose.Draft) -> dict:
+def _with(reason: str, notes: str) -> str:
+    """What the run will do first, then what decide() noted (merged invoices, entry step)."""
+    return "; ".join(filter(None, (reason, notes)))
+
+
+def _nobody(problem: str | None) -> str:
+    return f"nobody can be written to: {problem}"
+
+
+def _prepare_automatic(ctx: RunContext, loaded: compose.Batch, d: Decision) -> PreparedStep:
+    drafted = compose.draft(ctx.config, ctx.renderer, loaded, d, ctx.today)
+    if isinstance(drafted, Recipients):
+        d.outcome, d.reason = "todo", _with(_nobody(drafted.problem), d.reason)
+        return PreparedStep(d, "todo", todo_kind="no_recipient", payload={"action": "email", "problem": drafted.problem})
+    return PreparedStep(d, "send", draft=drafted)
+
+
+def _prepare_manual(ctx: RunContext, loaded: compose.Batch, d: Decision) -> PreparedStep:
+    payload: dict = {"action": d.step.action, "invoice_ids": [r.id for r in loaded.invoices_for(d)]}
+    if d.step.action == "email":
+        drafted = compose.draft(ctx.config, ctx.renderer, loaded, d, ctx.today)
+        if isinstance(drafted, Recipients):
+            payload["problem"] = drafted.problem
+            d.reason = _with(_nobody(drafted.problem), d.reason)
+        else:
+            payload.update(_prepared_email(drafted))
+        return PreparedStep(d, "todo", todo_kind="email", payload=payload)
+    if d.step.action == "letter":
+        language, locale = compose.pick_language(ctx.config, d.step.template, d.locale)
+        primary = next((c for c in loaded.contacts.get(d.customer_id, []) if c.is_primary), None)
+        sender = compose.resolve(ctx.config, None, d.account_manager, None)
+        context = compose.context(ctx.config, d, loaded.invoices_for(d), primary, sender, ctx.today, locale)
+        letter = ctx.renderer.render(d.step.template, language, context)
+        payload.update({"template": d.step.template, "language": language, "subject": letter.subject,
+                        "html": letter.html, "text": letter.text})
+        return PreparedStep(d, "todo", todo_kind="letter", payload=payload)
+    payload["phones"] = [{"name": c.name, "phone": c.phone, "email": c.email}
+                         for c in loaded.contacts.get(d.customer_id, []) if c.phone]
+    return PreparedStep(d, "todo", todo_kind=d.step.action, payload=payload)
+
+
+def _prepared_email(drafted: compose.Draft) -> dict:
     """A6: the prepared email, sender preselected; the person sending may change it."""
     r = drafted.recipients
     return {
@@ -136,114 +218,95 @@ def _prepared(drafted: compose.Draft) -> dict:
     }
 
 
-def _record_todo(session, config, d: Decision, kind: str, payload: dict, at: datetime, report: CycleReport, reason: str | None = None) -> None:
-    todo_id = todos.add(
-        session, kind=kind, customer_id=d.customer_id, now=at, assignee=todos.assignee_for(config, d), payload=payload,
-        reason=reason or payload.get("problem"), plan_id=d.plan.id, step_id=d.step.id,
-        invoice_id=d.anchor_invoice_id if d.plan.level == "invoice" else None,
-    )
-    session.execute(insert(actions).values(plan_id=d.plan.id, step_id=d.step.id, customer_id=d.customer_id,
-                                           anchor_invoice_id=d.anchor_invoice_id, outcome="todo", todo_id=todo_id, performed_at=at))
-    report.todos += 1
+def _targets(d: Decision) -> list[Decision]:
+    """The decision and the ones merged into its email (same customer, plan and step): one action row each."""
+    return [d, *getattr(d, "merged", ())]
 
 
-def _send_batch(store, config: RunConfig, renderer, transport: Transport, batch, at, today, report) -> None:
-    domain = config.settings.deliverability.domain or config.settings.deliverability.fallback_sender.split("@")[1]
-    outgoing: list[tuple[OutgoingMessage, compose.Draft]] = []
-    with store.session() as session:
-        loaded = compose.Batch.load(session, [d.customer_id for d in batch])
-        for d in batch:
-            try:
-                drafted = compose.draft(config, renderer, loaded, d, today)
-            except RenderError as exc:
-                # Never sent with a hole in it; the step stays due until the template is fixed.
-                report.errors.append(f"{d.customer} {d.plan.id}.{d.step.id}: {exc}")
-                continue
-            if isinstance(drafted, Recipients):
-                _record_todo(session, config, d, "no_recipient", {"action": "email", "problem": drafted.problem}, at, report)
-                continue
-            outgoing.append((_message(drafted, new_message_id(domain)), drafted))
-        if not outgoing:
-            return
-        # One executemany per table (a statement per message was most of the cycle's time).
-        ids = session.execute(
-            insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-            [_message_row(m, dr, at) for m, dr in outgoing],
-        ).scalars().all()
+def _make_todos(session: Session, ctx: RunContext, prepared: list[PreparedStep]) -> None:
+    for p in prepared:
+        if p.outcome != "todo":
+            continue
+        d = p.decision
+        todo_id = todos.add(
+            session, kind=p.todo_kind or d.step.action, customer_id=d.customer_id, now=ctx.at,
+            assignee=todos.assignee_for(ctx.config, d), payload=p.payload, reason=p.payload.get("problem"),
+            plan_id=d.plan.id, step_id=d.step.id, invoice_id=d.anchor_invoice_id if d.plan.level == "invoice" else None,
+        )
         session.execute(insert(actions), [
-            {"plan_id": dr.decision.plan.id, "step_id": dr.decision.step.id, "customer_id": dr.decision.customer_id,
-             "anchor_invoice_id": dr.decision.anchor_invoice_id, "outcome": "sent", "message_id": mid, "performed_at": at}
-            for (_, dr), mid in zip(outgoing, ids, strict=True)
+            {"plan_id": t.plan.id, "step_id": t.step.id, "customer_id": t.customer_id, "anchor_invoice_id": t.anchor_invoice_id,
+             "outcome": "todo", "todo_id": todo_id, "performed_at": ctx.at}
+            for t in _targets(d)
         ])
-    results = transport.send([m for m, _ in outgoing])
-    with store.session() as session:
-        _record_results(session, outgoing, results, at, report)
-        session.execute(update(TemplateRow.__table__).where(TemplateRow.id.in_({d.decision.step.template for _, d in outgoing}))
-                        .values(last_sent_at=at))
-        aliases = {d.sender.ref.split(".", 1)[1] for _, d in outgoing if d.sender.ref.startswith("alias.")}
-        if aliases:
-            session.execute(update(AliasRow.__table__).where(AliasRow.id.in_(aliases)).values(last_sent_at=at))
+        ctx.report.todos += 1
 
 
-def _message(drafted: compose.Draft, message_id: str) -> OutgoingMessage:
+# --- sending ------------------------------------------------------------------------------
+
+
+def _send_batch(store: Store, ctx: RunContext, prepared: list[PreparedStep]) -> None:
+    if any(p.outcome == "todo" for p in prepared):
+        with store.session(write_lock=True) as session:
+            _make_todos(session, ctx, prepared)
+    letters = [_letter(ctx, p.draft) for p in prepared if p.outcome == "send" and p.draft is not None]
+    if not letters:
+        return
+    assert ctx.transport is not None
+    outgoing.send(store, ctx.transport, letters, at=ctx.at, domain=ctx.domain,
+                  reserve=lambda session, recorded: _reserve_steps(session, ctx, recorded),
+                  settle=lambda session, outcomes: _settle(session, ctx, outcomes))
+
+
+def _letter(ctx: RunContext, drafted: compose.Draft) -> Letter:
     s, r, d = drafted.sender, drafted.recipients, drafted.decision
-    return OutgoingMessage(
-        message_id=message_id, from_=Address(s.from_address, s.name), to=[Address(c.email, c.name) for c in r.to],
+    message = OutgoingMessage(
+        message_id="", from_=Address(s.from_address, s.name), to=[Address(c.email, c.name) for c in r.to],
         cc=[Address(c.email, c.name) for c in r.cc], bcc=[Address(c.email, c.name) for c in r.bcc],
         reply_to=Address(s.reply_to) if s.reply_to else None, subject=drafted.email.subject,
-        text=drafted.email.text, html=drafted.email.html,
+        text=drafted.email.text, html=drafted.email.html, date=ctx.at,
         # RFC 3834: discourages auto-responders; people still reply.
         headers={"Auto-Submitted": "auto-generated", "X-Dunningops-Customer": d.customer},
     )
-
-
-def _message_row(msg: OutgoingMessage, drafted: compose.Draft, at: datetime) -> dict:
-    d = drafted.decision
-    return {
-        "message_id": msg.message_id, "kind": "reminder", "automatic": True, "customer_id": d.customer_id,
-        "plan_id": d.plan.id, "step_id": d.step.id, "template_id": d.step.template, "language": drafted.language,
-        "sender_ref": drafted.sender.ref, "from_address": msg.from_.email, "from_name": msg.from_.name,
-        "reply_to": msg.reply_to.email if msg.reply_to else None, "to_addresses": [a.email for a in msg.to],
-        "cc_addresses": [a.email for a in msg.cc], "bcc_addresses": [a.email for a in msg.bcc], "subject": msg.subject,
-        "invoice_ids": drafted.invoice_ids, "status": "sending", "created_at": at,
-    }
-
-
-def _record_results(session, outgoing: list, results: list, at: datetime, report: CycleReport) -> None:
-    """Statuses in a few executemany statements; C9 for refused recipients; deferred steps due again."""
-    updates, deferred, refused = [], [], []
-    for (msg, drafted), result in zip(outgoing, results, strict=True):
-        d = drafted.decision
-        if result.status == "sent":
-            updates.append({"mid": msg.message_id, "st": "sent", "at": at, "err": None})
-            report.sent += 1
-        else:
-            updates.append({"mid": msg.message_id, "st": "failed" if result.status == "failed" else "deferred",
-                            "at": None, "err": f"{result.code} {result.detail}"})
-            if result.status == "failed":
-                report.failed += 1
-            else:
-                # Deferred after retries: nothing was delivered, so the step is due again next run.
-                deferred.append({"p": d.plan.id, "s": d.step.id, "c": d.customer_id, "a": d.anchor_invoice_id})
-                report.deferred += 1
-        # C9: an undelivered email marks the contact invalid; C11: it is not re-sent automatically.
-        # Only recipients the server refused are marked: a 5xx at MAIL FROM or DATA (a spam
-        # verdict, our sender refused) is not the contact's fault.
-        for address in result.permanent_recipients or ():
-            refused.append({"c": d.customer_id, "e": address, "why": f"{result.code} {result.detail}"[:500], "at": at})
-    session.execute(
-        update(messages).where(messages.c.message_id == bindparam("mid"))
-        .values(status=bindparam("st"), sent_at=bindparam("at"), error=bindparam("err")),
-        updates,
+    return Letter(
+        message=message, kind="reminder", automatic=True, customer_id=d.customer_id, plan_id=d.plan.id, step_id=d.step.id,
+        anchor_invoice_id=d.anchor_invoice_id, template_id=d.step.template, language=drafted.language, sender_ref=s.ref,
+        invoice_ids=tuple(drafted.invoice_ids), reuse=REMINDER_KEY, tag=drafted,
     )
-    if deferred:
+
+
+def _reserve_steps(session: Session, ctx: RunContext, recorded: list[Recorded]) -> None:
+    """The steps' action rows, committed with the `sending` messages: from now on the steps count as performed."""
+    session.execute(insert(actions), [
+        {"plan_id": t.plan.id, "step_id": t.step.id, "customer_id": t.customer_id, "anchor_invoice_id": t.anchor_invoice_id,
+         "outcome": "sent", "message_id": r.id, "performed_at": ctx.at}
+        for r in recorded for t in _targets(r.letter.tag.decision)
+    ])
+
+
+def _settle(session: Session, ctx: RunContext, outcomes: list[Outcome]) -> None:
+    report, again, sent = ctx.report, [], []
+    for o in outcomes:
+        if o.status == "sent":
+            report.sent += 1
+            sent.append(o.letter.tag)
+        elif o.status == "failed":
+            report.failed += 1  # C11: a failed reminder is not re-sent automatically
+        elif o.status == "deferred":
+            # Nothing was delivered: the step is due again next run, and that send reuses this Message-ID.
+            report.deferred += 1
+            again += [{"p": t.plan.id, "s": t.step.id, "c": t.customer_id, "a": t.anchor_invoice_id}
+                      for t in _targets(o.letter.tag.decision)]
+        else:
+            report.unconfirmed += 1  # may have left: the step stays performed, never re-sent
+    if again:
         session.execute(delete(actions).where(
             actions.c.plan_id == bindparam("p"), actions.c.step_id == bindparam("s"),
             actions.c.customer_id == bindparam("c"), actions.c.anchor_invoice_id == bindparam("a"),
-        ), deferred)
-    if refused:
-        session.execute(
-            update(contacts).where(contacts.c.customer_id == bindparam("c"), contacts.c.email == bindparam("e"))
-            .values(valid=False, invalid_reason=bindparam("why"), invalid_at=bindparam("at")),
-            refused,
-        )
+        ), again)
+    if sent:  # T4: the template's last send; the alias's too
+        session.execute(update(TemplateRow.__table__).where(TemplateRow.id.in_({dr.decision.step.template for dr in sent}))
+                        .values(last_sent_at=ctx.at))
+        aliases = {dr.sender.ref.split(".", 1)[1] for dr in sent if dr.sender.ref.startswith("alias.")}
+        if aliases:
+            session.execute(update(AliasRow.__table__).where(AliasRow.id.in_(aliases)).values(last_sent_at=ctx.at))
+

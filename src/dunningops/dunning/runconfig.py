@@ -47,6 +47,12 @@ class PlanConfig:
     min_contact_delay_days: int
     reply_to: str | None
     steps: tuple[StepConfig, ...]
+    entry: str = "first_step"  # E7: first_step (standard logic) | by_age
+    group_invoices: bool = True  # invoice-level: one email for a customer's invoices at one step
+
+    @property
+    def enters_by_age(self) -> bool:
+        return self.entry == "by_age"
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,8 @@ class RunConfig:
                 plans[ident] = PlanConfig(
                     id=ident, name=fields["name"], level=fields["level"], assign=fields.get("assign") or {},
                     min_contact_delay_days=parse_days(fields.get("min_contact_delay") or "0d"),
-                    reply_to=fields.get("reply_to"), steps=steps,
+                    reply_to=fields.get("reply_to"), steps=steps, entry=fields.get("entry") or "first_step",
+                    group_invoices=fields.get("group_invoices", True) is not False,
                 )
             elif kind == "alias":
                 aliases[ident] = {**fields, "verified": bool(meta.get(address, {}).get("verified"))}

@@ -6,9 +6,15 @@ A function of (config, ledger and history, instant) that writes nothing, so it a
 
 Targets: each open, unpaused invoice of a customer in an invoice-level plan; and for a
 customer-level plan, the customer's oldest open, unpaused invoice (its "anchor"). A target's
-next step is the first step of its plan not yet performed for it (E7: a customer new to a plan
-starts at the first step); it is due once the anchor's due date plus the step's offset is reached.
-When a customer-level anchor is settled, the next oldest invoice anchors a new round.
+next step is the step after the last one performed for it; it is due once the anchor's due date
+plus the step's offset is reached. A target with nothing performed yet enters the plan at its
+first step (E7's standard logic, ``entry: first_step``) or, with ``entry: by_age``, at the last
+step whose time the anchor's age has reached. When a customer-level anchor is settled, the next
+oldest invoice anchors a new round, which enters the plan the same way.
+
+Within one run (invoice-level plans have several targets per customer): the invoices of a
+customer at the same step go out together, in the first one's email or to-do (``merged``,
+unless ``group_invoices: false``), and the minimum delay holds back the customer's other steps.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Date, Integer, String, and_, func, literal, or_, select, union_all
+from sqlalchemy import Date, Integer, String, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from dunningops.dunning.calendar import SendingCalendar
@@ -47,6 +53,16 @@ class Decision:
     account_manager: str | None = None
     locale: str | None = None
     invoice_ids: list[int] = field(default_factory=list)
+    # Invoice-level plans: the customer's other targets at the same step that go out with this
+    # one (one email or to-do); each is still recorded as performed for its own invoice.
+    merged: tuple[Decision, ...] = ()
+    # E7 by_age: the steps this target enters past (not performed, and nothing recorded for them).
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def anchor_invoice_ids(self) -> list[int]:
+        """The anchors this decision performs the step for: its own and the merged ones'."""
+        return [self.anchor_invoice_id, *(m.anchor_invoice_id for m in self.merged)]
 
     def row(self) -> dict:
         return {
@@ -94,14 +110,31 @@ def due_query(config: RunConfig, today: date):
     )
     steps = _steps_table(config, today)
     done = actions.alias("done")
-    next_step = (
+    by_age = [pid for pid, p in config.plans.items() if p.enters_by_age]
+    # Per target: the last step performed (its position), and the last step the anchor's age
+    # has reached. Steps removed from the config are not counted (their rows stay in history).
+    progress = (
         select(targets.c.customer_id, targets.c.plan_id, targets.c.anchor_id, targets.c.anchor_due,
-               func.min(steps.c.position).label("position"))
+               func.max(case((done.c.id.is_not(None), steps.c.position))).label("last_done"),
+               func.max(case((steps.c.threshold >= targets.c.anchor_due, steps.c.position))).label("reached"))
         .join(steps, steps.c.plan_id == targets.c.plan_id)
         .outerjoin(done, and_(done.c.plan_id == steps.c.plan_id, done.c.step_id == steps.c.step_id,
                               done.c.customer_id == targets.c.customer_id, done.c.anchor_invoice_id == targets.c.anchor_id))
-        .where(done.c.id.is_(None))
         .group_by(targets.c.customer_id, targets.c.plan_id, targets.c.anchor_id, targets.c.anchor_due)
+        .subquery("progress")
+    )
+    # Positions run 0..n-1 in each plan, so the next step is the one after the last performed
+    # (past the last step, no step matches: the target is done). Nothing performed yet: E7's
+    # standard logic starts at the first step; by_age at the last step reached, the earlier
+    # ones skipped (they are not performed: no action row, no history; see Decision.skipped).
+    position = case(
+        (progress.c.last_done.is_not(None), progress.c.last_done + 1),
+        (progress.c.plan_id.in_(by_age or [""]), func.coalesce(progress.c.reached, 0)),
+        else_=0,
+    )
+    next_step = (
+        select(progress.c.customer_id, progress.c.plan_id, progress.c.anchor_id, progress.c.anchor_due,
+               position.label("position"), progress.c.last_done)
         .subquery("next_step")
     )
     last_contact = (
@@ -123,6 +156,7 @@ def due_query(config: RunConfig, today: date):
             customers.c.pause_reason, customers.c.account_manager, customers.c.locale, next_step.c.plan_id,
             steps.c.step_id, next_step.c.anchor_id, next_step.c.anchor_due, steps.c.threshold,
             last_contact.c.at.label("last_contact"), reply.c.todo_id.label("reply_todo"),
+            next_step.c.last_done.is_(None).label("entering"),
         )
         .join(steps, and_(steps.c.plan_id == next_step.c.plan_id, steps.c.position == next_step.c.position))
         .join(customers, customers.c.id == next_step.c.customer_id)
@@ -136,7 +170,6 @@ def due_query(config: RunConfig, today: date):
 
 def sent_counts(session: Session, calendar: SendingCalendar, at: datetime) -> tuple[int, int]:
     """Emails counted against the caps today and this month (company time)."""
-    # Bounds in UTC: SQLite keeps timestamps as naive UTC text, so local-time bounds would compare wrongly.
     day, next_day, month = (b.astimezone(UTC) for b in calendar.day_bounds(at))
     counted = and_(messages.c.kind.in_(CONTACT_KINDS), messages.c.status.in_(COUNTED))
     today = session.scalar(select(func.count()).where(counted, messages.c.created_at >= day, messages.c.created_at < next_day))
@@ -144,46 +177,89 @@ def sent_counts(session: Session, calendar: SendingCalendar, at: datetime) -> tu
     return today or 0, this_month or 0
 
 
-def decide(session: Session, config: RunConfig, at: datetime) -> Iterator[Decision]:
-    """Every due step at ``at``, with what will happen to it and why."""
+def decide(session: Session, config: RunConfig, at: datetime, *, calendar: SendingCalendar | None = None,
+           today: date | None = None) -> Iterator[Decision]:
+    """Every due step at ``at``, with what will happen to it and why.
+
+    Args:
+        calendar: the run's sending calendar, when the caller already built it.
+        today: the run's date in company time (``calendar.local(at).date()`` when not given).
+    """
     if not any(p.steps for p in config.plans.values()):
         return
-    calendar = SendingCalendar(config.settings)
-    today = calendar.local(at).date()
+    calendar = calendar or SendingCalendar(config.settings)
+    today = today or calendar.local(at).date()
     caps = config.settings.sending.caps
     day_count, month_count = sent_counts(session, calendar, at)
     room = max(0, min(caps.per_day - day_count, caps.per_month - month_count))
     closed = calendar.why_not(at)
+    steps = {(p.id, s.id): s for p in config.plans.values() for s in p.steps}
+    # Within this run: who already gets an automatic email (the minimum delay), and the decision each
+    # (customer, plan, step) goes out with (group_invoices). Rows come oldest due first, so the
+    # oldest invoice leads; the whole run is kept to attach later invoices to their lead.
+    emailed: set[int] = set()
+    leads: dict[tuple[int, str, str], Decision] = {}
+    decided: list[Decision] = []
     for row in session.execute(due_query(config, today)).yield_per(5000):
         plan = config.plans[row.plan_id]
-        step = next(s for s in plan.steps if s.id == row.step_id)
+        step = steps[(plan.id, row.step_id)]
         d = Decision(
             customer_id=row.customer_id, customer=row.external_id, customer_name=row.name, plan=plan, step=step,
             anchor_invoice_id=row.anchor_id, anchor_due=row.anchor_due, threshold=row.threshold,
             outcome="todo" if not step.automatic else "send", account_manager=row.account_manager, locale=row.locale,
         )
+        if row.entering and plan.enters_by_age:
+            d.skipped = tuple(s.id for s in plan.steps[:step.position])
         if row.paused_until and row.paused_until >= today:
             d.outcome, d.reason = "skip", f"customer paused until {row.paused_until} ({row.pause_reason or 'no reason given'})"
-        elif row.reply_todo:
-            d.outcome, d.reason = "skip", f"waiting for the reply to-do #{row.reply_todo} (R4)"
+        elif row.reply_todo:  # R4, R9
+            d.outcome, d.reason = "skip", f"waiting for the reply to-do #{row.reply_todo}"
         elif row.last_contact and plan.min_contact_delay_days and (
-            today - calendar.local(_aware(row.last_contact)).date()
+            today - calendar.local(row.last_contact).date()
         ).days < plan.min_contact_delay_days:
             d.outcome = "skip"
-            d.reason = f"last contact {calendar.local(_aware(row.last_contact)).date()}, minimum delay {plan.min_contact_delay_days}d"
+            d.reason = f"last contact {calendar.local(row.last_contact).date()}, minimum delay {plan.min_contact_delay_days}d"
         elif step.automatic:
             first = calendar.next_working_day_start(step.created_at or at)
-            if at < first:
-                d.outcome, d.reason = "wait", f"new automatic step: first sends from {first:%Y-%m-%d %H:%M} (E3)"
+            if at < first:  # E3
+                d.outcome, d.reason = "wait", f"new automatic step: first sends from {first:%Y-%m-%d %H:%M}"
             elif closed:
                 d.outcome, d.reason = "wait", closed
-            elif room <= 0:
-                d.outcome, d.reason = "wait", f"sending cap reached ({caps.per_day}/day, {caps.per_month}/month, T6)"
+        if d.outcome in ("send", "todo"):
+            key = (d.customer_id, plan.id, step.id)
+            lead = leads.get(key) if plan.level == "invoice" and plan.group_invoices else None
+            if lead is not None:
+                lead.merged += (d,)
+                continue
+            if d.customer_id in emailed and plan.min_contact_delay_days:
+                # The example config's promise: two emails to one customer are min_contact_delay
+                # apart "whatever the invoice", within a run as across runs. As across runs, what
+                # counts is an email that goes out (a to-do's email counts once a person sends it),
+                # and it holds back every kind of step.
+                d.outcome = "wait"
+                d.reason = f"another email to this customer goes out in this run, minimum delay {plan.min_contact_delay_days}d"
+            elif step.automatic and room <= 0:  # T6
+                d.outcome, d.reason = "wait", f"sending cap reached ({caps.per_day}/day, {caps.per_month}/month)"
             else:
-                room -= 1
+                if step.automatic:
+                    room -= 1
+                    emailed.add(d.customer_id)
+                leads[key] = d
+        decided.append(d)
+    for d in decided:
+        d.reason = "; ".join(filter(None, (d.reason, _entry_note(d, today), _merged_note(d))))
         yield d
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _entry_note(d: Decision, today: date) -> str:
+    if not d.skipped:
+        return ""
+    age = (today - d.anchor_due).days
+    skipped = (" and ".join(d.skipped) if len(d.skipped) <= 2 else f"the {len(d.skipped)} earlier steps")
+    return f"{age} days overdue: starts here, skipping {skipped}"
+
+
+def _merged_note(d: Decision) -> str:
+    if not d.merged:
+        return ""
+    return f"{1 + len(d.merged)} invoices in one {'email' if d.outcome == 'send' else 'to-do'}"

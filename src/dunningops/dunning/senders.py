@@ -37,7 +37,7 @@ def resolve(config: RunConfig, ref: str | None, account_manager: str | None, pla
         name, email, signature = alias["display_name"], alias["email"], alias.get("signature") or ""
         if not alias["verified"]:
             # A3: only verified aliases are used as senders.
-            name, email, signature, note = company, fallback, "", f"alias {ident} is not verified yet (A3)"
+            name, email, signature, note = company, fallback, "", f"alias {ident} is not verified yet"
             ref = "fallback"
         else:
             ref = f"alias.{ident}"
@@ -51,7 +51,7 @@ def resolve(config: RunConfig, ref: str | None, account_manager: str | None, pla
     own_domain = email.rsplit("@", 1)[-1].lower()
     if email != fallback and (not domain or own_domain != domain.lower()):
         from_address, reply_to = fallback, email
-        note = note or f"{email} is outside the deliverability domain {domain or '(none)'} (A2)"
+        note = note or f"{email} is outside the deliverability domain {domain or '(none)'}"
     else:
         from_address, reply_to = email, (email if email != fallback else None)
     # A7: replies go to the plan's reply-to when it sets one.

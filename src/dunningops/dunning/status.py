@@ -1,40 +1,38 @@
-"""`dunningops status`: what a person on call wants to see first."""
+"""`dunningops status`: what a person on call wants to see first.
+
+Right after a crash it already tells the truth: when no process is sending, a message still
+``sending`` is one whose process died mid-send, so it shows as ``unknown`` (it may or may not
+have left; it is never sent again), before any other run has marked it.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dunningops.store.schema import MessageRow, OutboxRow, TodoRow
+from dunningops.dunning.aliases import pending_confirmations
+from dunningops.outgoing.history import counts_and_unknown, list_messages
+from dunningops.store.lock import send_cycle_holder
+from dunningops.store.schema import TodoRow
 
 
 def collect_status(session: Session) -> dict:
-    m, t, o = MessageRow.__table__, TodoRow.__table__, OutboxRow.__table__
+    """Messages by status, the ones that may or may not have left, open to-dos, pending confirmations, a running cycle.
+
+    ``running`` is None, or who runs a send cycle now and since when.
+    """
+    t = TodoRow.__table__
+    by_status, unknown = counts_and_unknown(session)
     return {
-        "messages": {s: n for s, n in session.execute(select(m.c.status, func.count()).group_by(m.c.status))},
-        "todos": {k: n for k, n in session.execute(select(t.c.kind, func.count()).where(t.c.status == "open").group_by(t.c.kind))},
-        "outbox": session.scalar(select(func.count()).where(o.c.delivered_at.is_(None))) or 0,
-        "unknown": [dict(r) for r in session.execute(
-            select(m.c.message_id, m.c.to_addresses, m.c.subject, m.c.created_at).where(m.c.status == "unknown").order_by(m.c.id)
-        ).mappings()],
+        "messages": by_status,
+        "todos": {k: n for k, n in session.execute(
+            select(t.c.kind, func.count()).where(t.c.status == "open").group_by(t.c.kind))},
+        "outbox": pending_confirmations(session, count=True),
+        "unknown": unknown,
+        "running": send_cycle_holder(session.connection()),
     }
 
 
 def message_history(session: Session, *, customer: str | None = None, status: str | None = None, limit: int = 100) -> list[dict]:
     """E6/A8: sent emails with their status, automatic or manual, sender identity and who sent them."""
-    from dunningops.store.schema import CustomerRow
-
-    m, c = MessageRow.__table__, CustomerRow.__table__
-    query = (
-        select(m.c.id, m.c.created_at, c.c.external_id.label("customer"), m.c.kind, m.c.automatic, m.c.status,
-               m.c.sender_ref, m.c.from_address, m.c.performed_by, m.c.plan_id, m.c.step_id, m.c.to_addresses, m.c.subject,
-               m.c.message_id)
-        .outerjoin(c, c.c.id == m.c.customer_id)
-        .order_by(m.c.id.desc())
-        .limit(limit)
-    )
-    if customer:
-        query = query.where(c.c.external_id == customer)
-    if status:
-        query = query.where(m.c.status == status)
-    return [dict(r) for r in session.execute(query).mappings()]
+    return list_messages(session, customer=customer, status=status, limit=limit)

@@ -11,9 +11,9 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from dunningops.errors import DunningOpsError
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import Decision
+from dunningops.errors import DunningOpsError
 from dunningops.store.schema import CustomerRow, TodoRow
 
 todos, customers = TodoRow.__table__, CustomerRow.__table__
@@ -35,12 +35,21 @@ def assignee_for(config: RunConfig, d: Decision) -> str | None:
 def add(session: Session, *, kind: str, customer_id: int, now: datetime, assignee: str | None, payload: dict,
         reason: str | None = None, plan_id: str | None = None, step_id: str | None = None,
         invoice_id: int | None = None) -> int:
+    """A new open to-do. One whose email nobody can receive (``payload["problem"]``) says so in its reason."""
+    problem = payload.get("problem")
+    if problem and reason in (None, problem):
+        reason = nobody_can_be_written_to(problem)
     return session.execute(
         insert(todos).values(
             kind=kind, status=OPEN, customer_id=customer_id, invoice_id=invoice_id, plan_id=plan_id, step_id=step_id,
             assignee=assignee, reason=reason, payload=payload, created_at=now,
         ).returning(todos.c.id)
     ).scalar_one()
+
+
+def nobody_can_be_written_to(problem: str) -> str:
+    """The to-do's reason when no contact can receive its email (``problem``: recipients.nobody_to_write_to)."""
+    return f"Nobody can be written to: {problem}."
 
 
 def list_todos(session: Session, *, status: str | None = OPEN, assignee: str | None = None, kind: str | None = None,

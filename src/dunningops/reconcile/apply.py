@@ -7,9 +7,7 @@ the plan that was shown (or saved): what was reviewed is exactly what runs.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
-import secrets
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from dunningops.reconcile.plan import Change, Plan
 from dunningops.reconcile.planner import build_plan
 from dunningops.spec.state import DesiredState
 from dunningops.store import config_objects as objects
+from dunningops.store.codes import code_hash, new_code
 from dunningops.store.config_objects import reassign_contacts
 from dunningops.store.engine import Store
 from dunningops.store.lock import acquire_apply_lock
@@ -147,10 +146,10 @@ def _write(session, change: Change, now: datetime, reassign_to: dict[str, str | 
         objects.create(session, kind, ident, change.after, now)
         return []
     # A3: a new (or replaced, A4) alias is unverified until its confirmation link is opened.
-    token = secrets.token_urlsafe(24)
+    token = new_code()  # letters and digits: safe to paste after `alias verify`
     objects.create(
         session, kind, ident, change.after, now,
-        verified=False, verification_token=hashlib.sha256(token.encode()).hexdigest(),
+        verified=False, verification_token=code_hash(token),
     )
     payload = {"alias": ident, "email": change.after["email"], "display_name": change.after["display_name"], "token": token}
     return [{"kind": "alias_confirmation", "ref": change.address, "payload": payload}]

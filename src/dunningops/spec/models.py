@@ -262,6 +262,18 @@ class Plan(Model):
     assign: Assign = Field(default_factory=Assign)
     min_contact_delay: Days = "0d"
     reply_to: Email | None = Field(None, description="A7: replies go here instead of the sender")
+    # E7: first_step is the standard logic (a customer new to the plan starts at its first step,
+    # however overdue); by_age starts at the step the anchor invoice's age has reached.
+    entry: Literal["first_step", "by_age"] = Field(
+        "first_step",
+        description="where a customer (or invoice) new to the plan starts: first_step, or by_age, "
+                    "the step its oldest invoice's age has reached (earlier steps are skipped)",
+    )
+    group_invoices: bool = Field(
+        True,
+        description="invoice-level plans: the invoices of one customer at the same step on the same day "
+                    "go out in one email (customer-level plans always send one email per customer)",
+    )
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("min_contact_delay")

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
 
+from dunningops.errors import StoreError
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions; a test checks it against alembic's own view.
-HEAD = "0003"
+HEAD = "0005"
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -45,11 +47,27 @@ def is_current(engine: Engine) -> bool:
     return current(engine) == HEAD
 
 
+def is_known(revision: str) -> bool:
+    """Whether ``revision`` is one of our migrations (else a newer dunningops wrote the store)."""
+    from alembic.script import ScriptDirectory
+
+    # Exact ids: alembic's own lookup also takes a prefix ("000" would match 0001).
+    return revision in {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the store to head; a store at an unknown revision is refused first (StoreError)."""
+    revision = current(engine)
+    if revision is not None and not is_known(revision):
+        raise StoreError(f"the store was written by a newer dunningops (revision {revision}); upgrade dunningops")
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), "head")
+
+
 def upgrade_if_needed(engine: Engine) -> bool:
     """Upgrade to head when behind; returns whether anything ran."""
     if is_current(engine):
         return False
-    from alembic import command
-
-    command.upgrade(alembic_config(engine), "head")
+    upgrade(engine)
     return True

@@ -8,7 +8,7 @@ an apply and delivered only after it committed.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -38,8 +39,33 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class UTCDateTime(TypeDecorator):
+    """An instant, stored in UTC on every backend and read back aware, in UTC.
+
+    SQLite has no time zone type: SQLAlchemy writes the wall time of an aware value and
+    drops its offset, so 23:30+01:00 came back as 23:30 UTC (an hour late; a step applied
+    late in the evening first sent a day late). Converting on the way in fixes that;
+    PostgreSQL's timestamptz already converts, and values come back in UTC on both.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        # A naive value is taken as UTC, as the rest of the engine writes them.
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _ts() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True))
+    return mapped_column(UTCDateTime())
 
 
 class Timestamps:
@@ -99,6 +125,8 @@ class PlanRow(Timestamps, Base):
     assign: Mapped[dict] = mapped_column(JSON)
     min_contact_delay: Mapped[str] = mapped_column(String(16))
     reply_to: Mapped[str | None] = mapped_column(String(320))
+    entry: Mapped[str] = mapped_column(String(16), default="first_step")  # E7: first_step | by_age
+    group_invoices: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class PlanStepRow(Base):
@@ -149,10 +177,13 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = _ts()
     delivered_at: Mapped[datetime | None] = _ts()
     apply_id: Mapped[int | None] = mapped_column(ForeignKey("applies.id"))
+    # The message that carries it, set when a run claims the row (in the transaction that records
+    # the message `sending`): a claimed row is never sent again unless its message was deferred.
+    message_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class LockRow(Base):
-    """On SQLite, the apply lock is a write to this row inside the apply's transaction."""
+    """Who holds a lock: ``apply`` (on SQLite, a write to this row is the lock) and ``send`` (the send cycle)."""
 
     __tablename__ = "locks"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -263,6 +294,10 @@ class MessageRow(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), index=True)
     plan_id: Mapped[str | None] = mapped_column(String(63))
     step_id: Mapped[str | None] = mapped_column(String(63))
+    # With plan, step and customer: the step a reminder was sent for (a deferred one's next
+    # send reuses its Message-ID). No constraint: added in place by migration 0004.
+    anchor_invoice_id: Mapped[int | None] = mapped_column(Integer)
+    todo_id: Mapped[int | None] = mapped_column(Integer)  # the to-do a manual email was sent from
     template_id: Mapped[str | None] = mapped_column(String(63))
     language: Mapped[str | None] = mapped_column(String(8))
     sender_ref: Mapped[str | None] = mapped_column(String(130))  # alias.billing, member.alice, fallback
@@ -274,7 +309,8 @@ class MessageRow(Base):
     bcc_addresses: Mapped[list] = mapped_column(JSON)
     subject: Mapped[str] = mapped_column(Text)
     invoice_ids: Mapped[list] = mapped_column(JSON)
-    # sending → sent | failed | deferred; a crash between sending and sent leaves unknown (never re-sent).
+    # sending → sent | failed | deferred | unknown (may have left: never re-sent); a crash between
+    # sending and the outcome leaves sending, shown and then marked unknown (outgoing/history.py).
     status: Mapped[str] = mapped_column(String(16), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     performed_by: Mapped[str | None] = mapped_column(String(63))  # A8: the member, for manual emails

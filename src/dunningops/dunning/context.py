@@ -1,0 +1,48 @@
+"""What one send cycle runs with, built once per run and handed to each of its steps."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from dunningops.dunning.calendar import SendingCalendar
+from dunningops.dunning.report import CycleReport
+from dunningops.dunning.runconfig import RunConfig
+from dunningops.render import Renderer
+from dunningops.spec.models import Settings
+from dunningops.transport.base import Transport
+
+BATCH = 200
+
+
+def message_domain(settings: Settings) -> str:
+    """The right-hand side of our Message-IDs: the deliverability domain, else the fallback sender's."""
+    return settings.deliverability.domain or settings.deliverability.fallback_sender.split("@")[1]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """A run's config, renderer, calendar, instant and local day, batch size, transport and report."""
+
+    config: RunConfig
+    renderer: Renderer
+    calendar: SendingCalendar
+    at: datetime
+    today: date  # ``at``'s date in the company's time zone
+    domain: str
+    batch_size: int
+    report: CycleReport
+    transport: Transport | None = None
+
+    @classmethod
+    def build(cls, config: RunConfig, at: datetime, report: CycleReport, batch_size: int = BATCH) -> RunContext:
+        calendar = SendingCalendar(config.settings)
+        return cls(
+            config=config, renderer=Renderer(config.templates, company=config.settings.company.model_dump()),
+            calendar=calendar, at=at, today=calendar.local(at).date(), domain=message_domain(config.settings),
+            batch_size=batch_size, report=report,
+        )
+
+    def with_transport(self, transport: Transport) -> RunContext:
+        return dataclasses.replace(self, transport=transport)

@@ -1,0 +1,41 @@
+"""What a send cycle did, for every output format: counts, decisions, errors, and one exit code."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dunningops.dunning.schedule import Decision
+from dunningops.errors import DunningOpsError
+
+
+@dataclass
+class CycleReport:
+    at: datetime
+    dry_run: bool = False
+    decisions: list[Decision] = field(default_factory=list)
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    unconfirmed: int = 0  # handed to the server without a clear answer: may have left, never re-sent
+    todos: int = 0
+    unknown: int = 0  # `sending` rows of an interrupted run, marked unknown now
+    confirmations: int = 0  # A3 alias confirmation emails delivered from the outbox
+    errors: list[str] = field(default_factory=list)  # reminders that could not be rendered, and `fatal`
+    fatal: DunningOpsError | None = None  # the transport cannot work as configured: the run stopped
+
+    def outcomes(self) -> Counter:
+        return Counter(d.outcome for d in self.decisions)
+
+    @property
+    def ok(self) -> bool:
+        """Every due reminder could be rendered and the transport worked (bounces and deferrals are not the run's fault)."""
+        return self.fatal is None and not self.errors
+
+    @property
+    def exit_code(self) -> int:
+        """One contract for every output format: 0 ok; the fatal error's code (3, server unavailable); 1 otherwise."""
+        if self.fatal is not None:
+            return self.fatal.exit_code
+        return 0 if self.ok else 1
