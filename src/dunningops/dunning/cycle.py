@@ -220,7 +220,7 @@ def _prepared_email(drafted: compose.Draft) -> dict:
 
 def _targets(d: Decision) -> list[Decision]:
     """The decision and the ones merged into its email (same customer, plan and step): one action row each."""
-    return [d, *getattr(d, "merged", ())]
+    return [d, *d.merged]
 
 
 def _make_todos(session: Session, ctx: RunContext, prepared: list[PreparedStep]) -> None:

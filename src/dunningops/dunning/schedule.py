@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.runconfig import PlanConfig, RunConfig, StepConfig
 from dunningops.ledger.assignment import plan_expression
+from dunningops.outgoing.history import COUNTED_KINDS
 from dunningops.store.schema import ActionRow, CustomerRow, InvoiceRow, MessageRow, TodoRow
 
 customers, invoices = CustomerRow.__table__, InvoiceRow.__table__
@@ -171,7 +172,8 @@ def due_query(config: RunConfig, today: date):
 def sent_counts(session: Session, calendar: SendingCalendar, at: datetime) -> tuple[int, int]:
     """Emails counted against the caps today and this month (company time)."""
     day, next_day, month = (b.astimezone(UTC) for b in calendar.day_bounds(at))
-    counted = and_(messages.c.kind.in_(CONTACT_KINDS), messages.c.status.in_(COUNTED))
+    # T6: the kinds the way out counts (proofs to colleagues and alias confirmations do not).
+    counted = and_(messages.c.kind.in_(COUNTED_KINDS), messages.c.status.in_(COUNTED))
     today = session.scalar(select(func.count()).where(counted, messages.c.created_at >= day, messages.c.created_at < next_day))
     this_month = session.scalar(select(func.count()).where(counted, messages.c.created_at >= month, messages.c.created_at < next_day))
     return today or 0, this_month or 0
