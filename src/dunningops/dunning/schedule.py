@@ -65,11 +65,19 @@ class Decision:
         """The anchors this decision performs the step for: its own and the merged ones'."""
         return [self.anchor_invoice_id, *(m.anchor_invoice_id for m in self.merged)]
 
+    @property
+    def due_since(self) -> date | None:
+        """The day the step became due; None when out of the calendar (a date stored before imports were bounded)."""
+        try:
+            return self.anchor_due + timedelta(days=self.step.at_days)
+        except OverflowError:
+            return None
+
     def row(self) -> dict:
         return {
             "customer": self.customer, "name": self.customer_name, "plan": self.plan.id, "step": self.step.id,
-            "action": self.step.action + (" (auto)" if self.step.automatic else ""), "due_since": str(self.anchor_due + timedelta(days=self.step.at_days)),
-            "outcome": self.outcome, "reason": self.reason,
+            "action": self.step.action + (" (auto)" if self.step.automatic else ""),
+            "due_since": str(self.due_since or "-"), "outcome": self.outcome, "reason": self.reason,
         }
 
 
