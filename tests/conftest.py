@@ -146,5 +146,17 @@ def run(monkeypatch: pytest.MonkeyPatch):
 
     return _run
 
+
+@pytest.fixture
+def repo(run, v1: Path, tmp_path: Path, monkeypatch):
+    """A repo with the v1 config applied (on Friday 20 November) and the fixture ledger imported, on SQLite."""
+    monkeypatch.setenv("DUNNINGOPS_NOW", "2026-11-20T09:00:00+00:00")
+    url = f"sqlite:///{tmp_path}/state.db"
+    assert run("apply", "--config", v1, "--database-url", url, "--auto-approve").exit_code == 0
+    for kind in ("customers", "contacts", "invoices", "payments"):
+        path = FIXTURES / "ledger" / f"{kind}.csv"
+        assert run("ledger", "import", kind, path, "--config", v1, "--database-url", url).exit_code == 0
+    return v1, url
+
 # Real SMTP servers (aiosmtpd) on loopback, for the transport and the send cycle.
 from smtp_fixtures import make_smtp_server, smtp_server  # noqa: E402,F401

@@ -12,19 +12,7 @@ from sqlalchemy import create_engine, update
 
 from dunningops.store.schema import AliasRow, TemplateRow
 
-LEDGER = Path(__file__).with_name("fixtures") / "ledger"
 AT = "2026-11-24T08:30:00+01:00"  # a Tuesday morning, inside the sending window
-
-
-@pytest.fixture
-def repo(run, v1: Path, tmp_path: Path, monkeypatch):
-    """The v1 config applied and the fixture ledger imported, on SQLite."""
-    monkeypatch.setenv("DUNNINGOPS_NOW", "2026-11-20T09:00:00+00:00")
-    url = f"sqlite:///{tmp_path}/state.db"
-    assert run("apply", "--config", v1, "--database-url", url, "--auto-approve").exit_code == 0
-    for kind in ("customers", "contacts", "invoices", "payments"):
-        assert run("ledger", "import", kind, LEDGER / f"{kind}.csv", "--config", v1, "--database-url", url).exit_code == 0
-    return v1, url
 
 
 def _one_clear_line(result, *fragments: str) -> None:
