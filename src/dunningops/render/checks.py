@@ -12,6 +12,7 @@ from jinja2 import TemplateSyntaxError, nodes
 
 from dunningops.render.blocks import parse_blocks
 from dunningops.render.environment import environment
+from dunningops.render.safety import static_limits, unsafe_constructs
 from dunningops.render.tags import expand_tags
 from dunningops.render.variables import FIELDS, TOP_LEVEL
 
@@ -25,8 +26,10 @@ _JINJA_SPECIALS = frozenset({"loop", "caller", "varargs", "kwargs", "self", "sup
 
 
 def check_template(source: str, design: str, known_only: bool = True) -> list[Problem]:
-    """Problems of a subject or body: Jinja syntax, unknown @TAG@s and, with ``known_only``,
-    variables and fields that are not documented (``dunningops template vars``).
+    """Problems of a subject or body: Jinja syntax, unknown @TAG@s, what a template may not do
+    (names beginning with '_', ``.format``, computed attribute names, …: safety.py), what would go
+    past the render-time limits whatever the values and, with ``known_only``, variables and fields
+    that are not documented (``dunningops template vars``).
 
     Args:
         source: the template text (a "blocks" body is checked with ``check_blocks``).
@@ -43,8 +46,15 @@ def check_template(source: str, design: str, known_only: bool = True) -> list[Pr
         ast = env.parse(expanded)
     except TemplateSyntaxError as exc:
         return _sorted([*problems, (exc.lineno, f"template syntax: {exc.message}")])
-    if known_only:
-        problems += _unknown_variables(ast, set(env.globals))
+    except RecursionError:
+        return _sorted([*problems, (None, "template syntax: expressions are nested too deeply")])
+    try:
+        # What a template may not do, and what would go past the render-time limits whatever the values.
+        problems += unsafe_constructs(ast) + static_limits(ast, env)
+        if known_only:
+            problems += _unknown_variables(ast, set(env.globals))
+    except RecursionError:
+        problems.append((None, "template syntax: expressions are nested too deeply"))
     return _sorted(problems)
 
 

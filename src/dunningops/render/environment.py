@@ -7,12 +7,32 @@ block texts, which are escaped as a whole when they go into HTML).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from jinja2 import StrictUndefined, Template, pass_eval_context
+from jinja2 import StrictUndefined, Template, nodes, pass_eval_context
 from jinja2.nodes import EvalContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import missing
+from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
+
+from dunningops.render.filters import bounded_filters
+from dunningops.render.limits import (
+    binop,
+    bounded_range,
+    call_checked,
+    concat_output,
+    concat_parts,
+    copied,
+    loop_guard,
+    sized,
+)
+
+# Attributes a template may not read even where the sandbox would allow them (``'{0.x}'.format``
+# reaches attributes through a back door; ``mro`` lists a class's ancestors).
+REFUSED_ATTRIBUTES = frozenset({"format", "format_map", "mro"})
+# The filters the compiled code calls where the template wrote a loop, ``~`` or a literal (see _Bound).
+_LOOP, _CONCAT, _SIZED, _COPY = "_dno_loop", "_dno_concat", "_dno_sized", "_dno_copy"
 
 
 class NamedUndefined(StrictUndefined):
@@ -56,15 +76,74 @@ def invoice_list(eval_ctx: EvalContext, invoices: list) -> str:
     return "\n".join(lines)
 
 
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, with every way a template can make something big or slow measured (limits.py)."""
+
+    # Intercepted operators are not folded at compile time either: ``'x' * 10**8`` is never built.
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        # lipsum writes any amount of text and has no place in an email.
+        self.globals.pop("lipsum", None)
+        self.globals["range"] = bounded_range
+        self.filters["invoice_list"] = invoice_list
+        self.filters = bounded_filters(self.filters)
+        self.filters.update({_LOOP: loop_guard, _CONCAT: concat_parts, _SIZED: sized, _COPY: copied})
+        self.concat = concat_output  # type: ignore[assignment]
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        return binop(operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if not __self.is_safe_callable(__obj):
+            raise SecurityError(f"{__obj!r} is not safely callable")
+        return call_checked(__context.call, __obj, args, kwargs)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        return attr not in REFUSED_ATTRIBUTES and super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> None:
+        return None  # str.format is refused outright (is_safe_attribute), not sandboxed
+
+
+class _Bound(NodeTransformer):
+    """Route loops, ``~``, slices and literal lists and mappings through the limits' filters."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _filter(node.iter, _LOOP)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _filter(nodes.Tuple(node.nodes, "load", lineno=node.lineno), _CONCAT)
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        self.generic_visit(node)
+        return _filter(node, _COPY) if isinstance(node.arg, nodes.Slice) and node.ctx == "load" else node
+
+    def _literal(self, node: nodes.Expr) -> nodes.Node:
+        self.generic_visit(node)
+        return node if getattr(node, "ctx", "load") != "load" else _filter(node, _SIZED)
+
+    visit_List = visit_Dict = visit_Tuple = _literal
+
+
+def _filter(node: nodes.Expr, name: str) -> nodes.Filter:
+    return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
+
+
 @lru_cache(maxsize=2)
-def environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
+def environment(autoescape: bool) -> BoundedEnvironment:
     """The shared environment (autoescaping or not); built once per process."""
-    env = ImmutableSandboxedEnvironment(undefined=NamedUndefined, autoescape=autoescape, finalize=_finalize)
-    env.filters["invoice_list"] = invoice_list
-    return env
+    return BoundedEnvironment(undefined=NamedUndefined, autoescape=autoescape, finalize=_finalize)
 
 
-def compile_template(env: ImmutableSandboxedEnvironment, source: str, filename: str) -> Template:
-    """Compile ``source``; ``filename`` names it in tracebacks, which is how errors find their line."""
-    code = env.compile(source, name=filename, filename=filename)
+def compile_template(env: BoundedEnvironment, source: str, filename: str) -> Template:
+    """Compile ``source``, bounded (see _Bound); ``filename`` names it in tracebacks, which is how
+    errors find their line."""
+    ast = _Bound().visit(env.parse(source, name=filename, filename=filename))
+    ast.set_environment(env)
+    code = env.compile(ast, name=filename, filename=filename)
     return env.template_class.from_code(env, code, env.make_globals(None), None)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from jinja2 import Template, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SecurityError
 
+from dunningops.render import limits
 from dunningops.render.blocks import BlockError, CompiledBlock, parse_blocks, render_blocks
 from dunningops.render.context import EmailContext
 from dunningops.render.environment import compile_template, environment
@@ -28,7 +29,12 @@ __all__ = ["RenderError", "RenderedEmail", "Renderer"]
 _UNDEFINED = re.compile(r"^(\S+) is undefined$")
 _LINE_SPACE = re.compile(r"[ \t\r\n\f\v]+")  # not no-break spaces: "1 200,00 €" stays in one piece
 # What a template's own mistakes raise at render time (beyond Jinja's errors): a RenderError, not a crash.
-_TEMPLATE_BUGS = (TemplateError, BlockError, TypeError, ValueError, ArithmeticError, LookupError)
+# RecursionError and MemoryError too: the limits stop a template long before them, but whatever
+# it does, a template ends in a RenderError, never in a traceback.
+_TEMPLATE_BUGS = (TemplateError, BlockError, TypeError, ValueError, ArithmeticError, LookupError,
+                  RecursionError, MemoryError)
+_TOO_DEEP = "the template nests too deeply (a macro or a recursive loop calling itself without end?)"
+_TOO_DEEP_SYNTAX = "expressions are nested too deeply"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,23 +72,28 @@ class Renderer:
         self._shells: dict[str, Shell] = {}
 
     def render(self, template_id: str, language: str, ctx: EmailContext) -> RenderedEmail:
-        """The email ``template_id`` in ``language`` for ``ctx``; RenderError if anything is missing."""
-        c = self.compiled(template_id, language)
-        tvars = template_vars(ctx)
-        subject = _LINE_SPACE.sub(" ", self._run(c, c.subject, tvars)).strip(" ")
-        if c.design == "text":
-            text = self._run(c, c.body, tvars).strip() + "\n"
-            html = c.shell.wrap(subject, text_to_html(text))
-        elif c.design == "html":
-            html = self._run(c, c.body, tvars)
-            text = html_to_text(html)
-        else:
-            words = labels(language)
-            try:
-                content, text = render_blocks(c.blocks, tvars, words, self._brand, self._company.get("name") or "")
-            except _TEMPLATE_BUGS as exc:
-                raise self._error(c, exc) from exc
-            html = c.shell.wrap(subject, content)
+        """The email ``template_id`` in ``language`` for ``ctx``; RenderError if anything is missing,
+        or if the template goes past one of the limits (time, size, loops, nesting: limits.py)."""
+        previous = limits.begin()
+        try:
+            c = self.compiled(template_id, language)
+            tvars = template_vars(ctx)
+            subject = _LINE_SPACE.sub(" ", self._run(c, c.subject, tvars, "subject")).strip(" ")
+            if c.design == "text":
+                text = self._run(c, c.body, tvars, "body").strip() + "\n"
+                html = c.shell.wrap(subject, text_to_html(text))
+            elif c.design == "html":
+                html = self._run(c, c.body, tvars, "body")
+                text = html_to_text(html)
+            else:
+                words = labels(language)
+                try:
+                    content, text = render_blocks(c.blocks, tvars, words, self._brand, self._company.get("name") or "")
+                except _TEMPLATE_BUGS as exc:
+                    raise self._error(c, exc, "body") from exc
+                html = c.shell.wrap(subject, content)
+        finally:
+            limits.end(previous)
         return RenderedEmail(subject, html, text)
 
     def compiled(self, template_id: str, language: str) -> _Compiled:
@@ -118,6 +129,9 @@ class Renderer:
             except TemplateSyntaxError as exc:
                 raise RenderError(f"template syntax: {exc.message}", template=template_id, language=language,
                                   part=part, line=line or exc.lineno) from exc
+            except RecursionError:
+                raise RenderError(f"template syntax: {_TOO_DEEP_SYNTAX}", template=template_id, language=language,
+                                  part=part, line=line) from None
 
         subject = compile_part(loc.get("subject") or "", "subject", False)
         body, blocks, layout = None, (), None
@@ -141,14 +155,16 @@ class Renderer:
             raise RenderError(f"unknown design {design!r}", template=template_id, language=language)
         return _Compiled(template_id, language, design, subject, body, blocks, layout)
 
-    def _run(self, c: _Compiled, template: Template, tvars: dict) -> str:
+    def _run(self, c: _Compiled, template: Template, tvars: dict, part: str) -> str:
         try:
             return template.render(tvars)
         except _TEMPLATE_BUGS as exc:
-            raise self._error(c, exc) from exc
+            raise self._error(c, exc, part) from exc
 
     @staticmethod
-    def _error(c: _Compiled, exc: Exception) -> RenderError:
+    def _error(c: _Compiled, exc: BaseException, rendering: str | None = None) -> RenderError:
+        if isinstance(exc, RecursionError):  # past MAX_DEPTH's Python frames: one line, not 1,000 frames
+            return RenderError(f"stopped: {_TOO_DEEP}", template=c.template, language=c.language, part=rendering)
         # Jinja rewrites tracebacks so that a template's own frames carry its name and line.
         part, line = None, None
         for frame, lineno in traceback.walk_tb(exc.__traceback__):
@@ -161,8 +177,13 @@ class Renderer:
             part, line = f"body ({part})", block.lines.get(key, block.line)
         elif isinstance(exc, BlockError):
             part, line = "body", c.blocks[exc.block - 1].line
+        part = part or rendering
         message, variable = str(exc), None
-        if isinstance(exc, UndefinedError) and not isinstance(exc, SecurityError):
+        if isinstance(exc, limits.RenderLimitError):
+            message = f"stopped: {message}"
+        elif isinstance(exc, MemoryError):
+            message = "stopped: the template needs more memory than there is"
+        elif isinstance(exc, UndefinedError) and not isinstance(exc, SecurityError):
             match = _UNDEFINED.match(message)
             variable = match.group(1) if match else None
             message += " (the email is not sent with a hole in it)"

@@ -30,7 +30,8 @@ UNSUPPORTED: dict[str, str] = {
 
 # Letters only, between two @, not glued to a word or another @: a@b.fr is no tag.
 TAG_RE = re.compile(r"(?<![\w@])@[A-Za-z]+@(?![\w@])")
-_JINJA_RE = re.compile(r"\{#.*?#\}|\{\{.*?\}\}|\{%.*?%\}", re.S)
+# An opener that is never closed runs to the end (Jinja then reports it): one pass, never quadratic.
+_JINJA_RE = re.compile(r"\{#.*?(?:#\}|\Z)|\{\{.*?(?:\}\}|\Z)|\{%.*?(?:%\}|\Z)", re.S)
 
 
 def _problem(tag: str) -> str:

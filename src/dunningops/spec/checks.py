@@ -7,9 +7,11 @@ closest valid name when it looks like a misspelling.
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 from dunningops.errors import ConfigIssue
 from dunningops.render import check_template
+from dunningops.spec.paths import MAX_BODY_BYTES, FileProblem, read_inside, resolve_named, resolved
 from dunningops.spec.state import DesiredState
 from dunningops.spec.types import KINDS, parse_days, split_ref
 
@@ -19,27 +21,47 @@ def _unknown(kind: str, ident: str, known: dict) -> str:
     return message + (f"; did you mean {close[0]!r}?" if close else "")
 
 
+def body_path(state: DesiredState, template_id: str, name: str) -> Path | None:
+    """Where a template's body file really is (symlinks followed), or None if it may not be read."""
+    folder = (state.root / state.sources[f"template.{template_id}"].file).parent
+    try:
+        return resolve_named(resolved(state.root), folder, name, "body file")
+    except FileProblem:
+        return None
+
+
 def read_template_bodies(state: DesiredState, issues: list[ConfigIssue]) -> None:
     """Read each template's body files (beside the YAML that defines it) and check them as the renderer
     will use them: syntax, @TAG@s, blocks, and variables that do not exist (a reminder is never sent
-    with a hole in it)."""
+    with a hole in it).
+
+    A body file must be a regular file inside the config directory (symlinks followed), of at most
+    MAX_BODY_BYTES: the config is untrusted input, and a body ends up in plans posted for review.
+    """
+    root = resolved(state.root)
     for tid, template in state.templates.items():
         src = state.sources[f"template.{tid}"]
         folder = (state.root / src.file).parent
         for lang, loc in template.locales.items():
-            path = folder / loc.body
             key = f"templates[{tid}].locales.{lang}.body"
             line = src.line_of("locales", lang, "body")
             try:
-                text = path.read_text(encoding="utf-8")
+                real = resolve_named(root, folder, loc.body, "body file")
+                text = read_inside(root, real, MAX_BODY_BYTES, "body file", loc.body)
             except FileNotFoundError:
                 issues.append(ConfigIssue(src.file, line, key, f"body file {loc.body!r} not found beside {src.file}"))
                 continue
-            except (OSError, UnicodeDecodeError) as exc:
-                issues.append(ConfigIssue(src.file, line, key, f"cannot read body file {loc.body!r}: {exc}"))
+            except FileProblem as exc:
+                if exc.line:  # not UTF-8: the place is inside the body file
+                    issues.append(ConfigIssue(real.relative_to(root).as_posix(), exc.line, "", exc.message))
+                else:
+                    issues.append(ConfigIssue(src.file, line, key, exc.message))
+                continue
+            except OSError as exc:
+                issues.append(ConfigIssue(src.file, line, key, f"cannot read body file {loc.body!r}: {exc.strerror or exc}"))
                 continue
             state.template_bodies[(tid, lang)] = text
-            body_file = path.relative_to(state.root).as_posix()
+            body_file = real.relative_to(root).as_posix()
             for problem_line, message in check_template(text, template.design):
                 issues.append(ConfigIssue(body_file, problem_line, "", message))
             for _, message in check_template(loc.subject, "subject"):

@@ -27,6 +27,7 @@ from ruamel.yaml.tokens import CommentToken
 from dunningops.errors import ConfigError, ConfigIssue
 from dunningops.spec.loader import config_files
 from dunningops.spec.models import ConfigFile
+from dunningops.spec.paths import MAX_YAML_BYTES, FileProblem, read_inside, resolved
 
 __all__ = ["format_config", "format_text"]
 
@@ -43,12 +44,17 @@ def format_config(config_dir: Path, write: bool = True) -> list[Path]:
         raise ConfigError([ConfigIssue(str(config_dir), None, "", "config directory not found")])
     issues: list[ConfigIssue] = []
     changed: list[tuple[Path, str]] = []
-    for path in config_files(config_dir):
+    root = resolved(config_dir)
+    # Files outside the directory (symlinks), FIFOs and devices are reported, never read nor written.
+    for path in config_files(config_dir, issues):
         rel = path.relative_to(config_dir).as_posix()
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            issues.append(ConfigIssue(rel, None, "", f"cannot read: {exc}"))
+            text = read_inside(root, resolved(path), MAX_YAML_BYTES, "", rel)
+        except FileProblem as exc:
+            issues.append(ConfigIssue(rel, exc.line, "", exc.message))
+            continue
+        except OSError as exc:
+            issues.append(ConfigIssue(rel, None, "", f"cannot read: {exc.strerror or exc}"))
             continue
         try:
             formatted = format_text(text)

@@ -15,8 +15,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dunningops.errors import ConfigError, ConfigIssue
-from dunningops.spec.checks import check_references, read_template_bodies
+from dunningops.spec.checks import body_path, check_references, read_template_bodies
 from dunningops.spec.models import ConfigFile
+from dunningops.spec.paths import MAX_YAML_BYTES, FileProblem, read_inside, resolved, yaml_file_problem
 from dunningops.spec.state import DesiredState, Source
 from dunningops.spec.yamlmarks import LineDict, LineList, line_at, load_marked
 
@@ -30,10 +31,24 @@ _LISTS = {
 }
 
 
-def config_files(root: Path) -> list[Path]:
-    """The YAML files of a config directory, in a stable order (hidden ones skipped)."""
-    files = [p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
-    return sorted(p for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts))
+def config_files(root: Path, issues: list[ConfigIssue] | None = None) -> list[Path]:
+    """The YAML files of a config directory, in a stable order (hidden ones skipped).
+
+    A file that is a symlink leading outside the directory, a FIFO or a device is left out, and
+    reported in ``issues`` when given: the config cannot make us read what is not in it.
+    """
+    root_real = resolved(root)
+    found = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = []
+    for path in found:
+        problem = yaml_file_problem(root_real, path, path.relative_to(root).as_posix())
+        if problem is not None:
+            if issues is not None:
+                issues.append(problem)
+        elif path.is_file():
+            files.append(path)
+    return files
 
 
 def load_config(root: Path | str) -> DesiredState:
@@ -41,25 +56,24 @@ def load_config(root: Path | str) -> DesiredState:
     root = Path(root)
     if not root.is_dir():
         raise ConfigError([ConfigIssue(str(root), None, "", "config directory not found")])
-    files = config_files(root)
-    if not files:
-        raise ConfigError([ConfigIssue(str(root), None, "", "no *.yaml files in the config directory")])
-
     issues: list[ConfigIssue] = []
+    files = config_files(root, issues)
+    if not files:
+        raise ConfigError([*issues, ConfigIssue(str(root), None, "", "no *.yaml files in the config directory")])
+
     state = DesiredState(root=root)
+    root_real = resolved(root)
     not_mappings: list[ConfigIssue] = []
     for path in files:
         rel = path.relative_to(root).as_posix()
-        parsed = _parse_file(path, rel, issues, not_mappings)
+        parsed = _parse_file(root_real, path, rel, issues, not_mappings)
         if parsed is not None:
             _merge(state, parsed, rel, issues)
     # A YAML file that is not a mapping is fine when a template uses it as its body (blocks design).
     bodies = {
-        ((root / state.sources[f"template.{tid}"].file).parent / loc.body).resolve()
-        for tid, template in state.templates.items()
-        for loc in template.locales.values()
+        body_path(state, tid, loc.body) for tid, template in state.templates.items() for loc in template.locales.values()
     }
-    issues.extend(i for i in not_mappings if (root / i.file).resolve() not in bodies)
+    issues.extend(i for i in not_mappings if resolved(root / i.file) not in bodies)
     # A file that failed to parse may hold the settings: only then is "missing" a guess.
     if state.settings is None and not issues:
         issues.append(ConfigIssue(root.as_posix(), None, "settings", "no file defines `settings` (company, deliverability)"))
@@ -72,12 +86,15 @@ def load_config(root: Path | str) -> DesiredState:
 
 
 def _parse_file(
-    path: Path, rel: str, issues: list[ConfigIssue], not_mappings: list[ConfigIssue]
+    root_real: Path, path: Path, rel: str, issues: list[ConfigIssue], not_mappings: list[ConfigIssue]
 ) -> tuple[ConfigFile, LineDict] | None:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        issues.append(ConfigIssue(rel, None, "", f"cannot read: {exc}"))
+        text = read_inside(root_real, resolved(path), MAX_YAML_BYTES, "", rel)
+    except FileProblem as exc:
+        issues.append(ConfigIssue(rel, exc.line, "", exc.message))
+        return None
+    except OSError as exc:
+        issues.append(ConfigIssue(rel, None, "", f"cannot read: {exc.strerror or exc}"))
         return None
     try:
         doc, duplicates = load_marked(text)
