@@ -61,8 +61,9 @@ class App:
             self.transport_factory = self._transport_from_settings
 
     @classmethod
-    def from_env(cls, config_dir: Path | str | None = None, database_url: str | None = None,
-                 env: Mapping[str, str] = os.environ, **kwargs) -> App:
+    def from_env(
+        cls, config_dir: Path | str | None = None, database_url: str | None = None, env: Mapping[str, str] = os.environ, **kwargs
+    ) -> App:
         """The app as the CLI builds it: explicit values first, then the environment, then defaults."""
         return cls(Path(config_dir or env.get(ENV_CONFIG) or "config"), database_url, env, **kwargs)
 

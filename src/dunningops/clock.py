@@ -25,9 +25,7 @@ def parse_instant(value: str, what: str = "timestamp") -> datetime:
     try:
         at = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise InvalidInputError(
-            f"{what}: {value!r} is not an ISO 8601 timestamp such as 2026-12-01T08:30+01:00"
-        ) from None
+        raise InvalidInputError(f"{what}: {value!r} is not an ISO 8601 timestamp such as 2026-12-01T08:30+01:00") from None
     if not EARLIEST_YEAR <= at.year <= LATEST_YEAR:
         raise InvalidInputError(f"{what}: {value!r} is outside the years {EARLIEST_YEAR}–{LATEST_YEAR}")
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)

@@ -11,17 +11,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
-from datetime import timedelta
-
 from dunningops.app import App
+from dunningops.cli.output import render_table
 from dunningops.dunning.aliases import verify
 from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.cycle import run_send
 from dunningops.dunning.runconfig import RunConfig
-from dunningops.transport.maildir import MaildirTransport
-from dunningops.cli.output import render_table
 from dunningops.ledger.generate import generate_ledger
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.queries import reach_by_plan
@@ -29,6 +27,7 @@ from dunningops.reconcile import build_plan
 from dunningops.reconcile.apply import apply_config
 from dunningops.reconcile.render import render_text
 from dunningops.store.config_objects import read_actual
+from dunningops.transport.maildir import MaildirTransport
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example_config")
 
@@ -36,6 +35,8 @@ EXAMPLE_CONFIG = Path(__file__).with_name("example_config")
 def demo_maildir(directory: Path) -> Path:
     """Where the demo's emails go: a local maildir in its directory."""
     return directory / ".dunningops" / "maildir"
+
+
 DEMO_CUSTOMERS = 300
 DEMO_ROWS = 15
 
@@ -46,8 +47,13 @@ def _ledger_round(app: App, desired, ledger_dir: Path, echo: Callable[[str], Non
     today = app.now().date()
     echo(f"$ dunningops ledger generate --customers {DEMO_CUSTOMERS} --seed 1 {ledger_dir.name}")
     counts = generate_ledger(
-        ledger_dir, customers=DEMO_CUSTOMERS, seed=1, members=sorted(desired.members),
-        functions=sorted(desired.contact_functions), today=today, plans=sorted(desired.plans),
+        ledger_dir,
+        customers=DEMO_CUSTOMERS,
+        seed=1,
+        members=sorted(desired.members),
+        functions=sorted(desired.contact_functions),
+        today=today,
+        plans=sorted(desired.plans),
     )
     echo(", ".join(f"{n} {name}" for name, n in counts.items() if n) + " written")
     for kind in ("customers", "contacts", "invoices", "payments"):
@@ -59,9 +65,19 @@ def _ledger_round(app: App, desired, ledger_dir: Path, echo: Callable[[str], Non
     for row in rows:
         row["plan"] = row["plan"] or "(no plan)"
         row["outstanding"] = f"{row['outstanding_cents'] / 100:,.2f}".replace(",", " ")
-    echo(render_table(rows, [("plan", "PLAN"), ("customers", "CUSTOMERS"), ("with_open_invoices", "WITH OPEN INVOICES"),
-                             ("overdue_invoices", "OVERDUE INVOICES"), ("outstanding", "OUTSTANDING"),
-                             ("without_valid_contact", "NO VALID CONTACT")]))
+    echo(
+        render_table(
+            rows,
+            [
+                ("plan", "PLAN"),
+                ("customers", "CUSTOMERS"),
+                ("with_open_invoices", "WITH OPEN INVOICES"),
+                ("overdue_invoices", "OVERDUE INVOICES"),
+                ("outstanding", "OUTSTANDING"),
+                ("without_valid_contact", "NO VALID CONTACT"),
+            ],
+        )
+    )
 
 
 def _send_round(app: App, outbox: list[dict], echo: Callable[[str], None]) -> None:
@@ -78,15 +94,29 @@ def _send_round(app: App, outbox: list[dict], echo: Callable[[str], None]) -> No
     echo(f"\n$ dunningops run send --dry-run --at {at.isoformat()}")
     report = run_send(store, at=at, transport_factory=factory, dry_run=True)
     rows = [d.row() for d in report.decisions]
-    echo(render_table(rows[:DEMO_ROWS], [("customer", "CUSTOMER"), ("plan", "PLAN"), ("step", "STEP"), ("action", "ACTION"),
-                                         ("due_since", "DUE SINCE"), ("outcome", "OUTCOME"), ("reason", "WHY")]).rstrip())
+    echo(
+        render_table(
+            rows[:DEMO_ROWS],
+            [
+                ("customer", "CUSTOMER"),
+                ("plan", "PLAN"),
+                ("step", "STEP"),
+                ("action", "ACTION"),
+                ("due_since", "DUE SINCE"),
+                ("outcome", "OUTCOME"),
+                ("reason", "WHY"),
+            ],
+        ).rstrip()
+    )
     if len(rows) > DEMO_ROWS:
         echo(f"… and {len(rows) - DEMO_ROWS} more")
     echo(f"\n$ dunningops run send --at {at.isoformat()}")
     report = run_send(store, at=at, transport_factory=factory)
     counts = report.outcomes()
-    echo(f"Send cycle: {report.sent} emails sent, {report.todos} to-dos created, {counts['wait']} waiting, "
-         f"{counts['skip']} skipped; {report.confirmations} alias confirmation emails.")
+    echo(
+        f"Send cycle: {report.sent} emails sent, {report.todos} to-dos created, {counts['wait']} waiting, "
+        f"{counts['skip']} skipped; {report.confirmations} alias confirmation emails."
+    )
     echo(f"The emails are files in {maildir / 'new'} (open one with any mail reader).")
 
 
@@ -112,7 +142,10 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
         echo("$ dunningops apply --auto-approve")
         result = apply_config(store, desired, now=app.now(), actor="demo", git_commit=None)
         s = result.plan.summary()
-        echo(f"Apply complete! Resources: {s['add']} added, {s['change']} changed, {s['replace']} replaced, {s['destroy']} destroyed.")
+        echo(
+            f"Apply complete! Resources: {s['add']} added, {s['change']} changed, "
+            f"{s['replace']} replaced, {s['destroy']} destroyed."
+        )
         for item in result.outbox:
             echo(f"Queued: confirmation email to {item['payload']['email']} for {item['ref']}.")
         echo("\n$ dunningops plan")

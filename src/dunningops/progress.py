@@ -14,8 +14,13 @@ def row_progress(description: str, every_s: float = 5.0) -> Iterator[Callable[[i
     if sys.stderr.isatty():
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
-                      TimeElapsedColumn(), transient=True) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,} rows"),
+            TimeElapsedColumn(),
+            transient=True,
+        ) as bar:
             task = bar.add_task(description, total=None)
             yield lambda done: bar.update(task, completed=done)
         return

@@ -88,8 +88,9 @@ def plan(app: App, out, fmt_, detailed_exitcode, target, exclude) -> None:
 @click.argument("planfile", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
 @click.option("--allow-destroy", is_flag=True, help="Allow destroying or replacing more than settings.safety.max_destroy_share.")
-@click.option("--lock-timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
-              help="Seconds to wait for another apply.")
+@click.option(
+    "--lock-timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True, help="Seconds to wait for another apply."
+)
 @address_options
 def apply(app: App, planfile, auto_approve, allow_destroy, lock_timeout, target, exclude) -> None:
     """Apply the config to the store (or a plan saved with `plan --out`)."""
@@ -111,8 +112,15 @@ def apply(app: App, planfile, auto_approve, allow_destroy, lock_timeout, target,
         return click.confirm("Apply these changes?", default=False)
 
     result = apply_config(
-        app.store, desired, now=app.now(), expected=expected, targets=target, excludes=exclude,
-        allow_destroy=allow_destroy, confirm=confirm, lock_timeout_s=lock_timeout,
+        app.store,
+        desired,
+        now=app.now(),
+        expected=expected,
+        targets=target,
+        excludes=exclude,
+        allow_destroy=allow_destroy,
+        confirm=confirm,
+        lock_timeout_s=lock_timeout,
     )
     if result.plan.empty:
         click.echo(result.plan.summary_line())

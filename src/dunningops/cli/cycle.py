@@ -21,39 +21,76 @@ def run() -> None:
 @pass_app
 @AT
 @click.option("--dry-run", is_flag=True, help="Show what is due and what would happen; write and send nothing.")
-@click.option("--lock-timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
-              help="Seconds to wait for a send cycle already running on this store.")
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(0, 3600),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a send cycle already running on this store.",
+)
 @FORMAT
 def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
     """The send cycle: send due automatic emails, turn manual steps into to-dos."""
     from dunningops.dunning.cycle import run_send
 
-    report = run_send(app.store, at=at_ or app.now(), transport_factory=app.transport_factory, dry_run=dry_run,
-                      lock_timeout_s=lock_timeout)
+    report = run_send(
+        app.store, at=at_ or app.now(), transport_factory=app.transport_factory, dry_run=dry_run, lock_timeout_s=lock_timeout
+    )
     rows = [d.row() for d in report.decisions]
     if fmt_ == "json":
-        echo_json({"at": report.at.isoformat(), "dry_run": dry_run, "ok": report.ok, "decisions": rows,
-                   "sent": report.sent, "failed": report.failed, "deferred": report.deferred,
-                   "unconfirmed": report.unconfirmed, "todos": report.todos, "unknown": report.unknown,
-                   "errors": report.errors})
+        echo_json(
+            {
+                "at": report.at.isoformat(),
+                "dry_run": dry_run,
+                "ok": report.ok,
+                "decisions": rows,
+                "sent": report.sent,
+                "failed": report.failed,
+                "deferred": report.deferred,
+                "unconfirmed": report.unconfirmed,
+                "todos": report.todos,
+                "unknown": report.unknown,
+                "errors": report.errors,
+            }
+        )
         finish(code=report.exit_code)  # the same contract as the table
         return
-    click.echo(render_table(rows, [("customer", "CUSTOMER"), ("plan", "PLAN"), ("step", "STEP"), ("action", "ACTION"),
-                                   ("due_since", "DUE SINCE"), ("outcome", "OUTCOME"), ("reason", "WHY")]), nl=False)
+    click.echo(
+        render_table(
+            rows,
+            [
+                ("customer", "CUSTOMER"),
+                ("plan", "PLAN"),
+                ("step", "STEP"),
+                ("action", "ACTION"),
+                ("due_since", "DUE SINCE"),
+                ("outcome", "OUTCOME"),
+                ("reason", "WHY"),
+            ],
+        ),
+        nl=False,
+    )
     counts = report.outcomes()
     line = ", ".join(f"{counts[k]} {k}" for k in ("send", "todo", "error", "wait", "skip") if counts[k]) or "nothing due"
     if dry_run:
         click.echo(f"Dry run at {report.at:%Y-%m-%d %H:%M} UTC: {line}. Nothing was written or sent.")
     else:
-        click.echo(f"Send cycle at {report.at:%Y-%m-%d %H:%M} UTC: {report.sent} sent, {report.failed} failed, "
-                   f"{report.deferred} deferred, {report.todos} to-dos ({line}).")
+        click.echo(
+            f"Send cycle at {report.at:%Y-%m-%d %H:%M} UTC: {report.sent} sent, {report.failed} failed, "
+            f"{report.deferred} deferred, {report.todos} to-dos ({line})."
+        )
         if report.confirmations:
             click.echo(f"{report.confirmations} alias confirmation emails sent.")
         if report.unconfirmed:
-            click.echo(f"Warning: {report.unconfirmed} emails got no clear answer from the server: they may or may not "
-                       "have arrived, and are not sent again (see `dunningops messages --status unknown`).", err=True)
+            click.echo(
+                f"Warning: {report.unconfirmed} emails got no clear answer from the server: they may or may not "
+                "have arrived, and are not sent again (see `dunningops messages --status unknown`).",
+                err=True,
+            )
         if report.unknown:
-            click.echo(f"Warning: {report.unknown} messages of an interrupted run are now 'unknown' (see `dunningops status`).", err=True)
+            click.echo(
+                f"Warning: {report.unknown} messages of an interrupted run are now 'unknown' (see `dunningops status`).", err=True
+            )
     finish(report.errors, code=report.exit_code)
 
 
@@ -71,8 +108,10 @@ def status(app: App) -> None:
     if data.get("running"):
         click.echo(f"A send cycle is running ({data['running']}).")
     for m in data["unknown"]:
-        click.echo(f"unknown: {m['message_id']} to {', '.join(m['to_addresses'])} ({m['subject']}) at {m['created_at']}: "
-                   "sending was interrupted or got no clear answer; it may or may not have left. It will not be sent again.")
+        click.echo(
+            f"unknown: {m['message_id']} to {', '.join(m['to_addresses'])} ({m['subject']}) at {m['created_at']}: "
+            "sending was interrupted or got no clear answer; it may or may not have left. It will not be sent again."
+        )
 
 
 @cli.group()
@@ -82,7 +121,9 @@ def todo() -> None:
 
 @todo.command("list")
 @pass_app
-@click.option("--status", "status_", type=click.Choice(["open", "done", "dismissed", "sent", "all"]), default="open", show_default=True)
+@click.option(
+    "--status", "status_", type=click.Choice(["open", "done", "dismissed", "sent", "all"]), default="open", show_default=True
+)
 @click.option("--assignee", help="A member id.")
 @click.option("--kind", type=click.Choice(["email", "call", "letter", "reply", "no_recipient"]))
 @FORMAT
@@ -95,8 +136,22 @@ def todo_list(app: App, status_, assignee, kind, fmt_) -> None:
     if fmt_ == "json":
         echo_json(rows)
         return
-    click.echo(render_table(rows, [("id", "#"), ("kind", "KIND"), ("status", "STATUS"), ("customer", "CUSTOMER"),
-                                   ("plan_id", "PLAN"), ("step_id", "STEP"), ("assignee", "ASSIGNEE"), ("reason", "WHY")]), nl=False)
+    click.echo(
+        render_table(
+            rows,
+            [
+                ("id", "#"),
+                ("kind", "KIND"),
+                ("status", "STATUS"),
+                ("customer", "CUSTOMER"),
+                ("plan_id", "PLAN"),
+                ("step_id", "STEP"),
+                ("assignee", "ASSIGNEE"),
+                ("reason", "WHY"),
+            ],
+        ),
+        nl=False,
+    )
 
 
 @todo.command("show")
@@ -116,7 +171,9 @@ def todo_show(app: App, todo_id) -> None:
             click.echo(f"To: {', '.join(payload['to'])}")
         click.echo(f"Subject: {payload['subject']}\n\n{payload.get('text', '')}")
     elif payload.get("phones") is not None:
-        click.echo("\nPhone numbers: " + (", ".join(f"{p['name'] or p['email']}: {p['phone']}" for p in payload["phones"]) or "none"))
+        click.echo(
+            "\nPhone numbers: " + (", ".join(f"{p['name'] or p['email']}: {p['phone']}" for p in payload["phones"]) or "none")
+        )
     if payload.get("problem"):
         click.echo(f"\nProblem: {payload['problem']}")
 
@@ -156,8 +213,7 @@ def todo_send(app: App, todo_id, sender, member) -> None:
     """Send the prepared email of a manual-email to-do (the sender can be changed)."""
     from dunningops.dunning.manual import send_todo
 
-    result = send_todo(app.store, todo_id, at=app.now(), sender=sender, member=member,
-                       transport_factory=app.transport_factory)
+    result = send_todo(app.store, todo_id, at=app.now(), sender=sender, member=member, transport_factory=app.transport_factory)
     click.echo(f"To-do #{todo_id}: {result}")
 
 
@@ -211,5 +267,19 @@ def messages(app: App, customer, status_, limit, fmt_) -> None:
         r["how"] = "auto" if r["automatic"] else f"manual ({r['performed_by']})" if r["performed_by"] else "manual"
         r["step"] = f"{r['plan_id']}.{r['step_id']}" if r["plan_id"] else r["kind"]
         r["to"] = ", ".join(r["to_addresses"])
-    click.echo(render_table(rows, [("id", "#"), ("when", "WHEN (UTC)"), ("customer", "CUSTOMER"), ("step", "STEP"),
-                                   ("how", "HOW"), ("sender_ref", "SENDER"), ("to", "TO"), ("status", "STATUS")]), nl=False)
+    click.echo(
+        render_table(
+            rows,
+            [
+                ("id", "#"),
+                ("when", "WHEN (UTC)"),
+                ("customer", "CUSTOMER"),
+                ("step", "STEP"),
+                ("how", "HOW"),
+                ("sender_ref", "SENDER"),
+                ("to", "TO"),
+                ("status", "STATUS"),
+            ],
+        ),
+        nl=False,
+    )

@@ -31,9 +31,17 @@ def ledger() -> None:
 @click.argument("kind", type=KIND)
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--format", "file_format", type=click.Choice(["csv", "jsonl"]), help="Default: from the file's extension.")
-@click.option("--mapping", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="YAML column mapping for another system's export.")
+@click.option(
+    "--mapping",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="YAML column mapping for another system's export.",
+)
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows; write the invalid ones to --reject-file.")
-@click.option("--reject-file", type=click.Path(dir_okay=False, path_type=Path), help="Where --skip-invalid writes the rejected rows and why.")
+@click.option(
+    "--reject-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where --skip-invalid writes the rejected rows and why.",
+)
 @click.option("--prune", is_flag=True, help="Invoices: the file is a full export; void open invoices it lacks.")
 @click.option("--dry-run", is_flag=True, help="Do everything, show the summary, write nothing.")
 def ledger_import(app: App, kind, file, file_format, mapping, skip_invalid, reject_file, prune, dry_run) -> None:
@@ -56,9 +64,18 @@ def ledger_import(app: App, kind, file, file_format, mapping, skip_invalid, reje
 
     with row_progress(f"Importing {kind}") as progress:
         summary = import_file(
-            app.store, kind, file, now=app.now(), fmt=file_format, mapping=load_mapping(mapping),
-            skip_invalid=skip_invalid, reject_file=reject_file, prune=prune, dry_run=dry_run,
-            confirm=confirm, progress=progress,
+            app.store,
+            kind,
+            file,
+            now=app.now(),
+            fmt=file_format,
+            mapping=load_mapping(mapping),
+            skip_invalid=skip_invalid,
+            reject_file=reject_file,
+            prune=prune,
+            dry_run=dry_run,
+            confirm=confirm,
+            progress=progress,
         )
     click.echo(summary.line())
     if summary.rejected:
@@ -79,8 +96,13 @@ def ledger_generate(app: App, customers, seed, invalid_emails, directory) -> Non
     desired = app.load_config()
     directory.mkdir(parents=True, exist_ok=True)
     counts = generate_ledger(
-        directory, customers=customers, seed=seed, members=sorted(desired.members),
-        functions=sorted(desired.contact_functions), today=app.now().date(), plans=sorted(desired.plans),
+        directory,
+        customers=customers,
+        seed=seed,
+        members=sorted(desired.members),
+        functions=sorted(desired.contact_functions),
+        today=app.now().date(),
+        plans=sorted(desired.plans),
         invalid_emails=invalid_emails,
     )
     click.echo(", ".join(f"{n} {name}" for name, n in counts.items() if isinstance(n, int)) + f" written to {directory}")
@@ -93,7 +115,9 @@ def customers() -> None:
 
 @customers.command("list")
 @pass_app
-@click.option("--origin", type=click.Choice(["import", "manual", "incoming_message"]), help="e.g. customers created from unmatched mail.")
+@click.option(
+    "--origin", type=click.Choice(["import", "manual", "incoming_message"]), help="e.g. customers created from unmatched mail."
+)
 @click.option("--plan", help="Only customers in this plan (explicit or by the assignment rules).")
 @click.option("--overdue-days", type=DAYS, help="Only customers with an open invoice at least this many days overdue.")
 @click.option("--limit", type=LIMIT, default=100, show_default=True, help="At most this many customers.")
@@ -104,8 +128,9 @@ def customers_list(app: App, origin, plan, overdue_days, limit, offset, fmt_) ->
     from dunningops.ledger.queries import list_customers
 
     with app.session() as session:
-        page = list_customers(session, today=app.now().date(), origin=origin, plan=plan, overdue_days=overdue_days,
-                              limit=limit, offset=offset)
+        page = list_customers(
+            session, today=app.now().date(), origin=origin, plan=plan, overdue_days=overdue_days, limit=limit, offset=offset
+        )
     rows, total = page.rows, page.total
     if fmt_ == "json":
         # An explicit page: never a silently truncated list.
@@ -113,9 +138,23 @@ def customers_list(app: App, origin, plan, overdue_days, limit, offset, fmt_) ->
         return
     for r in rows:
         r["outstanding"] = _money(r["outstanding_cents"], r["currency"])
-    click.echo(render_table(rows, [("external_id", "ID"), ("name", "NAME"), ("country", "CC"), ("plan", "PLAN"),
-                                   ("origin", "ORIGIN"), ("contacts", "CONTACTS"), ("open_invoices", "OPEN"),
-                                   ("outstanding", "OUTSTANDING"), ("days_overdue", "DAYS OVERDUE")]), nl=False)
+    click.echo(
+        render_table(
+            rows,
+            [
+                ("external_id", "ID"),
+                ("name", "NAME"),
+                ("country", "CC"),
+                ("plan", "PLAN"),
+                ("origin", "ORIGIN"),
+                ("contacts", "CONTACTS"),
+                ("open_invoices", "OPEN"),
+                ("outstanding", "OUTSTANDING"),
+                ("days_overdue", "DAYS OVERDUE"),
+            ],
+        ),
+        nl=False,
+    )
     if line := more_line(offset + len(rows), total, "customers"):
         click.echo(line, err=True)
 
@@ -135,24 +174,39 @@ def customers_show(app: App, external_id, fmt_) -> None:
         return
     paused = f", paused until {data['paused_until']} ({data['pause_reason']})" if data["paused_until"] else ""
     click.echo(f"{data['external_id']}  {data['name']}  ({data['country'] or '-'}, {data['locale']}, {data['currency']})")
-    click.echo(f"plan: {data['plan'] or 'none'}{' (explicit)' if data['plan_id'] else ''}; account manager: "
-               f"{data['account_manager'] or 'none'}; origin: {data['origin']}{paused}")
+    click.echo(
+        f"plan: {data['plan'] or 'none'}{' (explicit)' if data['plan_id'] else ''}; account manager: "
+        f"{data['account_manager'] or 'none'}; origin: {data['origin']}{paused}"
+    )
     click.echo("\nContacts:")
     click.echo(_contacts_table(data["contacts"]), nl=False)
     click.echo("\nOpen invoices:")
     for inv in data["open_invoices"]:
         inv["outstanding"] = _money(inv["outstanding_cents"], inv["currency"])
         inv["amount"] = _money(inv["amount_cents"])
-    click.echo(render_table(data["open_invoices"], [("number", "NUMBER"), ("due_date", "DUE"), ("days_overdue", "DAYS"),
-                                                    ("amount", "AMOUNT"), ("outstanding", "OUTSTANDING")]), nl=False)
+    click.echo(
+        render_table(
+            data["open_invoices"],
+            [
+                ("number", "NUMBER"),
+                ("due_date", "DUE"),
+                ("days_overdue", "DAYS"),
+                ("amount", "AMOUNT"),
+                ("outstanding", "OUTSTANDING"),
+            ],
+        ),
+        nl=False,
+    )
 
 
 def _contacts_table(rows: list[dict]) -> str:
     for r in rows:
         r["flags"] = " ".join(f for f, on in (("primary", r["is_primary"]), ("INVALID", not r["valid"])) if on)
         r["fns"] = ", ".join(r["functions"])
-    return render_table(rows, [("id", "#"), ("customer", "CUSTOMER"), ("email", "EMAIL"), ("name", "NAME"),
-                               ("fns", "FUNCTIONS"), ("flags", "FLAGS")])
+    return render_table(
+        rows,
+        [("id", "#"), ("customer", "CUSTOMER"), ("email", "EMAIL"), ("name", "NAME"), ("fns", "FUNCTIONS"), ("flags", "FLAGS")],
+    )
 
 
 @cli.group()
@@ -211,8 +265,9 @@ def contacts_set_functions(app: App, contact_id, functions) -> None:
     """Set a contact's functions (ids or labels; none clears them)."""
     from dunningops.ledger.contacts import set_functions
 
-    _contact_change(app, lambda s, now: set_functions(s, contact_id, list(functions), now),
-                    f"Contact #{contact_id} functions: {{result}}")
+    _contact_change(
+        app, lambda s, now: set_functions(s, contact_id, list(functions), now), f"Contact #{contact_id} functions: {{result}}"
+    )
 
 
 @contacts.command("set-primary")
@@ -222,8 +277,7 @@ def contacts_set_primary(app: App, contact_id) -> None:
     """Make this contact its customer's primary contact."""
     from dunningops.ledger.contacts import set_primary
 
-    _contact_change(app, lambda s, now: set_primary(s, contact_id, now),
-                    f"Contact #{contact_id} is now the primary contact.")
+    _contact_change(app, lambda s, now: set_primary(s, contact_id, now), f"Contact #{contact_id} is now the primary contact.")
 
 
 @contacts.command("mark-valid")
@@ -233,5 +287,4 @@ def contacts_mark_valid(app: App, contact_id) -> None:
     """The customer confirmed this address; reminders go to it again."""
     from dunningops.ledger.contacts import mark_valid
 
-    _contact_change(app, lambda s, now: mark_valid(s, contact_id, now),
-                    f"Contact #{contact_id} is marked valid.")
+    _contact_change(app, lambda s, now: mark_valid(s, contact_id, now), f"Contact #{contact_id} is marked valid.")

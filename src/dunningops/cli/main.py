@@ -43,7 +43,7 @@ class Cli(click.Group):
             raise
         except DunningOpsError as exc:
             self._fail(ctx, exc, str(exc), exc.exit_code)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        except Exception as exc:
             from sqlalchemy.exc import DBAPIError
 
             if isinstance(exc, DBAPIError):
@@ -55,8 +55,12 @@ class Cli(click.Group):
                     self._fail(ctx, exc, str(known), known.exit_code)
                 reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
                 self._fail(ctx, exc, f"the store failed: {reason}", EXIT_UNAVAILABLE)
-            self._fail(ctx, exc, f"unexpected {type(exc).__name__}: {exc} (a bug: run with --debug for the "
-                                 "traceback and report it)", EXIT_ERROR)
+            self._fail(
+                ctx,
+                exc,
+                f"unexpected {type(exc).__name__}: {exc} (a bug: run with --debug for the traceback and report it)",
+                EXIT_ERROR,
+            )
 
     @staticmethod
     def _fail(ctx: click.Context, exc: BaseException, message: str, code: int) -> None:

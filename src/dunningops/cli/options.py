@@ -54,8 +54,11 @@ INSTANT = Instant()
 
 def _config_option(f: Callable) -> Callable:
     return click.option(
-        "--config", "config_dir", type=click.Path(file_okay=False, path_type=Path),
-        default=lambda: os.environ.get("DUNNINGOPS_CONFIG", "config"), help=CONFIG_HELP,
+        "--config",
+        "config_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=lambda: os.environ.get("DUNNINGOPS_CONFIG", "config"),
+        help=CONFIG_HELP,
     )(f)
 
 
@@ -88,14 +91,21 @@ def pass_app(f: Callable | None = None, *, database: bool = True) -> Callable:
 
 def format_option(*choices: str) -> Callable:
     """``--format`` with these choices, the first the default; the value arrives as ``fmt_``."""
-    return click.option("--format", "fmt_", type=click.Choice(list(choices)), default=choices[0], show_default=True,
-                        help="Output format (JSON on stdout; messages on stderr).")
+    return click.option(
+        "--format",
+        "fmt_",
+        type=click.Choice(list(choices)),
+        default=choices[0],
+        show_default=True,
+        help="Output format (JSON on stdout; messages on stderr).",
+    )
 
 
 def address_options(f: Callable) -> Callable:
     f = click.option("--exclude", multiple=True, metavar="KIND.ID", help="Leave this object out (repeatable).")(f)
-    return click.option("--target", multiple=True, metavar="KIND.ID",
-                        help="Limit to this object and what it references (repeatable).")(f)
+    return click.option(
+        "--target", multiple=True, metavar="KIND.ID", help="Limit to this object and what it references (repeatable)."
+    )(f)
 
 
 MEMBER = click.option("--as", "member", envvar="DUNNINGOPS_MEMBER", help="The member doing it, e.g. alice.")

@@ -70,8 +70,16 @@ def template_proof(app: App, name, to, external_id, language) -> None:
     with app.session() as session:
         config = RunConfig.from_store(session)
         p = prepare(session, config, name, external_id, at, language)
-    lines = send_prepared(app.store, config, [(p, list(to))], kind="proof", at=at,
-                          transport_factory=app.transport_factory, template_id=name, subject_prefix="[Proof] ")
+    lines = send_prepared(
+        app.store,
+        config,
+        [(p, list(to))],
+        kind="proof",
+        at=at,
+        transport_factory=app.transport_factory,
+        template_id=name,
+        subject_prefix="[Proof] ",
+    )
     click.echo("\n".join(lines))
 
 
@@ -80,8 +88,9 @@ def template_proof(app: App, name, to, external_id, language) -> None:
 @click.argument("name")
 @click.option("--customer", "customers", multiple=True, required=True, help="A customer's external id (repeatable).")
 @click.option("--from", "sender", help="alias.<id>, member.<id> or account_manager (default: the fallback sender).")
-@click.option("--again", is_flag=True,
-              help="Send even if the last send of NAME to a customer was interrupted and may already have arrived.")
+@click.option(
+    "--again", is_flag=True, help="Send even if the last send of NAME to a customer was interrupted and may already have arrived."
+)
 def template_send(app: App, name, customers, sender, again) -> None:
     """Send template NAME now to customers (their primary contact), within the sending caps."""
     from dunningops.dunning.ondemand import check_caps, prepare, send_prepared
@@ -99,6 +108,7 @@ def template_send(app: App, name, customers, sender, again) -> None:
                 raise ConflictError(f"customer {external_id} has no valid contact")
             items.append((p, primary))
     check_caps(app.store, config, at, len(items))
-    lines = send_prepared(app.store, config, items, kind="on_demand", at=at,
-                          transport_factory=app.transport_factory, template_id=name, again=again)
+    lines = send_prepared(
+        app.store, config, items, kind="on_demand", at=at, transport_factory=app.transport_factory, template_id=name, again=again
+    )
     click.echo("\n".join(lines))

@@ -46,8 +46,9 @@ address without the confirmation.
 def _waiting():
     """Outbox confirmations still to send: never claimed, or claimed by a message that was deferred."""
     deferred = select(messages.c.id).where(messages.c.id == outbox.c.message_id, messages.c.status == "deferred").exists()
-    return and_(outbox.c.kind == "alias_confirmation", outbox.c.delivered_at.is_(None),
-                or_(outbox.c.message_id.is_(None), deferred))
+    return and_(
+        outbox.c.kind == "alias_confirmation", outbox.c.delivered_at.is_(None), or_(outbox.c.message_id.is_(None), deferred)
+    )
 
 
 def pending_confirmations(session: Session, *, count: bool = False):
@@ -70,21 +71,38 @@ def deliver_outbox(store: Store, config: RunConfig, transport: Transport, now: d
     delivered = 0
     for row in pending:
         p = row.payload
-        text = TEXT.format(company=s.company.name, display_name=p["display_name"], email=p["email"], token=p["token"],
-                           fallback=s.deliverability.fallback_sender)
+        text = TEXT.format(
+            company=s.company.name,
+            display_name=p["display_name"],
+            email=p["email"],
+            token=p["token"],
+            fallback=s.deliverability.fallback_sender,
+        )
         letter = Letter(
             message=OutgoingMessage(
-                message_id="", from_=Address(s.deliverability.fallback_sender, s.company.name),
+                message_id="",
+                from_=Address(s.deliverability.fallback_sender, s.company.name),
                 to=[Address(p["email"], p["display_name"])],
                 subject=f"Confirm the sender address {p['email']} for {s.company.name}",
-                text=text, headers={"Auto-Submitted": "auto-generated"}, date=now,
+                text=text,
+                headers={"Auto-Submitted": "auto-generated"},
+                date=now,
             ),
             # Not counted against the caps (T6): it goes to our own sender address, not to a customer.
-            kind="alias_confirmation", automatic=True, reuse_id=row.message_id, tag=row.id,
+            kind="alias_confirmation",
+            automatic=True,
+            reuse_id=row.message_id,
+            tag=row.id,
         )
-        outcomes = outgoing.send(store, transport, [letter], at=now, domain=message_domain(s),
-                                 reserve=lambda session, recorded, row=row: _claim(session, row, recorded),
-                                 settle=lambda session, outcomes, now=now: _delivered(session, outcomes, now))
+        outcomes = outgoing.send(
+            store,
+            transport,
+            [letter],
+            at=now,
+            domain=message_domain(s),
+            reserve=lambda session, recorded, row=row: _claim(session, row, recorded),
+            settle=lambda session, outcomes, now=now: _delivered(session, outcomes, now),
+        )
         delivered += sum(1 for o in outcomes if o.status == "sent")
     return delivered
 
@@ -115,8 +133,9 @@ def verify(session: Session, token: str, now: datetime) -> str:
         select(aliases.c.id, aliases.c.verified).where(aliases.c.verification_token.in_(candidate_hashes(token)))
     ).first()
     if row is None:
-        raise NotFoundError("this confirmation code matches no alias (it may have been replaced by a newer one: "
-                            "`dunningops alias resend ID`)")
+        raise NotFoundError(
+            "this confirmation code matches no alias (it may have been replaced by a newer one: `dunningops alias resend ID`)"
+        )
     session.execute(update(aliases).where(aliases.c.id == row.id).values(verified=True, verified_at=now, verification_token=None))
     return row.id
 
@@ -131,10 +150,15 @@ def resend(session: Session, alias_id: str, now: datetime) -> str:
     token = new_code()
     session.execute(update(aliases).where(aliases.c.id == alias_id).values(verification_token=code_hash(token)))
     # Older unsent confirmations carry a code that no longer works: drop them.
-    session.execute(update(outbox).where(outbox.c.ref == f"alias.{alias_id}", outbox.c.delivered_at.is_(None))
-                    .values(delivered_at=now))
-    session.execute(insert(outbox).values(
-        kind="alias_confirmation", ref=f"alias.{alias_id}", created_at=now,
-        payload={"alias": alias_id, "email": row["email"], "display_name": row["display_name"], "token": token},
-    ))
+    session.execute(
+        update(outbox).where(outbox.c.ref == f"alias.{alias_id}", outbox.c.delivered_at.is_(None)).values(delivered_at=now)
+    )
+    session.execute(
+        insert(outbox).values(
+            kind="alias_confirmation",
+            ref=f"alias.{alias_id}",
+            created_at=now,
+            payload={"alias": alias_id, "email": row["email"], "display_name": row["display_name"], "token": token},
+        )
+    )
     return row["email"]

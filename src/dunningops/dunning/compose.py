@@ -14,8 +14,8 @@ from dunningops.dunning import recipients as rcpt
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import Decision
 from dunningops.dunning.senders import Sender, resolve
-from dunningops.render.context import EmailContext, InvoiceData
 from dunningops.render import RenderedEmail, Renderer
+from dunningops.render.context import EmailContext, InvoiceData
 from dunningops.store.schema import InvoiceRow
 
 invoices = InvoiceRow.__table__
@@ -34,10 +34,21 @@ class Batch:
         ids = sorted(set(customer_ids))
         for start in range(0, len(ids), 1000):
             rows = session.execute(
-                select(invoices.c.id, invoices.c.customer_id, invoices.c.number, invoices.c.issue_date, invoices.c.due_date,
-                       invoices.c.amount_cents, invoices.c.outstanding_cents, invoices.c.currency, invoices.c.document_url)
-                .where(invoices.c.customer_id.in_(ids[start:start + 1000]),
-                       and_(invoices.c.status == "open", invoices.c.paused.is_(False)))
+                select(
+                    invoices.c.id,
+                    invoices.c.customer_id,
+                    invoices.c.number,
+                    invoices.c.issue_date,
+                    invoices.c.due_date,
+                    invoices.c.amount_cents,
+                    invoices.c.outstanding_cents,
+                    invoices.c.currency,
+                    invoices.c.document_url,
+                )
+                .where(
+                    invoices.c.customer_id.in_(ids[start : start + 1000]),
+                    and_(invoices.c.status == "open", invoices.c.paused.is_(False)),
+                )
                 # By customer first: ordering by due date alone made SQLite walk every open invoice.
                 .order_by(invoices.c.customer_id, invoices.c.due_date, invoices.c.id)
             )
@@ -75,17 +86,38 @@ def pick_language(config: RunConfig, template_id: str, customer_locale: str | No
     return company_locale.split("_")[0], company_locale
 
 
-def context(config: RunConfig, d: Decision, invoice_rows: list, contact: rcpt.Contact | None, sender: Sender,
-            today: date, locale: str, customer: dict | None = None) -> EmailContext:
+def context(
+    config: RunConfig,
+    d: Decision,
+    invoice_rows: list,
+    contact: rcpt.Contact | None,
+    sender: Sender,
+    today: date,
+    locale: str,
+    customer: dict | None = None,
+) -> EmailContext:
     c = config.settings.company
     return EmailContext(
-        company={"name": c.name, "logo_url": c.logo_url, "brand_color": c.brand_color, "country": c.country, "currency": c.currency},
+        company={
+            "name": c.name,
+            "logo_url": c.logo_url,
+            "brand_color": c.brand_color,
+            "country": c.country,
+            "currency": c.currency,
+        },
         customer=customer or {"name": d.customer_name, "external_id": d.customer},
         contact={"name": contact.name if contact else None, "email": contact.email if contact else None},
         invoices=[
-            InvoiceData(number=r.number, due_date=r.due_date, amount_cents=r.amount_cents, outstanding_cents=r.outstanding_cents,
-                        currency=r.currency, issue_date=r.issue_date, document_url=r.document_url,
-                        days_overdue=max(0, (today - r.due_date).days))
+            InvoiceData(
+                number=r.number,
+                due_date=r.due_date,
+                amount_cents=r.amount_cents,
+                outstanding_cents=r.outstanding_cents,
+                currency=r.currency,
+                issue_date=r.issue_date,
+                document_url=r.document_url,
+                days_overdue=max(0, (today - r.due_date).days),
+            )
             for r in invoice_rows
         ],
         sender={"name": sender.name, "email": sender.email},

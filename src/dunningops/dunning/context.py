@@ -39,9 +39,14 @@ class RunContext:
     def build(cls, config: RunConfig, at: datetime, report: CycleReport, batch_size: int = BATCH) -> RunContext:
         calendar = SendingCalendar(config.settings)
         return cls(
-            config=config, renderer=Renderer(config.templates, company=config.settings.company.model_dump()),
-            calendar=calendar, at=at, today=calendar.local(at).date(), domain=message_domain(config.settings),
-            batch_size=batch_size, report=report,
+            config=config,
+            renderer=Renderer(config.templates, company=config.settings.company.model_dump()),
+            calendar=calendar,
+            at=at,
+            today=calendar.local(at).date(),
+            domain=message_domain(config.settings),
+            batch_size=batch_size,
+            report=report,
         )
 
     def with_transport(self, transport: Transport) -> RunContext:

@@ -49,8 +49,13 @@ LOCK_TIMEOUT_S = 30.0
 
 
 def run_send(
-    store: Store, *, at: datetime, transport_factory: Callable[[RunConfig], Transport] | None = None,
-    dry_run: bool = False, batch_size: int = BATCH, config: RunConfig | None = None,
+    store: Store,
+    *,
+    at: datetime,
+    transport_factory: Callable[[RunConfig], Transport] | None = None,
+    dry_run: bool = False,
+    batch_size: int = BATCH,
+    config: RunConfig | None = None,
     lock_timeout_s: float = LOCK_TIMEOUT_S,
 ) -> CycleReport:
     """One send cycle at ``at``. ``dry_run`` decides, prepares and reports, and writes and sends nothing.
@@ -88,7 +93,7 @@ def run_send(
 
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int) -> None:
@@ -99,8 +104,13 @@ def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_
             _prepare(session, ctx, batch)
 
 
-def _run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int,
-         transport_factory: Callable[[RunConfig], Transport] | None) -> None:
+def _run(
+    store: Store,
+    config: RunConfig | None,
+    report: CycleReport,
+    batch_size: int,
+    transport_factory: Callable[[RunConfig], Transport] | None,
+) -> None:
     with store.session(write_lock=True) as session:
         report.unknown = mark_interrupted(session)
     with store.session() as session:
@@ -198,11 +208,19 @@ def _prepare_manual(ctx: RunContext, loaded: compose.Batch, d: Decision) -> Prep
         sender = compose.resolve(ctx.config, None, d.account_manager, None)
         context = compose.context(ctx.config, d, loaded.invoices_for(d), primary, sender, ctx.today, locale)
         letter = ctx.renderer.render(d.step.template, language, context)
-        payload.update({"template": d.step.template, "language": language, "subject": letter.subject,
-                        "html": letter.html, "text": letter.text})
+        payload.update(
+            {
+                "template": d.step.template,
+                "language": language,
+                "subject": letter.subject,
+                "html": letter.html,
+                "text": letter.text,
+            }
+        )
         return PreparedStep(d, "todo", todo_kind="letter", payload=payload)
-    payload["phones"] = [{"name": c.name, "phone": c.phone, "email": c.email}
-                         for c in loaded.contacts.get(d.customer_id, []) if c.phone]
+    payload["phones"] = [
+        {"name": c.name, "phone": c.phone, "email": c.email} for c in loaded.contacts.get(d.customer_id, []) if c.phone
+    ]
     return PreparedStep(d, "todo", todo_kind=d.step.action, payload=payload)
 
 
@@ -210,10 +228,18 @@ def _prepared_email(drafted: compose.Draft) -> dict:
     """A6: the prepared email, sender preselected; the person sending may change it."""
     r = drafted.recipients
     return {
-        "sender": drafted.sender.ref, "from": drafted.sender.from_address, "from_name": drafted.sender.name,
-        "reply_to": drafted.sender.reply_to, "to": [c.email for c in r.to], "cc": [c.email for c in r.cc],
-        "bcc": [c.email for c in r.bcc], "template": drafted.decision.step.template, "language": drafted.language,
-        "subject": drafted.email.subject, "text": drafted.email.text, "html": drafted.email.html,
+        "sender": drafted.sender.ref,
+        "from": drafted.sender.from_address,
+        "from_name": drafted.sender.name,
+        "reply_to": drafted.sender.reply_to,
+        "to": [c.email for c in r.to],
+        "cc": [c.email for c in r.cc],
+        "bcc": [c.email for c in r.bcc],
+        "template": drafted.decision.step.template,
+        "language": drafted.language,
+        "subject": drafted.email.subject,
+        "text": drafted.email.text,
+        "html": drafted.email.html,
         "invoice_ids": drafted.invoice_ids,
     }
 
@@ -229,15 +255,32 @@ def _make_todos(session: Session, ctx: RunContext, prepared: list[PreparedStep])
             continue
         d = p.decision
         todo_id = todos.add(
-            session, kind=p.todo_kind or d.step.action, customer_id=d.customer_id, now=ctx.at,
-            assignee=todos.assignee_for(ctx.config, d), payload=p.payload, reason=p.payload.get("problem"),
-            plan_id=d.plan.id, step_id=d.step.id, invoice_id=d.anchor_invoice_id if d.plan.level == "invoice" else None,
+            session,
+            kind=p.todo_kind or d.step.action,
+            customer_id=d.customer_id,
+            now=ctx.at,
+            assignee=todos.assignee_for(ctx.config, d),
+            payload=p.payload,
+            reason=p.payload.get("problem"),
+            plan_id=d.plan.id,
+            step_id=d.step.id,
+            invoice_id=d.anchor_invoice_id if d.plan.level == "invoice" else None,
         )
-        session.execute(insert(actions), [
-            {"plan_id": t.plan.id, "step_id": t.step.id, "customer_id": t.customer_id, "anchor_invoice_id": t.anchor_invoice_id,
-             "outcome": "todo", "todo_id": todo_id, "performed_at": ctx.at}
-            for t in _targets(d)
-        ])
+        session.execute(
+            insert(actions),
+            [
+                {
+                    "plan_id": t.plan.id,
+                    "step_id": t.step.id,
+                    "customer_id": t.customer_id,
+                    "anchor_invoice_id": t.anchor_invoice_id,
+                    "outcome": "todo",
+                    "todo_id": todo_id,
+                    "performed_at": ctx.at,
+                }
+                for t in _targets(d)
+            ],
+        )
         ctx.report.todos += 1
 
 
@@ -252,35 +295,68 @@ def _send_batch(store: Store, ctx: RunContext, prepared: list[PreparedStep]) -> 
     if not letters:
         return
     assert ctx.transport is not None
-    outgoing.send(store, ctx.transport, letters, at=ctx.at, domain=ctx.domain,
-                  reserve=lambda session, recorded: _reserve_steps(session, ctx, recorded),
-                  settle=lambda session, outcomes: _settle(session, ctx, outcomes))
+    outgoing.send(
+        store,
+        ctx.transport,
+        letters,
+        at=ctx.at,
+        domain=ctx.domain,
+        reserve=lambda session, recorded: _reserve_steps(session, ctx, recorded),
+        settle=lambda session, outcomes: _settle(session, ctx, outcomes),
+    )
 
 
 def _letter(ctx: RunContext, drafted: compose.Draft) -> Letter:
     s, r, d = drafted.sender, drafted.recipients, drafted.decision
     message = OutgoingMessage(
-        message_id="", from_=Address(s.from_address, s.name), to=[Address(c.email, c.name) for c in r.to],
-        cc=[Address(c.email, c.name) for c in r.cc], bcc=[Address(c.email, c.name) for c in r.bcc],
-        reply_to=Address(s.reply_to) if s.reply_to else None, subject=drafted.email.subject,
-        text=drafted.email.text, html=drafted.email.html, date=ctx.at,
+        message_id="",
+        from_=Address(s.from_address, s.name),
+        to=[Address(c.email, c.name) for c in r.to],
+        cc=[Address(c.email, c.name) for c in r.cc],
+        bcc=[Address(c.email, c.name) for c in r.bcc],
+        reply_to=Address(s.reply_to) if s.reply_to else None,
+        subject=drafted.email.subject,
+        text=drafted.email.text,
+        html=drafted.email.html,
+        date=ctx.at,
         # RFC 3834: discourages auto-responders; people still reply.
         headers={"Auto-Submitted": "auto-generated", "X-Dunningops-Customer": d.customer},
     )
     return Letter(
-        message=message, kind="reminder", automatic=True, customer_id=d.customer_id, plan_id=d.plan.id, step_id=d.step.id,
-        anchor_invoice_id=d.anchor_invoice_id, template_id=d.step.template, language=drafted.language, sender_ref=s.ref,
-        invoice_ids=tuple(drafted.invoice_ids), reuse=REMINDER_KEY, tag=drafted,
+        message=message,
+        kind="reminder",
+        automatic=True,
+        customer_id=d.customer_id,
+        plan_id=d.plan.id,
+        step_id=d.step.id,
+        anchor_invoice_id=d.anchor_invoice_id,
+        template_id=d.step.template,
+        language=drafted.language,
+        sender_ref=s.ref,
+        invoice_ids=tuple(drafted.invoice_ids),
+        reuse=REMINDER_KEY,
+        tag=drafted,
     )
 
 
 def _reserve_steps(session: Session, ctx: RunContext, recorded: list[Recorded]) -> None:
     """The steps' action rows, committed with the `sending` messages: from now on the steps count as performed."""
-    session.execute(insert(actions), [
-        {"plan_id": t.plan.id, "step_id": t.step.id, "customer_id": t.customer_id, "anchor_invoice_id": t.anchor_invoice_id,
-         "outcome": "sent", "message_id": r.id, "performed_at": ctx.at}
-        for r in recorded for t in _targets(r.letter.tag.decision)
-    ])
+    session.execute(
+        insert(actions),
+        [
+            {
+                "plan_id": t.plan.id,
+                "step_id": t.step.id,
+                "customer_id": t.customer_id,
+                "anchor_invoice_id": t.anchor_invoice_id,
+                "outcome": "sent",
+                "message_id": r.id,
+                "performed_at": ctx.at,
+            }
+            for r in recorded
+            for t in _targets(r.letter.tag.decision)
+        ],
+    )
 
 
 def _settle(session: Session, ctx: RunContext, outcomes: list[Outcome]) -> None:
@@ -294,19 +370,28 @@ def _settle(session: Session, ctx: RunContext, outcomes: list[Outcome]) -> None:
         elif o.status == "deferred":
             # Nothing was delivered: the step is due again next run, and that send reuses this Message-ID.
             report.deferred += 1
-            again += [{"p": t.plan.id, "s": t.step.id, "c": t.customer_id, "a": t.anchor_invoice_id}
-                      for t in _targets(o.letter.tag.decision)]
+            again += [
+                {"p": t.plan.id, "s": t.step.id, "c": t.customer_id, "a": t.anchor_invoice_id}
+                for t in _targets(o.letter.tag.decision)
+            ]
         else:
             report.unconfirmed += 1  # may have left: the step stays performed, never re-sent
     if again:
-        session.execute(delete(actions).where(
-            actions.c.plan_id == bindparam("p"), actions.c.step_id == bindparam("s"),
-            actions.c.customer_id == bindparam("c"), actions.c.anchor_invoice_id == bindparam("a"),
-        ), again)
+        session.execute(
+            delete(actions).where(
+                actions.c.plan_id == bindparam("p"),
+                actions.c.step_id == bindparam("s"),
+                actions.c.customer_id == bindparam("c"),
+                actions.c.anchor_invoice_id == bindparam("a"),
+            ),
+            again,
+        )
     if sent:  # T4: the template's last send; the alias's too
-        session.execute(update(TemplateRow.__table__).where(TemplateRow.id.in_({dr.decision.step.template for dr in sent}))
-                        .values(last_sent_at=ctx.at))
+        session.execute(
+            update(TemplateRow.__table__)
+            .where(TemplateRow.id.in_({dr.decision.step.template for dr in sent}))
+            .values(last_sent_at=ctx.at)
+        )
         aliases = {dr.sender.ref.split(".", 1)[1] for dr in sent if dr.sender.ref.startswith("alias.")}
         if aliases:
             session.execute(update(AliasRow.__table__).where(AliasRow.id.in_(aliases)).values(last_sent_at=ctx.at))
-

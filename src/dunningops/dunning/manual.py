@@ -29,8 +29,15 @@ from dunningops.transport.message import Address, OutgoingMessage
 todo_rows = TodoRow.__table__
 
 
-def send_todo(store: Store, todo_id: int, *, at: datetime, sender: str | None, member: str | None,
-              transport_factory: Callable[[RunConfig], object]) -> str:
+def send_todo(
+    store: Store,
+    todo_id: int,
+    *,
+    at: datetime,
+    sender: str | None,
+    member: str | None,
+    transport_factory: Callable[[RunConfig], object],
+) -> str:
     """Send to-do ``todo_id``'s prepared email, as ``sender`` (default: the one it preselected); returns a line."""
     with store.session() as session:
         config = RunConfig.from_store(session)
@@ -47,19 +54,35 @@ def send_todo(store: Store, todo_id: int, *, at: datetime, sender: str | None, m
     who = resolve(config, sender or payload["sender"], manager, plan.reply_to if plan else None)
     letter = Letter(
         message=OutgoingMessage(
-            message_id="", from_=Address(who.from_address, who.name), to=[Address(a) for a in payload["to"]],
-            cc=[Address(a) for a in payload.get("cc", [])], bcc=[Address(a) for a in payload.get("bcc", [])],
-            reply_to=Address(who.reply_to) if who.reply_to else None, subject=payload["subject"], text=payload["text"],
-            html=payload.get("html"), headers={"X-Dunningops-Customer": todo["customer"]}, date=at,
+            message_id="",
+            from_=Address(who.from_address, who.name),
+            to=[Address(a) for a in payload["to"]],
+            cc=[Address(a) for a in payload.get("cc", [])],
+            bcc=[Address(a) for a in payload.get("bcc", [])],
+            reply_to=Address(who.reply_to) if who.reply_to else None,
+            subject=payload["subject"],
+            text=payload["text"],
+            html=payload.get("html"),
+            headers={"X-Dunningops-Customer": todo["customer"]},
+            date=at,
         ),
-        kind="manual", customer_id=todo["customer_id"], plan_id=todo["plan_id"], step_id=todo["step_id"], todo_id=todo_id,
-        template_id=payload.get("template"), language=payload.get("language"), sender_ref=who.ref,
-        invoice_ids=tuple(payload.get("invoice_ids", [])), performed_by=member, reuse=("kind", "todo_id"),
+        kind="manual",
+        customer_id=todo["customer_id"],
+        plan_id=todo["plan_id"],
+        step_id=todo["step_id"],
+        todo_id=todo_id,
+        template_id=payload.get("template"),
+        language=payload.get("language"),
+        sender_ref=who.ref,
+        invoice_ids=tuple(payload.get("invoice_ids", [])),
+        performed_by=member,
+        reuse=("kind", "todo_id"),
     )
 
     def claim(session: Session, recorded: list[Recorded]) -> None:
         taken = session.execute(
-            update(todo_rows).where(todo_rows.c.id == todo_id, todo_rows.c.status == todos.OPEN)
+            update(todo_rows)
+            .where(todo_rows.c.id == todo_id, todo_rows.c.status == todos.OPEN)
             .values(status="sent", closed_at=at, closed_by=member)
         ).rowcount
         if taken != 1:
@@ -68,13 +91,21 @@ def send_todo(store: Store, todo_id: int, *, at: datetime, sender: str | None, m
 
     def settle(session: Session, outcomes: list[Outcome]) -> None:
         if outcomes[0].status in ("deferred", "failed"):  # nothing left: the to-do is open again
-            session.execute(update(todo_rows).where(todo_rows.c.id == todo_id)
-                            .values(status=todos.OPEN, closed_at=None, closed_by=None))
+            session.execute(
+                update(todo_rows).where(todo_rows.c.id == todo_id).values(status=todos.OPEN, closed_at=None, closed_by=None)
+            )
 
     transport = transport_factory(config)
     try:
-        outcome = outgoing.send(store, transport, [letter], at=at, domain=message_domain(config.settings),  # type: ignore[arg-type]
-                                reserve=claim, settle=settle)[0]
+        outcome = outgoing.send(
+            store,
+            transport,
+            [letter],
+            at=at,
+            domain=message_domain(config.settings),  # type: ignore[arg-type]
+            reserve=claim,
+            settle=settle,
+        )[0]
     finally:
         transport.close()  # type: ignore[attr-defined]
     if outcome.status == "sent":

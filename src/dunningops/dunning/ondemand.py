@@ -38,8 +38,15 @@ class Prepared:
     invoice_ids: list[int]
 
 
-def prepare(session, config: RunConfig, template_id: str, external_id: str, at: datetime,
-            language: str | None = None, sender_ref: str | None = None) -> Prepared:
+def prepare(
+    session,
+    config: RunConfig,
+    template_id: str,
+    external_id: str,
+    at: datetime,
+    language: str | None = None,
+    sender_ref: str | None = None,
+) -> Prepared:
     """Render ``template_id`` for one customer, as the send cycle would (all its open invoices)."""
     if template_id not in config.templates:
         raise NotFoundError(f"no template {template_id!r} in the applied config")
@@ -48,8 +55,19 @@ def prepare(session, config: RunConfig, template_id: str, external_id: str, at: 
         raise NotFoundError(f"no customer {external_id!r}")
     today = SendingCalendar(config.settings).local(at).date()
     step = StepConfig("(on demand)", "(on demand)", 0, 0, "email", "manual", sender_ref, (), (), (), template_id, None, None)
-    d = Decision(row["id"], row["external_id"], row["name"], _ADHOC_PLAN, step, 0, date.max, date.max, "send",
-                 account_manager=row["account_manager"], locale=row["locale"])
+    d = Decision(
+        row["id"],
+        row["external_id"],
+        row["name"],
+        _ADHOC_PLAN,
+        step,
+        0,
+        date.max,
+        date.max,
+        "send",
+        account_manager=row["account_manager"],
+        locale=row["locale"],
+    )
     batch = compose.Batch.load(session, [row["id"]])
     rows = batch.invoices.get(row["id"], [])
     people = load_contacts(session, [row["id"]]).get(row["id"], [])
@@ -62,12 +80,28 @@ def prepare(session, config: RunConfig, template_id: str, external_id: str, at: 
         lang = language
     renderer = Renderer(config.templates, company=config.settings.company.model_dump())
     email = renderer.render(template_id, lang, compose.context(config, d, rows, primary, sender, today, locale))
-    return Prepared({"id": row["id"], "external_id": external_id, "name": row["name"]},
-                    [c for c in people if c.valid], sender, lang, email, [r.id for r in rows])
+    return Prepared(
+        {"id": row["id"], "external_id": external_id, "name": row["name"]},
+        [c for c in people if c.valid],
+        sender,
+        lang,
+        email,
+        [r.id for r in rows],
+    )
 
 
-def send_prepared(store: Store, config: RunConfig, items: list[tuple[Prepared, list[str]]], *, kind: str, at: datetime,
-                  transport_factory: Callable, template_id: str, subject_prefix: str = "", again: bool = False) -> list[str]:
+def send_prepared(
+    store: Store,
+    config: RunConfig,
+    items: list[tuple[Prepared, list[str]]],
+    *,
+    kind: str,
+    at: datetime,
+    transport_factory: Callable,
+    template_id: str,
+    subject_prefix: str = "",
+    again: bool = False,
+) -> list[str]:
     """Send each prepared email to its addresses through the one way out; returns a line per email.
 
     ``kind`` is ``on_demand`` (T5: counted against the caps, T6) or ``proof`` (T3: to colleagues,
@@ -83,16 +117,29 @@ def send_prepared(store: Store, config: RunConfig, items: list[tuple[Prepared, l
     on_demand = kind != "proof"
     letters = []
     for p, to in items:
-        letters.append(Letter(
-            message=OutgoingMessage(
-                message_id="", from_=Address(p.sender.from_address, p.sender.name), to=[Address(a) for a in to],
-                reply_to=Address(p.sender.reply_to) if p.sender.reply_to else None, subject=subject_prefix + p.email.subject,
-                text=p.email.text, html=p.email.html, headers={"X-Dunningops-Customer": p.customer["external_id"]}, date=at,
-            ),
-            kind=kind, customer_id=p.customer["id"] if on_demand else None, template_id=template_id, language=p.language,
-            sender_ref=p.sender.ref, invoice_ids=tuple(p.invoice_ids),
-            reuse=("kind", "template_id", "customer_id") if on_demand else (), tag=p,
-        ))
+        letters.append(
+            Letter(
+                message=OutgoingMessage(
+                    message_id="",
+                    from_=Address(p.sender.from_address, p.sender.name),
+                    to=[Address(a) for a in to],
+                    reply_to=Address(p.sender.reply_to) if p.sender.reply_to else None,
+                    subject=subject_prefix + p.email.subject,
+                    text=p.email.text,
+                    html=p.email.html,
+                    headers={"X-Dunningops-Customer": p.customer["external_id"]},
+                    date=at,
+                ),
+                kind=kind,
+                customer_id=p.customer["id"] if on_demand else None,
+                template_id=template_id,
+                language=p.language,
+                sender_ref=p.sender.ref,
+                invoice_ids=tuple(p.invoice_ids),
+                reuse=("kind", "template_id", "customer_id") if on_demand else (),
+                tag=p,
+            )
+        )
 
     def reserve(session: Session, recorded: list[Recorded]) -> None:
         if not on_demand:
@@ -107,12 +154,16 @@ def send_prepared(store: Store, config: RunConfig, items: list[tuple[Prepared, l
 
     transport = transport_factory(config)
     try:
-        outcomes = outgoing.send(store, transport, letters, at=at, domain=message_domain(config.settings),
-                                 reserve=reserve, settle=settle)
+        outcomes = outgoing.send(
+            store, transport, letters, at=at, domain=message_domain(config.settings), reserve=reserve, settle=settle
+        )
     finally:
         transport.close()
-    return [f"{o.letter.tag.customer['external_id']}: {o.status} to {', '.join(a.email for a in o.recorded.message.to)}"
-            + (f" ({o.problem})" if o.status != "sent" else "") for o in outcomes]
+    return [
+        f"{o.letter.tag.customer['external_id']}: {o.status} to {', '.join(a.email for a in o.recorded.message.to)}"
+        + (f" ({o.problem})" if o.status != "sent" else "")
+        for o in outcomes
+    ]
 
 
 def _refuse_uncertain(session: Session, template_id: str, recorded: list[Recorded]) -> None:
@@ -121,9 +172,14 @@ def _refuse_uncertain(session: Session, template_id: str, recorded: list[Recorde
     for r in recorded:
         earlier = session.execute(
             select(messages.c.message_id, messages.c.status, messages.c.created_at)
-            .where(messages.c.kind == "on_demand", messages.c.template_id == template_id,
-                   messages.c.customer_id == r.letter.customer_id, messages.c.id.not_in(ours))
-            .order_by(messages.c.id.desc()).limit(1)
+            .where(
+                messages.c.kind == "on_demand",
+                messages.c.template_id == template_id,
+                messages.c.customer_id == r.letter.customer_id,
+                messages.c.id.not_in(ours),
+            )
+            .order_by(messages.c.id.desc())
+            .limit(1)
         ).first()
         if earlier is not None and earlier.status in ("sending", "unknown"):
             raise ConflictError(
@@ -156,5 +212,7 @@ def enforce_caps(session: Session, config: RunConfig, at: datetime, count: int) 
 
 def _over(config: RunConfig, count: int, room: int) -> None:
     caps = config.settings.sending.caps
-    raise ConflictError(f"sending {count} email{'s' if count != 1 else ''} would pass the sending caps "
-                        f"({caps.per_day}/day, {caps.per_month}/month; {max(0, room)} left)")
+    raise ConflictError(
+        f"sending {count} email{'s' if count != 1 else ''} would pass the sending caps "
+        f"({caps.per_day}/day, {caps.per_month}/month; {max(0, room)} left)"
+    )

@@ -44,18 +44,39 @@ def load_contacts(session: Session, customer_ids: list[int]) -> dict[int, list[C
         return found
     functions: dict[int, set[str]] = defaultdict(set)
     for start in range(0, len(customer_ids), 1000):
-        chunk = customer_ids[start:start + 1000]
+        chunk = customer_ids[start : start + 1000]
         rows = session.execute(
-            select(contacts.c.id, contacts.c.customer_id, contacts.c.email, contacts.c.name, contacts.c.phone,
-                   contacts.c.is_primary, contacts.c.valid, contacts.c.invalid_reason, contacts.c.invalid_at)
-            .where(contacts.c.customer_id.in_(chunk)).order_by(contacts.c.id)
+            select(
+                contacts.c.id,
+                contacts.c.customer_id,
+                contacts.c.email,
+                contacts.c.name,
+                contacts.c.phone,
+                contacts.c.is_primary,
+                contacts.c.valid,
+                contacts.c.invalid_reason,
+                contacts.c.invalid_at,
+            )
+            .where(contacts.c.customer_id.in_(chunk))
+            .order_by(contacts.c.id)
         ).all()
         ids = [r.id for r in rows]
         for cid, fid in session.execute(select(links.c.contact_id, links.c.function_id).where(links.c.contact_id.in_(ids))):
             functions[cid].add(fid)
         for r in rows:
-            found[r.customer_id].append(Contact(r.id, r.email, r.name, r.phone, r.is_primary, r.valid, frozenset(functions[r.id]),
-                                                r.invalid_reason, r.invalid_at))
+            found[r.customer_id].append(
+                Contact(
+                    r.id,
+                    r.email,
+                    r.name,
+                    r.phone,
+                    r.is_primary,
+                    r.valid,
+                    frozenset(functions[r.id]),
+                    r.invalid_reason,
+                    r.invalid_at,
+                )
+            )
     return found
 
 
@@ -95,8 +116,11 @@ def nobody_to_write_to(functions: tuple[str, ...], people: list[Contact], tz: tz
     invalid = list({c.id: c for c in [*wanted, primary] if c is not None and not c.valid}.values())
     said = [_marked_invalid(c, tz, as_primary=c is primary and c not in wanted) for c in invalid]
     if functions:
-        named = (f"the function {functions[0]}" if len(functions) == 1
-                 else f"the functions {', '.join(functions[:-1])} or {functions[-1]}")
+        named = (
+            f"the function {functions[0]}"
+            if len(functions) == 1
+            else f"the functions {', '.join(functions[:-1])} or {functions[-1]}"
+        )
         said.append(f"no {'other ' if invalid else ''}contact has {named} or is primary")
     elif primary is None:
         said.append(f"none of its {len(people)} contacts is primary" if len(people) > 1 else "its only contact is not primary")

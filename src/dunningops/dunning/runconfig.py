@@ -64,7 +64,9 @@ class RunConfig:
     templates: dict[str, dict]  # id → {name, design, locales}
 
     @classmethod
-    def from_objects(cls, objects: dict[str, dict], meta: dict[str, dict], step_times: dict[tuple[str, str], datetime]) -> RunConfig:
+    def from_objects(
+        cls, objects: dict[str, dict], meta: dict[str, dict], step_times: dict[tuple[str, str], datetime]
+    ) -> RunConfig:
         """Build from canonical config objects ({address: fields}) plus actual-only data."""
         if "settings" not in objects:
             raise DunningOpsError("no config applied yet: run `dunningops apply` first")
@@ -74,17 +76,31 @@ class RunConfig:
             if kind == "plan":
                 steps = tuple(
                     StepConfig(
-                        plan_id=ident, id=s["id"], position=i, at_days=parse_days(s["at"]), action=s["action"],
-                        send=s["send"], sender=s.get("from"), to=tuple(s.get("to") or ()), cc=tuple(s.get("cc") or ()),
-                        bcc=tuple(s.get("bcc") or ()), template=s.get("template"), assignee=s.get("assignee"),
+                        plan_id=ident,
+                        id=s["id"],
+                        position=i,
+                        at_days=parse_days(s["at"]),
+                        action=s["action"],
+                        send=s["send"],
+                        sender=s.get("from"),
+                        to=tuple(s.get("to") or ()),
+                        cc=tuple(s.get("cc") or ()),
+                        bcc=tuple(s.get("bcc") or ()),
+                        template=s.get("template"),
+                        assignee=s.get("assignee"),
                         created_at=step_times.get((ident, s["id"])),
                     )
                     for i, s in enumerate(fields["steps"])
                 )
                 plans[ident] = PlanConfig(
-                    id=ident, name=fields["name"], level=fields["level"], assign=fields.get("assign") or {},
+                    id=ident,
+                    name=fields["name"],
+                    level=fields["level"],
+                    assign=fields.get("assign") or {},
                     min_contact_delay_days=parse_days(fields.get("min_contact_delay") or "0d"),
-                    reply_to=fields.get("reply_to"), steps=steps, entry=fields.get("entry") or "first_step",
+                    reply_to=fields.get("reply_to"),
+                    steps=steps,
+                    entry=fields.get("entry") or "first_step",
                     group_invoices=fields.get("group_invoices", True) is not False,
                 )
             elif kind == "alias":

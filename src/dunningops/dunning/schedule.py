@@ -75,16 +75,22 @@ class Decision:
 
     def row(self) -> dict:
         return {
-            "customer": self.customer, "name": self.customer_name, "plan": self.plan.id, "step": self.step.id,
+            "customer": self.customer,
+            "name": self.customer_name,
+            "plan": self.plan.id,
+            "step": self.step.id,
             "action": self.step.action + (" (auto)" if self.step.automatic else ""),
-            "due_since": str(self.due_since or "-"), "outcome": self.outcome, "reason": self.reason,
+            "due_since": str(self.due_since or "-"),
+            "outcome": self.outcome,
+            "reason": self.reason,
         }
 
 
 def _steps_table(config: RunConfig, today: date):
     rows = [
         select(
-            literal(s.plan_id, String).label("plan_id"), literal(s.id, String).label("step_id"),
+            literal(s.plan_id, String).label("plan_id"),
+            literal(s.id, String).label("step_id"),
             literal(s.position, Integer).label("position"),
             literal(today - timedelta(days=s.at_days), Date).label("threshold"),
         )
@@ -102,7 +108,9 @@ def due_query(config: RunConfig, today: date):
     open_inv = and_(invoices.c.status == "open", invoices.c.paused.is_(False))
     base = (
         select(
-            customers.c.id.label("customer_id"), plan_id.label("plan_id"), invoices.c.id.label("anchor_id"),
+            customers.c.id.label("customer_id"),
+            plan_id.label("plan_id"),
+            invoices.c.id.label("anchor_id"),
             invoices.c.due_date.label("anchor_due"),
             func.row_number().over(partition_by=customers.c.id, order_by=(invoices.c.due_date, invoices.c.id)).label("rn"),
         )
@@ -111,10 +119,12 @@ def due_query(config: RunConfig, today: date):
     )
     targets = (
         select(base.c.customer_id, base.c.plan_id, base.c.anchor_id, base.c.anchor_due)
-        .where(or_(
-            and_(base.c.plan_id.in_(by_level["invoice"] or [""])),
-            and_(base.c.plan_id.in_(by_level["customer"] or [""]), base.c.rn == 1),
-        ))
+        .where(
+            or_(
+                and_(base.c.plan_id.in_(by_level["invoice"] or [""])),
+                and_(base.c.plan_id.in_(by_level["customer"] or [""]), base.c.rn == 1),
+            )
+        )
         .subquery("targets")
     )
     steps = _steps_table(config, today)
@@ -123,12 +133,24 @@ def due_query(config: RunConfig, today: date):
     # Per target: the last step performed (its position), and the last step the anchor's age
     # has reached. Steps removed from the config are not counted (their rows stay in history).
     progress = (
-        select(targets.c.customer_id, targets.c.plan_id, targets.c.anchor_id, targets.c.anchor_due,
-               func.max(case((done.c.id.is_not(None), steps.c.position))).label("last_done"),
-               func.max(case((steps.c.threshold >= targets.c.anchor_due, steps.c.position))).label("reached"))
+        select(
+            targets.c.customer_id,
+            targets.c.plan_id,
+            targets.c.anchor_id,
+            targets.c.anchor_due,
+            func.max(case((done.c.id.is_not(None), steps.c.position))).label("last_done"),
+            func.max(case((steps.c.threshold >= targets.c.anchor_due, steps.c.position))).label("reached"),
+        )
         .join(steps, steps.c.plan_id == targets.c.plan_id)
-        .outerjoin(done, and_(done.c.plan_id == steps.c.plan_id, done.c.step_id == steps.c.step_id,
-                              done.c.customer_id == targets.c.customer_id, done.c.anchor_invoice_id == targets.c.anchor_id))
+        .outerjoin(
+            done,
+            and_(
+                done.c.plan_id == steps.c.plan_id,
+                done.c.step_id == steps.c.step_id,
+                done.c.customer_id == targets.c.customer_id,
+                done.c.anchor_invoice_id == targets.c.anchor_id,
+            ),
+        )
         .group_by(targets.c.customer_id, targets.c.plan_id, targets.c.anchor_id, targets.c.anchor_due)
         .subquery("progress")
     )
@@ -141,11 +163,14 @@ def due_query(config: RunConfig, today: date):
         (progress.c.plan_id.in_(by_age or [""]), func.coalesce(progress.c.reached, 0)),
         else_=0,
     )
-    next_step = (
-        select(progress.c.customer_id, progress.c.plan_id, progress.c.anchor_id, progress.c.anchor_due,
-               position.label("position"), progress.c.last_done)
-        .subquery("next_step")
-    )
+    next_step = select(
+        progress.c.customer_id,
+        progress.c.plan_id,
+        progress.c.anchor_id,
+        progress.c.anchor_due,
+        position.label("position"),
+        progress.c.last_done,
+    ).subquery("next_step")
     last_contact = (
         select(messages.c.customer_id, func.max(messages.c.created_at).label("at"))
         .where(messages.c.kind.in_(CONTACT_KINDS), messages.c.status.in_(COUNTED))
@@ -161,17 +186,32 @@ def due_query(config: RunConfig, today: date):
     )
     return (
         select(
-            next_step.c.customer_id, customers.c.external_id, customers.c.name, customers.c.paused_until,
-            customers.c.pause_reason, customers.c.account_manager, customers.c.locale, next_step.c.plan_id,
-            steps.c.step_id, next_step.c.anchor_id, next_step.c.anchor_due, steps.c.threshold,
-            last_contact.c.at.label("last_contact"), reply.c.todo_id.label("reply_todo"),
+            next_step.c.customer_id,
+            customers.c.external_id,
+            customers.c.name,
+            customers.c.paused_until,
+            customers.c.pause_reason,
+            customers.c.account_manager,
+            customers.c.locale,
+            next_step.c.plan_id,
+            steps.c.step_id,
+            next_step.c.anchor_id,
+            next_step.c.anchor_due,
+            steps.c.threshold,
+            last_contact.c.at.label("last_contact"),
+            reply.c.todo_id.label("reply_todo"),
             next_step.c.last_done.is_(None).label("entering"),
         )
         .join(steps, and_(steps.c.plan_id == next_step.c.plan_id, steps.c.position == next_step.c.position))
         .join(customers, customers.c.id == next_step.c.customer_id)
         .outerjoin(last_contact, last_contact.c.customer_id == next_step.c.customer_id)
-        .outerjoin(reply, and_(reply.c.customer_id == next_step.c.customer_id,
-                               or_(reply.c.invoice_id.is_(None), reply.c.invoice_id == next_step.c.anchor_id)))
+        .outerjoin(
+            reply,
+            and_(
+                reply.c.customer_id == next_step.c.customer_id,
+                or_(reply.c.invoice_id.is_(None), reply.c.invoice_id == next_step.c.anchor_id),
+            ),
+        )
         .where(next_step.c.anchor_due <= steps.c.threshold)
         .order_by(next_step.c.anchor_due, next_step.c.customer_id, next_step.c.anchor_id)
     )
@@ -183,12 +223,15 @@ def sent_counts(session: Session, calendar: SendingCalendar, at: datetime) -> tu
     # T6: the kinds the way out counts (proofs to colleagues and alias confirmations do not).
     counted = and_(messages.c.kind.in_(COUNTED_KINDS), messages.c.status.in_(COUNTED))
     today = session.scalar(select(func.count()).where(counted, messages.c.created_at >= day, messages.c.created_at < next_day))
-    this_month = session.scalar(select(func.count()).where(counted, messages.c.created_at >= month, messages.c.created_at < next_day))
+    this_month = session.scalar(
+        select(func.count()).where(counted, messages.c.created_at >= month, messages.c.created_at < next_day)
+    )
     return today or 0, this_month or 0
 
 
-def decide(session: Session, config: RunConfig, at: datetime, *, calendar: SendingCalendar | None = None,
-           today: date | None = None) -> Iterator[Decision]:
+def decide(
+    session: Session, config: RunConfig, at: datetime, *, calendar: SendingCalendar | None = None, today: date | None = None
+) -> Iterator[Decision]:
     """Every due step at ``at``, with what will happen to it and why.
 
     Args:
@@ -214,19 +257,29 @@ def decide(session: Session, config: RunConfig, at: datetime, *, calendar: Sendi
         plan = config.plans[row.plan_id]
         step = steps[(plan.id, row.step_id)]
         d = Decision(
-            customer_id=row.customer_id, customer=row.external_id, customer_name=row.name, plan=plan, step=step,
-            anchor_invoice_id=row.anchor_id, anchor_due=row.anchor_due, threshold=row.threshold,
-            outcome="todo" if not step.automatic else "send", account_manager=row.account_manager, locale=row.locale,
+            customer_id=row.customer_id,
+            customer=row.external_id,
+            customer_name=row.name,
+            plan=plan,
+            step=step,
+            anchor_invoice_id=row.anchor_id,
+            anchor_due=row.anchor_due,
+            threshold=row.threshold,
+            outcome="todo" if not step.automatic else "send",
+            account_manager=row.account_manager,
+            locale=row.locale,
         )
         if row.entering and plan.enters_by_age:
-            d.skipped = tuple(s.id for s in plan.steps[:step.position])
+            d.skipped = tuple(s.id for s in plan.steps[: step.position])
         if row.paused_until and row.paused_until >= today:
             d.outcome, d.reason = "skip", f"customer paused until {row.paused_until} ({row.pause_reason or 'no reason given'})"
         elif row.reply_todo:  # R4, R9
             d.outcome, d.reason = "skip", f"waiting for the reply to-do #{row.reply_todo}"
-        elif row.last_contact and plan.min_contact_delay_days and (
-            today - calendar.local(row.last_contact).date()
-        ).days < plan.min_contact_delay_days:
+        elif (
+            row.last_contact
+            and plan.min_contact_delay_days
+            and (today - calendar.local(row.last_contact).date()).days < plan.min_contact_delay_days
+        ):
             d.outcome = "skip"
             d.reason = f"last contact {calendar.local(row.last_contact).date()}, minimum delay {plan.min_contact_delay_days}d"
         elif step.automatic:
@@ -265,7 +318,7 @@ def _entry_note(d: Decision, today: date) -> str:
     if not d.skipped:
         return ""
     age = (today - d.anchor_due).days
-    skipped = (" and ".join(d.skipped) if len(d.skipped) <= 2 else f"the {len(d.skipped)} earlier steps")
+    skipped = " and ".join(d.skipped) if len(d.skipped) <= 2 else f"the {len(d.skipped)} earlier steps"
     return f"{age} days overdue: starts here, skipping {skipped}"
 
 

@@ -25,8 +25,9 @@ def collect_status(session: Session) -> dict:
     by_status, unknown = counts_and_unknown(session)
     return {
         "messages": by_status,
-        "todos": {k: n for k, n in session.execute(
-            select(t.c.kind, func.count()).where(t.c.status == "open").group_by(t.c.kind))},
+        "todos": {
+            k: n for k, n in session.execute(select(t.c.kind, func.count()).where(t.c.status == "open").group_by(t.c.kind))
+        },
         "outbox": pending_confirmations(session, count=True),
         "unknown": unknown,
         "running": send_cycle_holder(session.connection()),

@@ -32,18 +32,38 @@ def assignee_for(config: RunConfig, d: Decision) -> str | None:
     return d.account_manager if d.account_manager in config.members else config.owner
 
 
-def add(session: Session, *, kind: str, customer_id: int, now: datetime, assignee: str | None, payload: dict,
-        reason: str | None = None, plan_id: str | None = None, step_id: str | None = None,
-        invoice_id: int | None = None) -> int:
+def add(
+    session: Session,
+    *,
+    kind: str,
+    customer_id: int,
+    now: datetime,
+    assignee: str | None,
+    payload: dict,
+    reason: str | None = None,
+    plan_id: str | None = None,
+    step_id: str | None = None,
+    invoice_id: int | None = None,
+) -> int:
     """A new open to-do. One whose email nobody can receive (``payload["problem"]``) says so in its reason."""
     problem = payload.get("problem")
     if problem and reason in (None, problem):
         reason = nobody_can_be_written_to(problem)
     return session.execute(
-        insert(todos).values(
-            kind=kind, status=OPEN, customer_id=customer_id, invoice_id=invoice_id, plan_id=plan_id, step_id=step_id,
-            assignee=assignee, reason=reason, payload=payload, created_at=now,
-        ).returning(todos.c.id)
+        insert(todos)
+        .values(
+            kind=kind,
+            status=OPEN,
+            customer_id=customer_id,
+            invoice_id=invoice_id,
+            plan_id=plan_id,
+            step_id=step_id,
+            assignee=assignee,
+            reason=reason,
+            payload=payload,
+            created_at=now,
+        )
+        .returning(todos.c.id)
     ).scalar_one()
 
 
@@ -52,11 +72,22 @@ def nobody_can_be_written_to(problem: str) -> str:
     return f"Nobody can be written to: {problem}."
 
 
-def list_todos(session: Session, *, status: str | None = OPEN, assignee: str | None = None, kind: str | None = None,
-               limit: int = 200) -> list[dict]:
+def list_todos(
+    session: Session, *, status: str | None = OPEN, assignee: str | None = None, kind: str | None = None, limit: int = 200
+) -> list[dict]:
     query = (
-        select(todos.c.id, todos.c.kind, todos.c.status, customers.c.external_id.label("customer"), customers.c.name,
-               todos.c.plan_id, todos.c.step_id, todos.c.assignee, todos.c.reason, todos.c.created_at)
+        select(
+            todos.c.id,
+            todos.c.kind,
+            todos.c.status,
+            customers.c.external_id.label("customer"),
+            customers.c.name,
+            todos.c.plan_id,
+            todos.c.step_id,
+            todos.c.assignee,
+            todos.c.reason,
+            todos.c.created_at,
+        )
         .join(customers, customers.c.id == todos.c.customer_id)
         .order_by(todos.c.id)
         .limit(limit)
@@ -71,10 +102,15 @@ def list_todos(session: Session, *, status: str | None = OPEN, assignee: str | N
 
 
 def get(session: Session, todo_id: int) -> dict:
-    row = session.execute(
-        select(todos, customers.c.external_id.label("customer"), customers.c.name.label("customer_name"))
-        .join(customers, customers.c.id == todos.c.customer_id).where(todos.c.id == todo_id)
-    ).mappings().first()
+    row = (
+        session.execute(
+            select(todos, customers.c.external_id.label("customer"), customers.c.name.label("customer_name"))
+            .join(customers, customers.c.id == todos.c.customer_id)
+            .where(todos.c.id == todo_id)
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise DunningOpsError(f"no to-do #{todo_id}")
     return dict(row)

@@ -33,24 +33,41 @@ class Column:
 
 KINDS: dict[str, tuple[Column, ...]] = {
     "customers": (
-        Column("external_id", True, max_length=128), Column("name", True), Column("country", parse="upper2"),
-        Column("locale", parse="locale"), Column("currency", parse="upper3"), Column("account_manager"),
+        Column("external_id", True, max_length=128),
+        Column("name", True),
+        Column("country", parse="upper2"),
+        Column("locale", parse="locale"),
+        Column("currency", parse="upper3"),
+        Column("account_manager"),
         Column("plan"),
     ),
     "contacts": (
-        Column("customer_external_id", True, max_length=128), Column("email", True, "email", 320),
-        Column("name"), Column("phone", max_length=64), Column("job"), Column("functions", parse="list"),
+        Column("customer_external_id", True, max_length=128),
+        Column("email", True, "email", 320),
+        Column("name"),
+        Column("phone", max_length=64),
+        Column("job"),
+        Column("functions", parse="list"),
         Column("primary", parse="bool"),
     ),
     "invoices": (
-        Column("external_id", True, max_length=128), Column("customer_external_id", True, max_length=128),
-        Column("number", True, max_length=128), Column("issue_date", parse="date"), Column("due_date", True, "date"),
-        Column("amount", True, "cents"), Column("outstanding", parse="cents"), Column("currency", parse="upper3"),
-        Column("document_url", max_length=2000), Column("status"),
+        Column("external_id", True, max_length=128),
+        Column("customer_external_id", True, max_length=128),
+        Column("number", True, max_length=128),
+        Column("issue_date", parse="date"),
+        Column("due_date", True, "date"),
+        Column("amount", True, "cents"),
+        Column("outstanding", parse="cents"),
+        Column("currency", parse="upper3"),
+        Column("document_url", max_length=2000),
+        Column("status"),
     ),
     "payments": (
-        Column("external_id", True, max_length=128), Column("invoice_external_id", True, max_length=128),
-        Column("date", True, "date"), Column("amount", True, "cents"), Column("kind"),
+        Column("external_id", True, max_length=128),
+        Column("invoice_external_id", True, max_length=128),
+        Column("date", True, "date"),
+        Column("amount", True, "cents"),
+        Column("kind"),
     ),
 }
 
@@ -123,7 +140,13 @@ def make_parsers(date_format: str | None, decimal_comma: bool) -> dict[str, Call
         return [part.strip() for part in re.split(r"[;|,]", value) if part.strip()]
 
     return {
-        "text": lambda v: v, "date": parse_date, "cents": parse_cents, "bool": parse_bool, "email": parse_email,
-        "upper2": parse_upper(2, "country code (ISO 3166, e.g. FR)"), "upper3": parse_upper(3, "currency code (e.g. EUR)"),
-        "locale": parse_locale, "list": parse_list,
+        "text": lambda v: v,
+        "date": parse_date,
+        "cents": parse_cents,
+        "bool": parse_bool,
+        "email": parse_email,
+        "upper2": parse_upper(2, "country code (ISO 3166, e.g. FR)"),
+        "upper3": parse_upper(3, "currency code (e.g. EUR)"),
+        "locale": parse_locale,
+        "list": parse_list,
     }

@@ -41,7 +41,8 @@ def set_primary(session: Session, contact_id: int, now: datetime) -> None:
     """C3: this contact becomes the customer's one primary contact."""
     row = _contact(session, contact_id)
     session.execute(
-        update(contacts).where(contacts.c.customer_id == row["customer_id"])
+        update(contacts)
+        .where(contacts.c.customer_id == row["customer_id"])
         .values(is_primary=contacts.c.id == contact_id, updated_at=now)
     )
 
@@ -50,6 +51,7 @@ def mark_valid(session: Session, contact_id: int, now: datetime) -> None:
     """C10: the customer confirmed the address; a new delivery failure marks it invalid again (C9)."""
     _contact(session, contact_id)
     session.execute(
-        update(contacts).where(contacts.c.id == contact_id)
+        update(contacts)
+        .where(contacts.c.id == contact_id)
         .values(valid=True, invalid_reason=None, invalid_at=None, updated_at=now)
     )

@@ -30,7 +30,9 @@ class LedgerContext:
             members[ident] = ident
             members[email.lower()] = ident
         functions: dict[str, str] = {}
-        for ident, label, labels in session.execute(select(ContactFunctionRow.id, ContactFunctionRow.label, ContactFunctionRow.labels)):
+        for ident, label, labels in session.execute(
+            select(ContactFunctionRow.id, ContactFunctionRow.label, ContactFunctionRow.labels)
+        ):
             # C7: functions arrive by id or by label, in any of their languages.
             for name in (ident, label, *labels.values()):
                 functions.setdefault(name.lower(), ident)

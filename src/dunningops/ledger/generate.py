@@ -25,8 +25,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("external_id", "name", "country", "locale", "currency", "account_manager", "plan"),
     "contacts": ("customer_external_id", "email", "name", "phone", "job", "functions", "primary"),
     "invoices": (
-        "external_id", "customer_external_id", "number", "issue_date", "due_date",
-        "amount", "outstanding", "currency", "document_url", "status",
+        "external_id",
+        "customer_external_id",
+        "number",
+        "issue_date",
+        "due_date",
+        "amount",
+        "outstanding",
+        "currency",
+        "document_url",
+        "status",
     ),
     "payments": ("external_id", "invoice_external_id", "date", "amount", "kind"),
 }
@@ -91,9 +99,7 @@ class _Ledger:
         # Most customers get their plan from the plans' assignment rules; a few are pinned.
         plan = rng.choice(self.plans) if self.plans and rng.random() < 0.05 else ""
         external_id = f"C{index:06d}"
-        self.writers["customers"].writerow(
-            (external_id, name, market.country, market.locale, market.currency, manager, plan)
-        )
+        self.writers["customers"].writerow((external_id, name, market.country, market.locale, market.currency, manager, plan))
         self.counts["customers"] += 1
         self._contacts(external_id, market, domain)
         self._invoices(external_id, market.currency)
@@ -206,19 +212,34 @@ class _Ledger:
                 outstanding = max(1, int(cents * (0.2 + 0.7 * random_()))) if random_() < 0.10 else cents
             external_id = f"I{number_no:07d}"
             number = f"FA-{years[issue]}-{number_no:06d}"
-            invoices.append((
-                external_id, customer_id, number, iso[issue], iso[issue + TERMS[int(random_() * n_terms)]],
-                _money(cents), _money(outstanding), currency, f"{URL}{number}.pdf", status,
-            ))
+            invoices.append(
+                (
+                    external_id,
+                    customer_id,
+                    number,
+                    iso[issue],
+                    iso[issue + TERMS[int(random_() * n_terms)]],
+                    _money(cents),
+                    _money(outstanding),
+                    currency,
+                    f"{URL}{number}.pdf",
+                    status,
+                )
+            )
             # `outstanding` is the balance before payments.csv, so a payment of at most
             # 60 % of it never overpays; dated between issue and today.
             if outstanding and random_() < 0.05:
                 paid = max(1, int(outstanding * (0.10 + 0.50 * random_())))
                 kind = "credit_note" if random_() < 0.10 else "payment"
-                payments.append((
-                    f"P{counts['payments'] + len(payments) + 1:07d}", external_id,
-                    iso[HISTORY_DAYS - int(random_() * (age + 1))], _money(paid), kind,
-                ))
+                payments.append(
+                    (
+                        f"P{counts['payments'] + len(payments) + 1:07d}",
+                        external_id,
+                        iso[HISTORY_DAYS - int(random_() * (age + 1))],
+                        _money(paid),
+                        kind,
+                    )
+                )
         self.writers["invoices"].writerows(invoices)
         self.writers["payments"].writerows(payments)
         counts["invoices"] = number_no
@@ -258,9 +279,7 @@ def generate_ledger(
     with ExitStack() as stack:
         writers = {}
         for name, header in COLUMNS.items():
-            handle = stack.enter_context(
-                (directory / f"{name}.csv").open("w", encoding="utf-8", newline="", buffering=1 << 20)
-            )
+            handle = stack.enter_context((directory / f"{name}.csv").open("w", encoding="utf-8", newline="", buffering=1 << 20))
             writers[name] = csv.writer(handle, lineterminator="\n")
             writers[name].writerow(header)
         ledger = _Ledger(random.Random(seed), writers, members, functions, plans, today, invalid_emails)

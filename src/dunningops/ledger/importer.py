@@ -96,7 +96,10 @@ def import_file(
                 _reject(session, kind, summary, reject_file)
             counts = write(session, kind, now, prune)
             summary.added, summary.changed, summary.pruned, summary.links_changed = (
-                counts.added, counts.changed, counts.pruned, counts.links_changed,
+                counts.added,
+                counts.changed,
+                counts.pruned,
+                counts.links_changed,
             )
             _drop_staging(session, kind)
             if dry_run or (confirm is not None and not confirm(summary)):
@@ -192,7 +195,10 @@ def _insert_many(session: Session, table, batch: list[dict]) -> None:
     if dialect.name == "sqlite":
         # Stored the way SQLAlchemy's Date type stores it on SQLite (ISO text).
         dates = {i for i, c in enumerate(table.columns) if isinstance(c.type, Date)}
-        params = [tuple(v.isoformat() if i in dates and v is not None else v for i, v in enumerate(map(row.get, names))) for row in batch]
+        params = [
+            tuple(v.isoformat() if i in dates and v is not None else v for i, v in enumerate(map(row.get, names)))
+            for row in batch
+        ]
     else:
         params = [tuple(map(row.get, names)) for row in batch]
     connection.exec_driver_sql(sql, params)
@@ -204,7 +210,7 @@ def _reject(session: Session, kind: str, summary: ImportSummary, reject_file: Pa
     summary.rejected = len(bad)
     stg = STAGING[kind]
     for start in range(0, len(bad), 1000):
-        chunk = bad[start:start + 1000]
+        chunk = bad[start : start + 1000]
         session.execute(delete(stg).where(stg.c.row_no.in_(chunk)))
         if kind == "contacts":
             session.execute(delete(STAGING_FUNCTIONS).where(STAGING_FUNCTIONS.c.row_no.in_(chunk)))
@@ -230,5 +236,10 @@ def ledger_counts(session: Session) -> dict[str, int]:
 
     return {
         name: session.scalar(select(func.count()).select_from(row))
-        for name, row in (("customers", CustomerRow), ("contacts", ContactRow), ("invoices", InvoiceRow), ("payments", PaymentRow))
+        for name, row in (
+            ("customers", CustomerRow),
+            ("contacts", ContactRow),
+            ("invoices", InvoiceRow),
+            ("payments", PaymentRow),
+        )
     }

@@ -47,8 +47,14 @@ def _check_page(limit: int | None, offset: int) -> None:
 
 
 def list_customers(
-    session: Session, *, today: date, origin: str | None = None, plan: str | None = None,
-    overdue_days: int | None = None, limit: int | None = 100, offset: int = 0,
+    session: Session,
+    *,
+    today: date,
+    origin: str | None = None,
+    plan: str | None = None,
+    overdue_days: int | None = None,
+    limit: int | None = 100,
+    offset: int = 0,
 ) -> Page:
     """Customers with their plan, contacts, open invoices and outstanding amount, by external id.
 
@@ -79,9 +85,16 @@ def list_customers(
     n_contacts = select(func.count()).where(contacts.c.customer_id == customers.c.id).scalar_subquery()
     query = (
         select(
-            customers.c.external_id, customers.c.name, customers.c.country, customers.c.currency, customers.c.origin,
-            plan_id, n_contacts.label("contacts"), func.coalesce(open_inv.c.open_invoices, 0).label("open_invoices"),
-            func.coalesce(open_inv.c.outstanding_cents, 0).label("outstanding_cents"), open_inv.c.oldest_due,
+            customers.c.external_id,
+            customers.c.name,
+            customers.c.country,
+            customers.c.currency,
+            customers.c.origin,
+            plan_id,
+            n_contacts.label("contacts"),
+            func.coalesce(open_inv.c.open_invoices, 0).label("open_invoices"),
+            func.coalesce(open_inv.c.outstanding_cents, 0).label("outstanding_cents"),
+            open_inv.c.oldest_due,
             customers.c.paused_until,
         )
         .select_from(joined)
@@ -114,8 +127,15 @@ def show_customer(session: Session, external_id: str, today: date) -> dict[str, 
     head["open_invoices"] = [
         {**dict(r), "days_overdue": (today - r["due_date"]).days}
         for r in session.execute(
-            select(invoices.c.external_id, invoices.c.number, invoices.c.due_date, invoices.c.amount_cents,
-                   invoices.c.outstanding_cents, invoices.c.currency, invoices.c.paused)
+            select(
+                invoices.c.external_id,
+                invoices.c.number,
+                invoices.c.due_date,
+                invoices.c.amount_cents,
+                invoices.c.outstanding_cents,
+                invoices.c.currency,
+                invoices.c.paused,
+            )
             .where(invoices.c.customer_id == cid, invoices.c.status == "open")
             .order_by(invoices.c.due_date)
         ).mappings()
@@ -124,8 +144,14 @@ def show_customer(session: Session, external_id: str, today: date) -> dict[str, 
 
 
 def list_contacts(
-    session: Session, *, customer: str | None = None, invalid: bool = False, function: str | None = None,
-    contact_id: int | None = None, limit: int | None = 1000, offset: int = 0,
+    session: Session,
+    *,
+    customer: str | None = None,
+    invalid: bool = False,
+    function: str | None = None,
+    contact_id: int | None = None,
+    limit: int | None = 1000,
+    offset: int = 0,
 ) -> Page:
     """Contacts with their customer and functions, by customer then contact id; ``total`` counts them all."""
     _check_page(limit, offset)
@@ -141,8 +167,17 @@ def list_contacts(
     joined = contacts.join(customers, customers.c.id == contacts.c.customer_id)
     total = session.scalar(select(func.count()).select_from(joined).where(*filters))
     query = (
-        select(contacts.c.id, customers.c.external_id.label("customer"), contacts.c.email, contacts.c.name,
-               contacts.c.phone, contacts.c.job, contacts.c.is_primary, contacts.c.valid, contacts.c.invalid_reason)
+        select(
+            contacts.c.id,
+            customers.c.external_id.label("customer"),
+            contacts.c.email,
+            contacts.c.name,
+            contacts.c.phone,
+            contacts.c.job,
+            contacts.c.is_primary,
+            contacts.c.valid,
+            contacts.c.invalid_reason,
+        )
         .select_from(joined)
         .where(*filters)
         .order_by(customers.c.external_id, contacts.c.id)
@@ -160,7 +195,7 @@ def _functions_of(session: Session):
     def lookup(ids: list[int]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
         for start in range(0, len(ids), 1000):
-            chunk = ids[start:start + 1000]
+            chunk = ids[start : start + 1000]
             for cid, fid in session.execute(
                 select(links.c.contact_id, links.c.function_id).where(links.c.contact_id.in_(chunk)).order_by(links.c.function_id)
             ):
@@ -176,7 +211,9 @@ def reach_by_plan(session: Session, today: date) -> list[dict[str, Any]]:
     valid = select(func.count()).where(contacts.c.customer_id == customers.c.id, contacts.c.valid.is_(True)).scalar_subquery()
     per_customer = (
         select(
-            customers.c.id, plan_id, valid.label("valid_contacts"),
+            customers.c.id,
+            plan_id,
+            valid.label("valid_contacts"),
             func.count(invoices.c.id).label("open_invoices"),
             func.sum(case((invoices.c.due_date < today, 1), else_=0)).label("overdue_invoices"),
             func.coalesce(func.sum(invoices.c.outstanding_cents), 0).label("outstanding_cents"),

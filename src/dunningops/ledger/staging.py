@@ -25,29 +25,55 @@ def _table(name: str, *columns: Column) -> Table:
 
 STAGING: dict[str, Table] = {
     "customers": _table(
-        "stg_customers", Column("external_id", String(128)), Column("name", Text), Column("country", String(2)),
-        Column("locale", String(8)), Column("currency", String(3)), Column("account_manager", String(63)),
+        "stg_customers",
+        Column("external_id", String(128)),
+        Column("name", Text),
+        Column("country", String(2)),
+        Column("locale", String(8)),
+        Column("currency", String(3)),
+        Column("account_manager", String(63)),
         Column("plan_id", String(63)),
     ),
     "contacts": _table(
-        "stg_contacts", Column("customer_external_id", String(128)), Column("email", String(320)), Column("name", Text),
-        Column("phone", String(64)), Column("job", Text), Column("is_primary", Boolean),
+        "stg_contacts",
+        Column("customer_external_id", String(128)),
+        Column("email", String(320)),
+        Column("name", Text),
+        Column("phone", String(64)),
+        Column("job", Text),
+        Column("is_primary", Boolean),
     ),
     "invoices": _table(
-        "stg_invoices", Column("external_id", String(128)), Column("customer_external_id", String(128)),
-        Column("number", String(128)), Column("issue_date", Date), Column("due_date", Date),
-        Column("amount_cents", BigInteger), Column("reported_outstanding_cents", BigInteger),
-        Column("currency", String(3)), Column("document_url", Text), Column("reported_status", String(8)),
+        "stg_invoices",
+        Column("external_id", String(128)),
+        Column("customer_external_id", String(128)),
+        Column("number", String(128)),
+        Column("issue_date", Date),
+        Column("due_date", Date),
+        Column("amount_cents", BigInteger),
+        Column("reported_outstanding_cents", BigInteger),
+        Column("currency", String(3)),
+        Column("document_url", Text),
+        Column("reported_status", String(8)),
     ),
     "payments": _table(
-        "stg_payments", Column("external_id", String(128)), Column("invoice_external_id", String(128)),
-        Column("paid_on", Date), Column("amount_cents", BigInteger), Column("kind", String(16)),
+        "stg_payments",
+        Column("external_id", String(128)),
+        Column("invoice_external_id", String(128)),
+        Column("paid_on", Date),
+        Column("amount_cents", BigInteger),
+        Column("kind", String(16)),
     ),
 }
 # C7: a contact's functions, one row per (contact, function), beside stg_contacts.
 STAGING_FUNCTIONS = Table(
-    "stg_contact_functions", _meta, Column("row_no", Integer), Column("customer_external_id", String(128)),
-    Column("email", String(320)), Column("function_id", String(63)), prefixes=["TEMPORARY"],
+    "stg_contact_functions",
+    _meta,
+    Column("row_no", Integer),
+    Column("customer_external_id", String(128)),
+    Column("email", String(320)),
+    Column("function_id", String(63)),
+    prefixes=["TEMPORARY"],
 )
 
 # (row number, parsed cells) → (staging row, function rows, problems). Every check runs on
@@ -63,8 +89,9 @@ def converter(kind: str, ctx: LedgerContext) -> RowConverter:
         manager = v.get("account_manager")
         if manager:
             if manager.lower() not in ctx.members and manager not in ctx.members:
-                problems.append(CellError("account_manager",
-                                          f"unknown member {manager!r} (a member id or email from the config)"))
+                problems.append(
+                    CellError("account_manager", f"unknown member {manager!r} (a member id or email from the config)")
+                )
                 manager = None
             else:
                 manager = ctx.members.get(manager) or ctx.members[manager.lower()]
@@ -72,11 +99,20 @@ def converter(kind: str, ctx: LedgerContext) -> RowConverter:
         if plan and plan not in ctx.plans:
             problems.append(CellError("plan", f"unknown plan {plan!r} (known: {', '.join(sorted(ctx.plans))})"))
             plan = None
-        return {
-            "row_no": row_no, "external_id": v.get("external_id"), "name": v.get("name"), "country": v.get("country"),
-            "locale": v.get("locale") or ctx.locale, "currency": v.get("currency") or ctx.currency,
-            "account_manager": manager or None, "plan_id": plan,
-        }, [], problems
+        return (
+            {
+                "row_no": row_no,
+                "external_id": v.get("external_id"),
+                "name": v.get("name"),
+                "country": v.get("country"),
+                "locale": v.get("locale") or ctx.locale,
+                "currency": v.get("currency") or ctx.currency,
+                "account_manager": manager or None,
+                "plan_id": plan,
+            },
+            [],
+            problems,
+        )
 
     def contacts(row_no: int, v: dict) -> tuple[dict, list, list]:
         functions, problems = [], []
@@ -90,8 +126,13 @@ def converter(kind: str, ctx: LedgerContext) -> RowConverter:
                 functions.append(fid)
         customer, email = v.get("customer_external_id"), v.get("email")
         staged = {
-            "row_no": row_no, "customer_external_id": customer, "email": email, "name": v.get("name") or None,
-            "phone": v.get("phone") or None, "job": v.get("job") or None, "is_primary": bool(v.get("primary")),
+            "row_no": row_no,
+            "customer_external_id": customer,
+            "email": email,
+            "name": v.get("name") or None,
+            "phone": v.get("phone") or None,
+            "job": v.get("job") or None,
+            "is_primary": bool(v.get("primary")),
         }
         links = [{"row_no": row_no, "customer_external_id": customer, "email": email, "function_id": f} for f in functions]
         return staged, links, problems
@@ -101,20 +142,32 @@ def converter(kind: str, ctx: LedgerContext) -> RowConverter:
         amount = v.get("amount")
         outstanding = v.get("outstanding", amount)
         if amount is not None and outstanding is not None and outstanding > amount:
-            problems.append(CellError("outstanding",
-                                      f"outstanding ({outstanding / 100:.2f}) exceeds the amount ({amount / 100:.2f})"))
+            problems.append(
+                CellError("outstanding", f"outstanding ({outstanding / 100:.2f}) exceeds the amount ({amount / 100:.2f})")
+            )
         if v.get("issue_date") and v.get("due_date") and v["due_date"] < v["issue_date"]:
             problems.append(CellError("due_date", f"due date {v['due_date']} is before the issue date {v['issue_date']}"))
         status = (v.get("status") or "").lower() or ("paid" if outstanding == 0 else "open")
         if status not in ("open", "paid", "void"):
             problems.append(CellError("status", f"{v['status']!r} is not a status (open, paid or void)"))
             status = None
-        return {
-            "row_no": row_no, "external_id": v.get("external_id"), "customer_external_id": v.get("customer_external_id"),
-            "number": v.get("number"), "issue_date": v.get("issue_date"), "due_date": v.get("due_date"), "amount_cents": amount,
-            "reported_outstanding_cents": outstanding, "currency": v.get("currency") or ctx.currency,
-            "document_url": v.get("document_url") or None, "reported_status": status,
-        }, [], problems
+        return (
+            {
+                "row_no": row_no,
+                "external_id": v.get("external_id"),
+                "customer_external_id": v.get("customer_external_id"),
+                "number": v.get("number"),
+                "issue_date": v.get("issue_date"),
+                "due_date": v.get("due_date"),
+                "amount_cents": amount,
+                "reported_outstanding_cents": outstanding,
+                "currency": v.get("currency") or ctx.currency,
+                "document_url": v.get("document_url") or None,
+                "reported_status": status,
+            },
+            [],
+            problems,
+        )
 
     def payments(row_no: int, v: dict) -> tuple[dict, list, list]:
         problems = []
@@ -122,13 +175,22 @@ def converter(kind: str, ctx: LedgerContext) -> RowConverter:
         if kind not in ("payment", "credit_note"):
             problems.append(CellError("kind", f"{v['kind']!r} is not a kind (payment or credit_note)"))
             kind = None
-        return {
-            "row_no": row_no, "external_id": v.get("external_id"), "invoice_external_id": v.get("invoice_external_id"),
-            "paid_on": v.get("date"), "amount_cents": v.get("amount"), "kind": kind,
-        }, [], problems
+        return (
+            {
+                "row_no": row_no,
+                "external_id": v.get("external_id"),
+                "invoice_external_id": v.get("invoice_external_id"),
+                "paid_on": v.get("date"),
+                "amount_cents": v.get("amount"),
+                "kind": kind,
+            },
+            [],
+            problems,
+        )
 
     assert set(KINDS) == {"customers", "contacts", "invoices", "payments"}
     return {"customers": customers, "contacts": contacts, "invoices": invoices, "payments": payments}[kind]
+
 
 # The set-based checks and writes look staged rows up by these keys; without
 # them a join on staging is a nested scan (seen: 35 s for 20k contacts).

@@ -41,7 +41,9 @@ def set_problems(session: Session, kind: str) -> list[tuple[int, str, str]]:
         # C3: one primary contact per customer.
         first = (
             select(stg.c.customer_external_id, func.min(stg.c.row_no).label("first"))
-            .where(stg.c.is_primary.is_(True)).group_by(stg.c.customer_external_id).subquery()
+            .where(stg.c.is_primary.is_(True))
+            .group_by(stg.c.customer_external_id)
+            .subquery()
         )
         rows = session.execute(
             select(stg.c.row_no, stg.c.customer_external_id, first.c.first)
@@ -67,17 +69,29 @@ def _duplicates(session: Session, stg: Table, key: tuple[str, ...]) -> list[tupl
 def _unknown(session: Session, stg: Table, column: str, target: Table, what: str) -> list[tuple[int, str, str]]:
     rows = session.execute(
         # A row whose key cell was itself bad is staged with NULL there (already reported).
-        select(stg.c.row_no, stg.c[column])
-        .where(stg.c[column].is_not(None), ~exists().where(target.c.external_id == stg.c[column]))
+        select(stg.c.row_no, stg.c[column]).where(
+            stg.c[column].is_not(None), ~exists().where(target.c.external_id == stg.c[column])
+        )
     )
     return [(r, column, f"unknown {what} {value!r} (import {what}s first)") for r, value in rows]
 
 
-def _upsert(session: Session, target: Table, stg: Table, match: list, values: dict, joins: list, now: datetime, extra_insert: dict | None = None) -> tuple[int, int]:
+def _upsert(
+    session: Session,
+    target: Table,
+    stg: Table,
+    match: list,
+    values: dict,
+    joins: list,
+    now: datetime,
+    extra_insert: dict | None = None,
+) -> tuple[int, int]:
     """UPDATE the rows whose values differ, INSERT the missing ones; returns (added, changed)."""
     differs = or_(*(target.c[col].is_distinct_from(expr) for col, expr in values.items()))
     changed = session.execute(
-        update(target).where(*match, *joins, differs).values({**{target.c[c]: e for c, e in values.items()}, target.c.updated_at: now})
+        update(target)
+        .where(*match, *joins, differs)
+        .values({**{target.c[c]: e for c, e in values.items()}, target.c.updated_at: now})
     ).rowcount
     inserted = {**values, **(extra_insert or {}), "created_at": literal(now), "updated_at": literal(now)}
     source = select(*(expr.label(col) for col, expr in inserted.items())).where(*joins, ~exists().where(*match))
@@ -97,7 +111,13 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
     if kind == "customers":
         values = {c: stg.c[c] for c in ("name", "country", "locale", "currency", "account_manager", "plan_id")}
         counts.added, counts.changed = _upsert(
-            session, customers, stg, [customers.c.external_id == stg.c.external_id], values, [], now,
+            session,
+            customers,
+            stg,
+            [customers.c.external_id == stg.c.external_id],
+            values,
+            [],
+            now,
             {"external_id": stg.c.external_id, "origin": literal("import")},
         )
     elif kind == "contacts":
@@ -106,7 +126,13 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
         match = [contacts.c.customer_id == cu.c.id, contacts.c.email == stg.c.email]
         values = {c: stg.c[c] for c in ("name", "phone", "job")}
         counts.added, counts.changed = _upsert(
-            session, contacts, stg, match, values, joins, now,
+            session,
+            contacts,
+            stg,
+            match,
+            values,
+            joins,
+            now,
             {"customer_id": cu.c.id, "email": stg.c.email, "is_primary": literal(False), "valid": literal(True)},
         )
         counts.links_changed = _write_links(session)
@@ -114,12 +140,31 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
     elif kind == "invoices":
         cu = customers.alias("cu")
         joins = [cu.c.external_id == stg.c.customer_external_id]
-        cols = ("number", "issue_date", "due_date", "amount_cents", "reported_outstanding_cents", "currency", "document_url", "reported_status")
+        cols = (
+            "number",
+            "issue_date",
+            "due_date",
+            "amount_cents",
+            "reported_outstanding_cents",
+            "currency",
+            "document_url",
+            "reported_status",
+        )
         values = {c: stg.c[c] for c in cols} | {"customer_id": cu.c.id}
         counts.added, counts.changed = _upsert(
-            session, invoices, stg, [invoices.c.external_id == stg.c.external_id], values, joins, now,
-            {"external_id": stg.c.external_id, "outstanding_cents": stg.c.reported_outstanding_cents,
-             "status": stg.c.reported_status, "paused": literal(False)},
+            session,
+            invoices,
+            stg,
+            [invoices.c.external_id == stg.c.external_id],
+            values,
+            joins,
+            now,
+            {
+                "external_id": stg.c.external_id,
+                "outstanding_cents": stg.c.reported_outstanding_cents,
+                "status": stg.c.reported_status,
+                "paused": literal(False),
+            },
         )
         if prune:
             counts.pruned = session.execute(
@@ -141,7 +186,9 @@ def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
     # Payments have no updated_at: a corrected payment is rewritten in place.
     match = [payments.c.external_id == stg.c.external_id]
     differs = or_(*(payments.c[col].is_distinct_from(expr) for col, expr in values.items()))
-    changed = session.execute(update(payments).where(*match, *joins, differs).values({payments.c[c]: e for c, e in values.items()})).rowcount
+    changed = session.execute(
+        update(payments).where(*match, *joins, differs).values({payments.c[c]: e for c, e in values.items()})
+    ).rowcount
     inserted = {**values, "external_id": stg.c.external_id, "created_at": literal(now)}
     source = select(*(e.label(c) for c, e in inserted.items())).where(*joins, ~exists().where(*match))
     return _insert_from(session, payments, list(inserted), source), changed
@@ -149,7 +196,11 @@ def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
 
 def _recompute_outstanding(session: Session, external_ids) -> None:
     """Outstanding = reported balance - payments and credit notes; a fully paid invoice leaves dunning."""
-    paid = select(func.coalesce(func.sum(payments.c.amount_cents), 0)).where(payments.c.invoice_id == invoices.c.id).scalar_subquery()
+    paid = (
+        select(func.coalesce(func.sum(payments.c.amount_cents), 0))
+        .where(payments.c.invoice_id == invoices.c.id)
+        .scalar_subquery()
+    )
     balance = invoices.c.reported_outstanding_cents - paid
     outstanding = case((balance < 0, 0), else_=balance)
     status = case(
@@ -190,8 +241,10 @@ def _write_links(session: Session) -> int:
             ~exists().where(w.c.contact_id == links.c.contact_id, w.c.function_id == links.c.function_id),
         )
     ).rowcount
-    new = select(w.c.contact_id, w.c.function_id).distinct().where(
-        ~exists().where(links.c.contact_id == w.c.contact_id, links.c.function_id == w.c.function_id)
+    new = (
+        select(w.c.contact_id, w.c.function_id)
+        .distinct()
+        .where(~exists().where(links.c.contact_id == w.c.contact_id, links.c.function_id == w.c.function_id))
     )
     return removed + _insert_from(session, links, ["contact_id", "function_id"], new)
 
@@ -199,9 +252,7 @@ def _write_links(session: Session) -> int:
 def _write_primaries(session: Session, now: datetime) -> None:
     """C3: the file's primary contact wins; a customer with contacts and no primary gets its oldest contact."""
     stg, cu = STAGING["contacts"], customers.alias("p_cu")
-    marked = (
-        select(cu.c.id).join(stg, stg.c.customer_external_id == cu.c.external_id).where(stg.c.is_primary.is_(True))
-    )
+    marked = select(cu.c.id).join(stg, stg.c.customer_external_id == cu.c.external_id).where(stg.c.is_primary.is_(True))
     owner = select(cu.c.external_id).where(cu.c.id == contacts.c.customer_id).correlate(contacts).scalar_subquery()
     is_marked = (
         exists()

@@ -14,6 +14,14 @@ from dunningops.outgoing.letter import Letter, Outcome, Recorded
 from dunningops.outgoing.way_out import NotClaimed, send
 
 __all__ = [
-    "COUNTED_KINDS", "KINDS", "Letter", "NotClaimed", "Outcome", "Recorded", "find_by_message_id", "list_messages",
-    "mark_interrupted", "send",
+    "COUNTED_KINDS",
+    "KINDS",
+    "Letter",
+    "NotClaimed",
+    "Outcome",
+    "Recorded",
+    "find_by_message_id",
+    "list_messages",
+    "mark_interrupted",
+    "send",
 ]

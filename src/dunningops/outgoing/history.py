@@ -29,8 +29,13 @@ messages, contacts, customers = MessageRow.__table__, ContactRow.__table__, Cust
 # customer notifications count; proofs to colleagues, alias confirmations (to our own sender
 # addresses) and alerts to the team do not.
 KINDS = {
-    "reminder": True, "manual": True, "on_demand": True, "notification": True,
-    "proof": False, "alias_confirmation": False, "alert": False,
+    "reminder": True,
+    "manual": True,
+    "on_demand": True,
+    "notification": True,
+    "proof": False,
+    "alias_confirmation": False,
+    "alert": False,
 }
 COUNTED_KINDS = tuple(k for k, counted in KINDS.items() if counted)
 STATUSES = ("sending", "sent", "failed", "deferred", "unknown")
@@ -40,14 +45,30 @@ INTERRUPTED = "interrupted during sending: it may or may not have left; never se
 def _row(letter: Letter, message_id: str, at: datetime) -> dict:
     msg = letter.message
     return {
-        "message_id": message_id, "kind": letter.kind, "automatic": letter.automatic, "customer_id": letter.customer_id,
-        "plan_id": letter.plan_id, "step_id": letter.step_id, "anchor_invoice_id": letter.anchor_invoice_id,
-        "todo_id": letter.todo_id, "template_id": letter.template_id, "language": letter.language,
-        "sender_ref": letter.sender_ref, "from_address": msg.from_.email, "from_name": msg.from_.name,
-        "reply_to": msg.reply_to.email if msg.reply_to else None, "to_addresses": [a.email for a in msg.to],
-        "cc_addresses": [a.email for a in msg.cc], "bcc_addresses": [a.email for a in msg.bcc], "subject": msg.subject,
-        "invoice_ids": list(letter.invoice_ids), "status": "sending", "error": None, "performed_by": letter.performed_by,
-        "created_at": at, "sent_at": None,
+        "message_id": message_id,
+        "kind": letter.kind,
+        "automatic": letter.automatic,
+        "customer_id": letter.customer_id,
+        "plan_id": letter.plan_id,
+        "step_id": letter.step_id,
+        "anchor_invoice_id": letter.anchor_invoice_id,
+        "todo_id": letter.todo_id,
+        "template_id": letter.template_id,
+        "language": letter.language,
+        "sender_ref": letter.sender_ref,
+        "from_address": msg.from_.email,
+        "from_name": msg.from_.name,
+        "reply_to": msg.reply_to.email if msg.reply_to else None,
+        "to_addresses": [a.email for a in msg.to],
+        "cc_addresses": [a.email for a in msg.cc],
+        "bcc_addresses": [a.email for a in msg.bcc],
+        "subject": msg.subject,
+        "invoice_ids": list(letter.invoice_ids),
+        "status": "sending",
+        "error": None,
+        "performed_by": letter.performed_by,
+        "created_at": at,
+        "sent_at": None,
     }
 
 
@@ -82,10 +103,14 @@ def record(session: Session, letters: Sequence[Letter], *, at: datetime, domain:
             fresh.append((i, letter, new_message_id(domain)))
     if fresh:
         # One executemany (a statement per message was most of the cycle's time).
-        ids = session.execute(
-            insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-            [_row(letter, mid, at) for _, letter, mid in fresh],
-        ).scalars().all()
+        ids = (
+            session.execute(
+                insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
+                [_row(letter, mid, at) for _, letter, mid in fresh],
+            )
+            .scalars()
+            .all()
+        )
         for (i, letter, mid), row_id in zip(fresh, ids, strict=True):
             taken[i] = Recorded(letter, row_id, _stamped(letter, mid, at))
     return [taken[i] for i in range(len(letters)) if i not in lost]
@@ -117,8 +142,9 @@ def _deferred_rows(session: Session, letters: Sequence[Letter]) -> dict:
     return found
 
 
-def record_outcomes(session: Session, recorded: Sequence[Recorded], results: Sequence[SendResult], *,
-                    at: datetime) -> list[Outcome]:
+def record_outcomes(
+    session: Session, recorded: Sequence[Recorded], results: Sequence[SendResult], *, at: datetime
+) -> list[Outcome]:
     """Each message's outcome, in a few executemany statements; C9 for the recipients refused."""
     outcomes, updates, refused = [], [], []
     for r, result in zip(recorded, results, strict=True):
@@ -136,13 +162,15 @@ def record_outcomes(session: Session, recorded: Sequence[Recorded], results: Seq
                 refused.append({"c": r.letter.customer_id, "e": address, "why": outcome.problem[:500], "at": at})
     if updates:
         session.execute(
-            update(messages).where(messages.c.id == bindparam("rid"))
+            update(messages)
+            .where(messages.c.id == bindparam("rid"))
             .values(status=bindparam("st"), sent_at=bindparam("at"), error=bindparam("err")),
             updates,
         )
     if refused:
         session.execute(
-            update(contacts).where(contacts.c.customer_id == bindparam("c"), contacts.c.email == bindparam("e"))
+            update(contacts)
+            .where(contacts.c.customer_id == bindparam("c"), contacts.c.email == bindparam("e"))
             .values(valid=False, invalid_reason=bindparam("why"), invalid_at=bindparam("at")),
             refused,
         )
@@ -186,23 +214,42 @@ def _normal_message_id(value: str) -> str:
 
 def find_by_message_id(session: Session, message_id: str) -> dict | None:
     """The history row of a Message-ID (``<x@y>`` or ``x@y``), with the customer's external id; for R5."""
-    row = session.execute(
-        select(messages, customers.c.external_id.label("customer"))
-        .outerjoin(customers, customers.c.id == messages.c.customer_id)
-        .where(messages.c.message_id == _normal_message_id(message_id))
-    ).mappings().first()
+    row = (
+        session.execute(
+            select(messages, customers.c.external_id.label("customer"))
+            .outerjoin(customers, customers.c.id == messages.c.customer_id)
+            .where(messages.c.message_id == _normal_message_id(message_id))
+        )
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
-def list_messages(session: Session, *, customer: str | None = None, status: str | None = None,
-                  kind: str | None = None, limit: int = 100) -> list[dict]:
+def list_messages(
+    session: Session, *, customer: str | None = None, status: str | None = None, kind: str | None = None, limit: int = 100
+) -> list[dict]:
     """E6/A8: emails, newest first, with their status, automatic or manual, sender identity and who sent them."""
     with settled(session) as shown:
         query = (
-            select(messages.c.id, messages.c.created_at, customers.c.external_id.label("customer"), messages.c.kind,
-                   messages.c.automatic, shown.label("status"), messages.c.sender_ref, messages.c.from_address,
-                   messages.c.performed_by, messages.c.plan_id, messages.c.step_id, messages.c.to_addresses,
-                   messages.c.subject, messages.c.message_id, messages.c.error, messages.c.sent_at)
+            select(
+                messages.c.id,
+                messages.c.created_at,
+                customers.c.external_id.label("customer"),
+                messages.c.kind,
+                messages.c.automatic,
+                shown.label("status"),
+                messages.c.sender_ref,
+                messages.c.from_address,
+                messages.c.performed_by,
+                messages.c.plan_id,
+                messages.c.step_id,
+                messages.c.to_addresses,
+                messages.c.subject,
+                messages.c.message_id,
+                messages.c.error,
+                messages.c.sent_at,
+            )
             .outerjoin(customers, customers.c.id == messages.c.customer_id)
             .order_by(messages.c.id.desc())
             .limit(limit)
@@ -220,17 +267,34 @@ def counts_and_unknown(session: Session) -> tuple[dict[str, int], list[dict]]:
     """Messages by status, and the ones that may or may not have left, as a reader should see them."""
     with settled(session) as shown:
         by_status = {s: n for s, n in session.execute(select(shown.label("s"), func.count()).group_by(shown))}
-        unknown = [dict(r) for r in session.execute(
-            select(messages.c.message_id, messages.c.kind, messages.c.to_addresses, messages.c.subject,
-                   messages.c.created_at, messages.c.status.label("recorded_status"))
-            .where(shown == "unknown").order_by(messages.c.id)
-        ).mappings()]
+        unknown = [
+            dict(r)
+            for r in session.execute(
+                select(
+                    messages.c.message_id,
+                    messages.c.kind,
+                    messages.c.to_addresses,
+                    messages.c.subject,
+                    messages.c.created_at,
+                    messages.c.status.label("recorded_status"),
+                )
+                .where(shown == "unknown")
+                .order_by(messages.c.id)
+            ).mappings()
+        ]
     return by_status, unknown
 
 
 def latest(session: Session, **columns) -> dict | None:
     """The newest history row with these column values (e.g. kind, template_id, customer_id)."""
-    row = session.execute(
-        select(messages).where(and_(*(messages.c[c] == v for c, v in columns.items()))).order_by(messages.c.id.desc()).limit(1)
-    ).mappings().first()
+    row = (
+        session.execute(
+            select(messages)
+            .where(and_(*(messages.c[c] == v for c, v in columns.items())))
+            .order_by(messages.c.id.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None

@@ -33,8 +33,16 @@ class NotClaimed(Exception):
     """Raised by a ``reserve`` hook: another process took what these letters were for; send nothing."""
 
 
-def send(store, transport: Transport, letters: Sequence[Letter], *, at: datetime, domain: str,
-         reserve: Reserve | None = None, settle: Settle | None = None) -> list[Outcome]:
+def send(
+    store,
+    transport: Transport,
+    letters: Sequence[Letter],
+    *,
+    at: datetime,
+    domain: str,
+    reserve: Reserve | None = None,
+    settle: Settle | None = None,
+) -> list[Outcome]:
     """Record, send and settle ``letters``; returns the outcomes of the ones sent, in order.
 
     Args:
@@ -77,8 +85,10 @@ def send(store, transport: Transport, letters: Sequence[Letter], *, at: datetime
                     settle(session, outcomes)
         except (IntegrityError, OperationalError) as exc:
             # They stay `sending`: shown as unknown (they may have left) and never sent again.
-            raise StoreError(f"the store could not record what the server answered ({_reason(exc)}); "
-                             f"{len(recorded)} email(s) show as possibly sent and are not sent again") from exc
+            raise StoreError(
+                f"the store could not record what the server answered ({_reason(exc)}); "
+                f"{len(recorded)} email(s) show as possibly sent and are not sent again"
+            ) from exc
     fatal = getattr(transport, "fatal", None)
     if fatal is not None:
         raise fatal

@@ -88,11 +88,17 @@ def apply_config(
                 return ApplyResult(plan, applied=False)
             outbox = _execute(session, desired, plan, now)
             apply_id = session.execute(
-                insert(ApplyRow).values(
-                    applied_at=now, actor=actor, git_commit=git_commit or git_head(desired.root),
-                    plan_digest=plan.digest, desired_digest=plan.desired_digest, summary=plan.summary(),
+                insert(ApplyRow)
+                .values(
+                    applied_at=now,
+                    actor=actor,
+                    git_commit=git_commit or git_head(desired.root),
+                    plan_digest=plan.digest,
+                    desired_digest=plan.desired_digest,
+                    summary=plan.summary(),
                     changes=[{"action": c.action, "address": c.address} for c in plan.changes],
-                ).returning(ApplyRow.id)
+                )
+                .returning(ApplyRow.id)
             ).scalar_one()
             for item in outbox:
                 session.execute(insert(OutboxRow).values(**item, created_at=now, apply_id=apply_id))
@@ -148,8 +154,13 @@ def _write(session, change: Change, now: datetime, reassign_to: dict[str, str | 
     # A3: a new (or replaced, A4) alias is unverified until its confirmation link is opened.
     token = new_code()  # letters and digits: safe to paste after `alias verify`
     objects.create(
-        session, kind, ident, change.after, now,
-        verified=False, verification_token=code_hash(token),
+        session,
+        kind,
+        ident,
+        change.after,
+        now,
+        verified=False,
+        verification_token=code_hash(token),
     )
     payload = {"alias": ident, "email": change.after["email"], "display_name": change.after["display_name"], "token": token}
     return [{"kind": "alias_confirmation", "ref": change.address, "payload": payload}]

@@ -77,9 +77,7 @@ class Plan:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["changes"] = [
-            {**asdict(c), "address": c.address, "fields": [asdict(f) for f in c.fields]} for c in self.changes
-        ]
+        data["changes"] = [{**asdict(c), "address": c.address, "fields": [asdict(f) for f in c.fields]} for c in self.changes]
         data["summary"] = self.summary()
         data["format_version"] = FORMAT_VERSION
         return data
@@ -93,15 +91,25 @@ class Plan:
     def from_dict(cls, data: dict) -> Plan:
         changes = tuple(
             Change(
-                action=c["action"], kind=c["kind"], id=c["id"], before=c["before"], after=c["after"],
-                fields=tuple(FieldChange(**f) for f in c["fields"]), moved_from=c.get("moved_from"),
-                followers=tuple(c.get("followers", ())), note=c.get("note"),
+                action=c["action"],
+                kind=c["kind"],
+                id=c["id"],
+                before=c["before"],
+                after=c["after"],
+                fields=tuple(FieldChange(**f) for f in c["fields"]),
+                moved_from=c.get("moved_from"),
+                followers=tuple(c.get("followers", ())),
+                note=c.get("note"),
             )
             for c in data["changes"]
         )
         return cls(
-            changes=changes, desired_digest=data["desired_digest"], actual_digest=data["actual_digest"],
-            warnings=tuple(data.get("warnings", ())), targets=tuple(data.get("targets", ())),
-            excludes=tuple(data.get("excludes", ())), objects_in_store=data.get("objects_in_store", 0),
+            changes=changes,
+            desired_digest=data["desired_digest"],
+            actual_digest=data["actual_digest"],
+            warnings=tuple(data.get("warnings", ())),
+            targets=tuple(data.get("targets", ())),
+            excludes=tuple(data.get("excludes", ())),
+            objects_in_store=data.get("objects_in_store", 0),
             safety=data.get("safety", {}),
         )

@@ -42,8 +42,7 @@ def build_plan(
     moved_have = {renames.get(a, a): rewrite_references(a, f, renames) for a, f in have.items()}
     # Objects that point at a renamed one: apply rewrites their references.
     followers = {
-        new: tuple(sorted(a for a in have if a not in renames and old in references(a, have[a])))
-        for old, new in renames.items()
+        new: tuple(sorted(a for a in have if a not in renames and old in references(a, have[a]))) for old, new in renames.items()
     }
     removed = {r.from_: r.reassign_to for r in desired.removed}
 

@@ -63,7 +63,11 @@ def _body_lines(change: Change) -> list[str]:
     if change.action in ("create", "delete"):
         sign = "+" if change.action == "create" else "-"
         # Like Terraform, a new or destroyed object lists only the values it has.
-        values = {p: v for p, v in flatten(change.after if change.action == "create" else change.before).items() if v not in (None, "", [], {})}
+        values = {
+            p: v
+            for p, v in flatten(change.after if change.action == "create" else change.before).items()
+            if v not in (None, "", [], {})
+        }
         width = max((len(p) for p in values if not _is_long(values[p])), default=0)
         for path, value in values.items():
             value = mask(path, value)
@@ -99,7 +103,7 @@ def render_text(plan: Plan) -> str:
     out = ["dunningops will perform the following actions:", ""]
     for change in plan.changes:
         out.append(f"  {_headline(change)}")
-        out.append(f"{change.symbol.rjust(3)} {change.kind} \"{change.id}\" {{")
+        out.append(f'{change.symbol.rjust(3)} {change.kind} "{change.id}" {{')
         out.extend(f"      {line}" for line in _body_lines(change))
         out.append("    }")
         out.append("")
@@ -132,14 +136,24 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
             rows.append(row)
             size += len(row) + 1
         hidden = len(plan.changes) - len(rows)
-        text = "\n".join(head + table[:2] + rows) + f"\n\n_…and {hidden} more changes. Run `dunningops plan` for the whole plan._\n"
+        text = (
+            "\n".join(head + table[:2] + rows) + f"\n\n_…and {hidden} more changes. Run `dunningops plan` for the whole plan._\n"
+        )
         return text
     details: list[str] = []
     shown = 0
     for change in plan.changes:
         block = "\n".join(
-            ["", f"<details><summary><code>{change.address}</code> {HEADLINES[change.action]}</summary>", "",
-             "```diff", _headline(change), *(_diff_line(line) for line in _body_lines(change)), "```", "</details>"]
+            [
+                "",
+                f"<details><summary><code>{change.address}</code> {HEADLINES[change.action]}</summary>",
+                "",
+                "```diff",
+                _headline(change),
+                *(_diff_line(line) for line in _body_lines(change)),
+                "```",
+                "</details>",
+            ]
         )
         if len(text) + sum(map(len, details)) + len(block) + footer_room > limit:
             break
@@ -147,7 +161,10 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         shown += 1
     text += "".join(details) + "\n"
     if shown < len(plan.changes):
-        text += f"\n_Details of {len(plan.changes) - shown} more changes are left out to fit a comment. Run `dunningops plan` for the whole plan._\n"
+        text += (
+            f"\n_Details of {len(plan.changes) - shown} more changes are left out to fit a comment. "
+            "Run `dunningops plan` for the whole plan._\n"
+        )
     return text
 
 

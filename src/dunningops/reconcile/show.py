@@ -22,7 +22,11 @@ def render_state(actual: dict[str, ActualObject], fmt: str = "text") -> str:
     ordered = sorted(actual.values(), key=lambda o: (KIND_ORDER.index(o.kind), o.id))
     if fmt == "json":
         data = [
-            {"address": o.address, "fields": _mask_tree(o.fields), "meta": {k: v.isoformat() if isinstance(v, datetime) else v for k, v in o.meta.items()}}
+            {
+                "address": o.address,
+                "fields": _mask_tree(o.fields),
+                "meta": {k: v.isoformat() if isinstance(v, datetime) else v for k, v in o.meta.items()},
+            }
             for o in ordered
         ]
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
@@ -50,8 +54,15 @@ def render_state(actual: dict[str, ActualObject], fmt: str = "text") -> str:
 def render_history(rows: list[ApplyRow], fmt: str = "text") -> str:
     if fmt == "json":
         data = [
-            {"id": r.id, "applied_at": r.applied_at.isoformat(), "actor": r.actor, "git_commit": r.git_commit,
-             "plan_digest": r.plan_digest, "summary": r.summary, "changes": r.changes}
+            {
+                "id": r.id,
+                "applied_at": r.applied_at.isoformat(),
+                "actor": r.actor,
+                "git_commit": r.git_commit,
+                "plan_digest": r.plan_digest,
+                "summary": r.summary,
+                "changes": r.changes,
+            }
             for r in rows
         ]
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

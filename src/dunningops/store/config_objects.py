@@ -48,8 +48,16 @@ META = {
 }
 # A step's canonical keys → its columns.
 STEP_COLUMNS = {
-    "id": "id", "at": "at", "action": "action", "send": "send", "from": "sender", "to": "to_functions",
-    "cc": "cc_functions", "bcc": "bcc_functions", "template": "template_id", "assignee": "assignee",
+    "id": "id",
+    "at": "at",
+    "action": "action",
+    "send": "send",
+    "from": "sender",
+    "to": "to_functions",
+    "cc": "cc_functions",
+    "bcc": "bcc_functions",
+    "template": "template_id",
+    "assignee": "assignee",
 }
 
 
@@ -102,7 +110,10 @@ def update_fields(session: Session, kind: str, ident: str, fields: dict, now: da
     session.execute(update(row).where(row.id == ident).values(updated_at=now, **_columns(kind, fields)))
     if kind == "plan":
         # E3: a step keeps the time it was first applied; only new steps get `now`.
-        created = {sid: at for sid, at in session.execute(select(PlanStepRow.id, PlanStepRow.created_at).where(PlanStepRow.plan_id == ident))}
+        created = {
+            sid: at
+            for sid, at in session.execute(select(PlanStepRow.id, PlanStepRow.created_at).where(PlanStepRow.plan_id == ident))
+        }
         session.execute(delete(PlanStepRow).where(PlanStepRow.plan_id == ident))
         _write_steps(session, ident, fields["steps"], now, created)
 
@@ -135,7 +146,9 @@ def reassign_contacts(session: Session, function_id: str, target: str | None) ->
     if target is not None:
         has_target = select(links.c.contact_id).where(links.c.function_id == target)
         session.execute(
-            update(links).where(links.c.function_id == function_id, links.c.contact_id.not_in(has_target)).values(function_id=target)
+            update(links)
+            .where(links.c.function_id == function_id, links.c.contact_id.not_in(has_target))
+            .values(function_id=target)
         )
     session.execute(delete(links).where(links.c.function_id == function_id))
 
@@ -152,8 +165,13 @@ def _write_steps(session: Session, plan_id: str, steps: list[dict], now: datetim
     rows = []
     for position, step in enumerate(steps):
         values = {col: step[key] for key, col in STEP_COLUMNS.items()}
-        rows.append({
-            **values, "plan_id": plan_id, "position": position, "at_days": parse_days(step["at"]),
-            "created_at": created.get(step["id"]) or now,
-        })
+        rows.append(
+            {
+                **values,
+                "plan_id": plan_id,
+                "position": position,
+                "at_days": parse_days(step["at"]),
+                "created_at": created.get(step["id"]) or now,
+            }
+        )
     session.execute(insert(PlanStepRow), rows)

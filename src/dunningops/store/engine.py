@@ -26,7 +26,10 @@ def repo_root_of(config_dir: Path) -> Path:
     try:
         out = subprocess.run(
             ["git", "-C", str(config_dir), "rev-parse", "--show-toplevel"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         )
         return Path(out.stdout.strip())
     except (OSError, subprocess.SubprocessError):
@@ -42,7 +45,7 @@ def normalise_url(url: str) -> str:
     # psycopg 3 is our PostgreSQL driver; accept the plain scheme users paste.
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -124,8 +127,10 @@ def _read_only(path: Path | str) -> StoreError:
 
 
 def _postgresql_read_only(url: str) -> StoreError:
-    return StoreError(f"the store at {_safe(url)} is read-only (a standby, or default_transaction_read_only): "
-                      "use the primary server, or a role allowed to write")
+    return StoreError(
+        f"the store at {_safe(url)} is read-only (a standby, or default_transaction_read_only): "
+        "use the primary server, or a role allowed to write"
+    )
 
 
 def _check_postgresql_writable(engine: Engine, url: str) -> None:
@@ -208,8 +213,10 @@ def open_store(url: str, *, upgrade: bool = True, busy_timeout_s: float = 30.0) 
         revision = migrate.current(engine)
         if revision != migrate.HEAD:
             if revision is not None and not migrate.is_known(revision):
-                raise StoreError(f"the store at {_safe(url)} was written by a newer dunningops (revision {revision}); "
-                                 "upgrade dunningops to use it")
+                raise StoreError(
+                    f"the store at {_safe(url)} was written by a newer dunningops (revision {revision}); "
+                    "upgrade dunningops to use it"
+                )
             if not upgrade:
                 raise StoreError(f"the store at {_safe(url)} needs `dunningops db upgrade`")
             migrate.upgrade(engine)

@@ -46,9 +46,7 @@ def acquire_apply_lock(session: Session, holder: str, now: datetime, timeout_s: 
         deadline = time.monotonic() + timeout_s
         while not session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": APPLY_LOCK_KEY}):
             if time.monotonic() >= deadline:
-                raise LockError(
-                    f"another apply holds the lock (waited {timeout_s:g}s); try again when it has finished"
-                )
+                raise LockError(f"another apply holds the lock (waited {timeout_s:g}s); try again when it has finished")
             time.sleep(0.1)
     session.execute(update(LockRow).where(LockRow.name == "apply").values(holder=holder, acquired_at=now))
 
@@ -112,8 +110,11 @@ class _AdvisoryLock:
 
     def acquire(self, *, shared: bool = False, wait: bool = True) -> bool:
         connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        function = ("pg_advisory_lock_shared" if shared else "pg_advisory_lock") if wait else (
-            "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock")
+        function = (
+            ("pg_advisory_lock_shared" if shared else "pg_advisory_lock")
+            if wait
+            else ("pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock")
+        )
         try:
             got = connection.scalar(text(f"SELECT {function}(:key)"), {"key": self.key})
         except BaseException:
@@ -130,8 +131,9 @@ class _AdvisoryLock:
             return
         connection, self.connection = self.connection, None
         try:
-            connection.scalar(text(f"SELECT {'pg_advisory_unlock_shared' if self.shared else 'pg_advisory_unlock'}(:key)"),
-                              {"key": self.key})
+            connection.scalar(
+                text(f"SELECT {'pg_advisory_unlock_shared' if self.shared else 'pg_advisory_unlock'}(:key)"), {"key": self.key}
+            )
         except SQLAlchemyError:
             connection.invalidate()  # a pooled connection must never keep the lock
         finally:

@@ -119,9 +119,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def open_transport(
-    settings: models.Transport, base_dir: Path, env: Mapping[str, str] = os.environ
-) -> Transport:
+def open_transport(settings: models.Transport, base_dir: Path, env: Mapping[str, str] = os.environ) -> Transport:
     """The transport described by ``settings.sending.transport``.
 
     Args:

@@ -63,10 +63,13 @@ def sample_messages(count: int, domain: str = "acme.example") -> list[OutgoingMe
     sender = Address(f"relances@{domain}", "Société Exemple – Recouvrement")
     return [
         OutgoingMessage(
-            message_id=new_message_id(domain), from_=sender,
+            message_id=new_message_id(domain),
+            from_=sender,
             to=[Address(f"compta{n}@client{n % 997}.example", f"Client Numéro {n}")],
-            reply_to=Address(f"compta@{domain}"), subject=f"Relance : facture F-2026-{n:05d} échue",
-            text=text.format(name=f"Client Numéro {n}", n=n), html=html.format(name=f"Client Numéro {n}", n=n),
+            reply_to=Address(f"compta@{domain}"),
+            subject=f"Relance : facture F-2026-{n:05d} échue",
+            text=text.format(name=f"Client Numéro {n}", n=n),
+            html=html.format(name=f"Client Numéro {n}", n=n),
             headers={"Auto-Submitted": "auto-generated", "X-Dunningops-Customer": f"C{n:06d}"},
         )
         for n in range(count)
@@ -108,15 +111,16 @@ def build_rates(messages: Sequence[OutgoingMessage]) -> dict[str, float]:
     return {"to_bytes": round(fast), "email_message": round(slow), "ratio": round(fast / slow, 1)}
 
 
-def send_with_pool(host: str, port: int, messages: Sequence[OutgoingMessage], connections: int = 10,
-                   batch: int | None = None) -> float:
+def send_with_pool(
+    host: str, port: int, messages: Sequence[OutgoingMessage], connections: int = 10, batch: int | None = None
+) -> float:
     """Messages/s through ``SmtpTransport`` (building included); ``batch``: send() calls of that size."""
     transport = SmtpTransport(host, port, security="none", pool_size=connections, local_hostname="bench.test")
     start = time.perf_counter()
     try:
         step = batch or len(messages)
         for i in range(0, len(messages), step):
-            results = transport.send(messages[i:i + step])
+            results = transport.send(messages[i : i + step])
             if any(r.status != "sent" for r in results):
                 raise RuntimeError(f"not all sent: {next(r for r in results if r.status != 'sent')}")
     finally:
@@ -124,8 +128,7 @@ def send_with_pool(host: str, port: int, messages: Sequence[OutgoingMessage], co
     return len(messages) / (time.perf_counter() - start)
 
 
-def send_bare_smtplib(host: str, port: int, payloads: Sequence[tuple[str, list[str], bytes]],
-                      connections: int = 10) -> float:
+def send_bare_smtplib(host: str, port: int, payloads: Sequence[tuple[str, list[str], bytes]], connections: int = 10) -> float:
     """Anchor (1): messages/s of plain ``sendmail`` of prebuilt bytes, one connection per thread."""
     errors: list[BaseException] = []
 
@@ -134,7 +137,7 @@ def send_bare_smtplib(host: str, port: int, payloads: Sequence[tuple[str, list[s
             with smtplib.SMTP(host, port, local_hostname="bench.test") as smtp:
                 for sender, rcpts, data in part:
                     smtp.sendmail(sender, rcpts, data)
-        except BaseException as exc:  # noqa: BLE001 - reported after join
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(payloads[n::connections],)) for n in range(connections)]
@@ -151,8 +154,11 @@ def send_bare_smtplib(host: str, port: int, payloads: Sequence[tuple[str, list[s
 def send_smtp_source(host: str, port: int, count: int, sessions: int = 10, size: int = 2000) -> float:
     """Anchor (2): messages/s of Postfix ``smtp-source -m count -s sessions -l size``."""
     start = time.perf_counter()
-    subprocess.run([_postfix_tool("smtp-source"), "-m", str(count), "-s", str(sessions), "-l", str(size),
-                    f"{host}:{port}"], check=True, capture_output=True)
+    subprocess.run(
+        [_postfix_tool("smtp-source"), "-m", str(count), "-s", str(sessions), "-l", str(size), f"{host}:{port}"],
+        check=True,
+        capture_output=True,
+    )
     return count / (time.perf_counter() - start)
 
 
@@ -217,8 +223,13 @@ def run(count: int = 10_000, connections: int = 10, repeat: int = 3) -> dict:
     """
     messages = sample_messages(count)
     payloads = [(envelope_sender(m), recipients(m), to_bytes(m)) for m in messages]
-    report: dict = {"count": count, "connections": connections, "repeat": repeat,
-                    "message_bytes": sum(len(p[2]) for p in payloads) // count, "build": build_rates(messages)}
+    report: dict = {
+        "count": count,
+        "connections": connections,
+        "repeat": repeat,
+        "message_bytes": sum(len(p[2]) for p in payloads) // count,
+        "build": build_rates(messages),
+    }
     with smtp_sink() as (host, port):
         measures = {
             "smtplib": lambda: send_bare_smtplib(host, port, payloads, connections),

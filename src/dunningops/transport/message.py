@@ -94,7 +94,7 @@ def envelope_sender(msg: OutgoingMessage) -> str:
 
 # A plain ASCII address; non-ASCII local parts would need SMTPUTF8, which we
 # do not speak (a reminder to such an address fails alone, not its batch).
-_EMAIL = re.compile(r'^[!#-\'*+\-/-9=?A-Z^-~.]+@[A-Za-z0-9.\-\[\]:]+$')
+_EMAIL = re.compile(r"^[!#-\'*+\-/-9=?A-Z^-~.]+@[A-Za-z0-9.\-\[\]:]+$")
 # RFC 5322 atext plus space: a display name made of these needs no quoting.
 _ATOM_PHRASE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
@@ -106,8 +106,21 @@ _WORD_BYTES = 39
 # Headers built from the message's fields; ``headers`` may not set them again.
 _RESERVED = frozenset(
     name.lower()
-    for name in ("Date", "From", "To", "Cc", "Bcc", "Reply-To", "Subject", "Message-ID", "MIME-Version",
-                 "Content-Type", "Content-Transfer-Encoding", "Return-Path", "Sender")
+    for name in (
+        "Date",
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Reply-To",
+        "Subject",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Return-Path",
+        "Sender",
+    )
 )
 
 
@@ -326,10 +339,19 @@ def to_bytes(msg: OutgoingMessage) -> bytes:
     lines.append(f'Content-Type: multipart/alternative; boundary="{_BOUNDARY}"')
     head = "\r\n".join(lines).encode("ascii")
     delimiter = f"\r\n--{_BOUNDARY}\r\n".encode("ascii")
-    return b"".join((
-        head, b"\r\n\r\n",
-        # The first delimiter needs no preceding CRLF when the preamble is empty.
-        delimiter[2:], _PART_HEADERS["plain"], b"\r\n", text,
-        delimiter, _PART_HEADERS["html"], b"\r\n", _quoted_printable(msg.html),
-        f"\r\n--{_BOUNDARY}--\r\n".encode("ascii"),
-    ))
+    return b"".join(
+        (
+            head,
+            b"\r\n\r\n",
+            # The first delimiter needs no preceding CRLF when the preamble is empty.
+            delimiter[2:],
+            _PART_HEADERS["plain"],
+            b"\r\n",
+            text,
+            delimiter,
+            _PART_HEADERS["html"],
+            b"\r\n",
+            _quoted_printable(msg.html),
+            f"\r\n--{_BOUNDARY}--\r\n".encode("ascii"),
+        )
+    )

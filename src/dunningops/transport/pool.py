@@ -104,7 +104,7 @@ class WorkerPool(Generic[J, R]):
                     if worker is None:
                         worker = self._make_worker()
                     done.put((index, True, worker.run(job)))
-                except BaseException as exc:  # noqa: BLE001 - handed to map(), so a bug never hangs a batch
+                except BaseException as exc:
                     done.put((index, False, exc))
         finally:
             if worker is not None:

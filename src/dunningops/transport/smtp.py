@@ -193,8 +193,9 @@ class SmtpTransport:
         hostname = self.local_hostname or _local_hostname()
         try:
             if self.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, local_hostname=hostname,
-                                                      timeout=self.timeout, context=self._ssl_context)
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, local_hostname=hostname, timeout=self.timeout, context=self._ssl_context
+                )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, local_hostname=hostname, timeout=self.timeout)
         except smtplib.SMTPConnectError as exc:  # a greeting other than 220
@@ -213,8 +214,9 @@ class SmtpTransport:
                 stage = "STARTTLS"
                 if not smtp.has_extn("starttls"):
                     # Never fall back to clear text: the configuration asked for TLS.
-                    raise Unusable(None, f"the SMTP server {self.where} does not offer STARTTLS (security: starttls)",
-                                   advice=_CHECK_SECURITY)
+                    raise Unusable(
+                        None, f"the SMTP server {self.where} does not offer STARTTLS (security: starttls)", advice=_CHECK_SECURITY
+                    )
                 smtp.starttls(context=self._ssl_context)
                 smtp.ehlo()
             if self._username and self._password:
@@ -254,12 +256,13 @@ class SmtpTransport:
             # 454 4.7.0 is a temporary failure of the server's auth backend, not a wrong password.
             if exc.smtp_code < 500:
                 return Temporary(exc.smtp_code, detail)
-            return Unusable(exc.smtp_code, detail, advice="check username_env and password_env in "
-                                                         "settings.sending.transport")
+            return Unusable(exc.smtp_code, detail, advice="check username_env and password_env in settings.sending.transport")
         if isinstance(exc, smtplib.SMTPNotSupportedError):  # no AUTH offered
-            return Unusable(None, f"the SMTP server {self.where} offers no login (AUTH) but credentials are set "
-                                  f"(security: {self.security})",
-                            advice="check security, username_env and password_env in settings.sending.transport")
+            return Unusable(
+                None,
+                f"the SMTP server {self.where} offers no login (AUTH) but credentials are set (security: {self.security})",
+                advice="check security, username_env and password_env in settings.sending.transport",
+            )
         if isinstance(exc, ssl.SSLError):
             return self._tls_problem(exc)
         if isinstance(exc, smtplib.SMTPResponseException):  # EHLO/HELO/STARTTLS refused

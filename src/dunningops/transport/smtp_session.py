@@ -175,15 +175,17 @@ class Session:
                 last = _refusals(temporary)
             except _Unknown as exc:
                 self._drop()
-                log.warning("SMTP %s: %s may have been delivered, not sent again: %s",
-                            self.t.where, msg.message_id, exc.detail)
+                log.warning("SMTP %s: %s may have been delivered, not sent again: %s", self.t.where, msg.message_id, exc.detail)
                 return self._result(msg, state, "unknown", (exc.code, exc.detail))
             except _Refused as exc:
                 last = (exc.code, exc.detail)
                 if exc.code == 530:
                     # "Authentication required": our configuration, not this message, is wrong.
-                    problem = Unusable(530, f"the SMTP server {self.t.where} requires AUTH: {exc.detail}",
-                                       advice="set username_env and password_env in settings.sending.transport")
+                    problem = Unusable(
+                        530,
+                        f"the SMTP server {self.t.where} requires AUTH: {exc.detail}",
+                        advice="set username_env and password_env in settings.sending.transport",
+                    )
                     self.t._mark_unusable(problem)
                     return self._result(msg, state, "deferred", (problem.code, problem.detail))
                 if exc.final:
@@ -209,8 +211,15 @@ class Session:
             if attempt >= self.t.max_attempts:
                 return self._result(msg, state, "deferred", last, gave_up=attempt)
             wait = self.t._backoff(attempt)
-            log.info("SMTP %s: %s; %s tried %d of %d times, next in %.2fs",
-                     self.t.where, last[1], msg.message_id, attempt, self.t.max_attempts, wait)
+            log.info(
+                "SMTP %s: %s; %s tried %d of %d times, next in %.2fs",
+                self.t.where,
+                last[1],
+                msg.message_id,
+                attempt,
+                self.t.max_attempts,
+                wait,
+            )
             time.sleep(wait)
 
     def _transaction(self, sender: str, state: _Progress, wire: bytes, size: int) -> dict[str, Answer]:
@@ -227,8 +236,7 @@ class Session:
         code, reply = smtp.mail(sender, options)
         if code != 250:
             self._end_transaction(code)
-            raise _Refused(code if code > 0 else None, f"refused at MAIL FROM <{sender}>: {text(reply)}",
-                           final=500 <= code < 600)
+            raise _Refused(code if code > 0 else None, f"refused at MAIL FROM <{sender}>: {text(reply)}", final=500 <= code < 600)
         accepted: list[str] = []
         temporary: dict[str, Answer] = {}
         for rcpt in list(state.pending):
@@ -242,8 +250,11 @@ class Session:
                 # recipient not refused for good is tried again.
                 self._drop()
                 state.pending = [r for r in state.pending if r not in state.bounced and r not in state.refused]
-                raise _Refused(code if code > 0 else None, f"the server closed the session at RCPT <{rcpt}>: "
-                               f"{code} {text(reply)}", final=False)
+                raise _Refused(
+                    code if code > 0 else None,
+                    f"the server closed the session at RCPT <{rcpt}>: {code} {text(reply)}",
+                    final=False,
+                )
             else:
                 temporary[rcpt] = (code, text(reply))
         state.pending = [r for r in state.pending if r in temporary or r in accepted]
@@ -266,8 +277,9 @@ class Session:
             smtp.send(wire)
             code, reply = smtp.getreply()
         except OSError as exc:  # timeout, drop, reset, an overlong reply line
-            raise _Unknown(None, f"no answer from {self.t.where} once the message was sent: "
-                                 f"{exc or type(exc).__name__}") from None
+            raise _Unknown(
+                None, f"no answer from {self.t.where} once the message was sent: {exc or type(exc).__name__}"
+            ) from None
         if 200 <= code < 300:
             state.delivered.extend(accepted)
             state.pending = list(temporary)
@@ -275,8 +287,7 @@ class Session:
         if 400 <= code < 600:
             self._end_transaction(code)
             raise _Refused(code, f"refused at DATA (end of message): {text(reply)}", final=code >= 500)
-        raise _Unknown(code if code > 0 else None,
-                       f"{self.t.where} answered the message with {text(reply)!r}, not an SMTP reply")
+        raise _Unknown(code if code > 0 else None, f"{self.t.where} answered the message with {text(reply)!r}, not an SMTP reply")
 
     def _end_transaction(self, code: int) -> None:
         """After a refusal: RSET, so that the next message on this connection starts clean.
@@ -298,8 +309,15 @@ class Session:
 
     # --- the outcome ---------------------------------------------------------------------
 
-    def _result(self, msg: OutgoingMessage, state: _Progress, status: Status,
-                problem: tuple[int | None, str] | None = None, *, gave_up: int = 0) -> SendResult:
+    def _result(
+        self,
+        msg: OutgoingMessage,
+        state: _Progress,
+        status: Status,
+        problem: tuple[int | None, str] | None = None,
+        *,
+        gave_up: int = 0,
+    ) -> SendResult:
         """The result once nothing more will be tried for this message.
 
         ``status`` is what became of it if no recipient got it; with no

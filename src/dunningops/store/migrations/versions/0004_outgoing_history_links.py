@@ -13,28 +13,28 @@ Create Date: 2026-12-01
 Plain nullable columns (no constraint): adding them is instant on both dialects, whatever the
 size of the history.
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column('messages', sa.Column('anchor_invoice_id', sa.Integer(), nullable=True))
-    op.add_column('messages', sa.Column('todo_id', sa.Integer(), nullable=True))
-    op.add_column('outbox', sa.Column('message_id', sa.Integer(), nullable=True))
+    op.add_column("messages", sa.Column("anchor_invoice_id", sa.Integer(), nullable=True))
+    op.add_column("messages", sa.Column("todo_id", sa.Integer(), nullable=True))
+    op.add_column("outbox", sa.Column("message_id", sa.Integer(), nullable=True))
     # The row a send cycle writes once it holds the run lock: who runs, since when (store/lock.py).
-    op.bulk_insert(sa.table('locks', sa.column('name', sa.String)), [{'name': 'send'}])
+    op.bulk_insert(sa.table("locks", sa.column("name", sa.String)), [{"name": "send"}])
 
 
 def downgrade() -> None:
     op.execute("DELETE FROM locks WHERE name = 'send'")
-    with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_column('message_id')
-    with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.drop_column('todo_id')
-        batch_op.drop_column('anchor_invoice_id')
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_column("message_id")
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_column("todo_id")
+        batch_op.drop_column("anchor_invoice_id")

@@ -8,22 +8,23 @@ Plans applied before keep what they did: ``entry`` is ``first_step`` (E7's stand
 and ``group_invoices`` is true (invoice-level plans now send one email per customer and
 step on a day, instead of one per invoice a minute apart).
 """
+
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('plans', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('entry', sa.String(length=16), nullable=False, server_default='first_step'))
-        batch_op.add_column(sa.Column('group_invoices', sa.Boolean(), nullable=False, server_default=sa.true()))
+    with op.batch_alter_table("plans", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("entry", sa.String(length=16), nullable=False, server_default="first_step"))
+        batch_op.add_column(sa.Column("group_invoices", sa.Boolean(), nullable=False, server_default=sa.true()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('plans', schema=None) as batch_op:
-        batch_op.drop_column('group_invoices')
-        batch_op.drop_column('entry')
+    with op.batch_alter_table("plans", schema=None) as batch_op:
+        batch_op.drop_column("group_invoices")
+        batch_op.drop_column("entry")
