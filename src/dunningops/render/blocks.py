@@ -95,22 +95,33 @@ def parse_blocks(text: str) -> tuple[list[RawBlock], list[tuple[int | None, str]
         kind = item.get("type")
         if kind not in BLOCK_TYPES:
             hint = _suggest(str(kind), names) if kind is not None else ""
-            problems.append((lines.get("type", line), f"block {index}: unknown block type {kind!r}{hint} "
-                                                      f"(expected one of: {', '.join(names)})"))
+            problems.append(
+                (
+                    lines.get("type", line),
+                    f"block {index}: unknown block type {kind!r}{hint} (expected one of: {', '.join(names)})",
+                )
+            )
             continue
         spec = BLOCK_TYPES[kind]
         fields = {str(k): v for k, v in item.items() if k != "type"}
         for key in fields:
             if key not in spec.fields:
                 accepts = f"accepts {', '.join(spec.fields)}" if spec.fields else "takes no fields"
-                problems.append((lines.get(key, line), f"block {index} ({kind}): unknown field {key!r}"
-                                                       f"{_suggest(key, list(spec.fields))}; a {kind} block {accepts}"))
+                problems.append(
+                    (
+                        lines.get(key, line),
+                        f"block {index} ({kind}): unknown field {key!r}"
+                        f"{_suggest(key, list(spec.fields))}; a {kind} block {accepts}",
+                    )
+                )
         for key in spec.required:
             if key not in fields:
                 problems.append((line, f"block {index} ({kind}): missing field {key!r}"))
         for key, value in fields.items():
             if key in spec.fields and not isinstance(value, str):
-                problems.append((lines.get(key, line), f"block {index} ({kind}): {key!r} must be text, not {type(value).__name__}"))
+                problems.append(
+                    (lines.get(key, line), f"block {index} ({kind}): {key!r} must be text, not {type(value).__name__}")
+                )
         blocks.append(RawBlock(index, kind, line, fields, lines))
     return blocks, problems
 
@@ -124,17 +135,26 @@ class CompiledBlock:
 
 
 _ROW = '<tr><td style="padding:0 0 16px;">{}</td></tr>'
-_TH = 'padding:8px; border-bottom:2px solid {brand}; font-weight:bold; white-space:nowrap;'
-_TD = f'padding:8px; border-bottom:1px solid {RULE};'
+_TH = "padding:8px; border-bottom:2px solid {brand}; font-weight:bold; white-space:nowrap;"
+_TD = f"padding:8px; border-bottom:1px solid {RULE};"
 
 
 def _invoice_table(tvars: dict, words: dict[str, str], brand: str) -> tuple[str, str]:
     th = _TH.format(brand=brand)
-    heads = [("left", "", "invoice"), ("left", "", "due_date"), ("right", ' class="dno-hide-sm"', "days_overdue"),
-             ("right", ' class="dno-hide-sm"', "amount"), ("right", "", "outstanding"), ("left", "", "document")]
-    html = ['<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="font-size:14px;">',
-            '<tr style="background:#f3f5f7;">' + "".join(
-                f'<th align="{a}"{c} style="{th}">{escape(words[k])}</th>' for a, c, k in heads) + "</tr>"]
+    heads = [
+        ("left", "", "invoice"),
+        ("left", "", "due_date"),
+        ("right", ' class="dno-hide-sm"', "days_overdue"),
+        ("right", ' class="dno-hide-sm"', "amount"),
+        ("right", "", "outstanding"),
+        ("left", "", "document"),
+    ]
+    html = [
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="font-size:14px;">',
+        '<tr style="background:#f3f5f7;">'
+        + "".join(f'<th align="{a}"{c} style="{th}">{escape(words[k])}</th>' for a, c, k in heads)
+        + "</tr>",
+    ]
     text = []
     colon = words["colon"]
     for inv in tvars["invoices"]:
@@ -156,9 +176,11 @@ def _invoice_table(tvars: dict, words: dict[str, str], brand: str) -> tuple[str,
         if url:
             text.append(f"  {words['view']}{colon}{url}")
     total = escape(tvars["totals"]["outstanding"])
-    html.append(f'<tr><td colspan="2" style="padding:12px 8px; font-weight:bold;">{escape(words["total"])}</td>'
-                '<td class="dno-hide-sm"></td><td class="dno-hide-sm"></td>'
-                f'<td align="right" style="padding:12px 8px; font-weight:bold; white-space:nowrap;">{total}</td><td></td></tr>')
+    html.append(
+        f'<tr><td colspan="2" style="padding:12px 8px; font-weight:bold;">{escape(words["total"])}</td>'
+        '<td class="dno-hide-sm"></td><td class="dno-hide-sm"></td>'
+        f'<td align="right" style="padding:12px 8px; font-weight:bold; white-space:nowrap;">{total}</td><td></td></tr>'
+    )
     html.append("</table>")
     text.append(f"{words['total']}{colon}{tvars['totals']['outstanding']}")
     return "\n".join(html), "\n".join(text)
@@ -172,13 +194,14 @@ def _button(label: str, url: str, brand: str) -> str:
         '<table role="presentation" cellpadding="0" cellspacing="0" border="0" style="margin:8px 0;"><tr>'
         f'<td align="center" bgcolor="{brand}" style="border-radius:4px; background:{brand};">'
         f'<a href="{url}" target="_blank" style="display:inline-block; padding:12px 28px; border:1px solid {brand}; '
-        f'border-radius:4px; background:{brand}; color:{ink}; font-family:{FONT}; font-size:15px; font-weight:bold; '
+        f"border-radius:4px; background:{brand}; color:{ink}; font-family:{FONT}; font-size:15px; font-weight:bold; "
         f'line-height:1.2; text-decoration:none;">{label}</a></td></tr></table>'
     )
 
 
-def render_blocks(blocks: list[CompiledBlock], tvars: dict, words: dict[str, str], brand: str,
-                  company_name: str) -> tuple[str, str]:
+def render_blocks(
+    blocks: list[CompiledBlock], tvars: dict, words: dict[str, str], brand: str, company_name: str
+) -> tuple[str, str]:
     """(HTML content for the layout, plain text) of compiled blocks for one message."""
     html: list[str] = []
     text: list[str] = []
@@ -187,8 +210,12 @@ def render_blocks(blocks: list[CompiledBlock], tvars: dict, words: dict[str, str
         kind = block.type
         if kind == "heading":
             colour = brand if ink_on(brand) == "#ffffff" else TEXT
-            html.append(_ROW.format(f'<h1 style="margin:0; font-family:{FONT}; font-size:22px; line-height:1.3; '
-                                    f'color:{colour};">{text_html(values["text"].strip())}</h1>'))
+            html.append(
+                _ROW.format(
+                    f'<h1 style="margin:0; font-family:{FONT}; font-size:22px; line-height:1.3; '
+                    f'color:{colour};">{text_html(values["text"].strip())}</h1>'
+                )
+            )
             text.append(values["text"].strip())
         elif kind == "paragraph":
             html.append(_ROW.format(f'<p style="margin:0;">{text_html(values["text"].strip())}</p>'))
@@ -207,14 +234,16 @@ def render_blocks(blocks: list[CompiledBlock], tvars: dict, words: dict[str, str
             text.append(f"{values['text'].strip()}{words['colon']}{url}")
         elif kind == "signature":
             # A7: the alias's signature; without one, the sender's name and the company.
-            signature = tvars["signature"].strip() or "\n".join(
-                part for part in (tvars["sender"]["name"], company_name) if part)
+            signature = tvars["signature"].strip() or "\n".join(part for part in (tvars["sender"]["name"], company_name) if part)
             html.append(_ROW.format(f'<p style="margin:0; color:{MUTED}; font-size:14px;">{text_html(signature)}</p>'))
             text.append(signature)
         elif kind == "divider":
-            html.append(f'<tr><td style="padding:8px 0 24px;"><div style="border-top:1px solid {RULE}; '
-                        'font-size:1px; line-height:1px;">&nbsp;</div></td></tr>')
+            html.append(
+                f'<tr><td style="padding:8px 0 24px;"><div style="border-top:1px solid {RULE}; '
+                'font-size:1px; line-height:1px;">&nbsp;</div></td></tr>'
+            )
             text.append("-" * 24)
-    table = ('<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0">\n'
-             + "\n".join(html) + "\n</table>")
+    table = (
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0">\n' + "\n".join(html) + "\n</table>"
+    )
     return table, "\n\n".join(t for t in text if t) + "\n"

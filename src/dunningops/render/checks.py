@@ -66,8 +66,10 @@ def check_blocks(text: str, known_only: bool = True) -> list[Problem]:
         for key, value in block.fields.items():
             if isinstance(value, str):
                 line = block.lines.get(key, block.line)
-                problems += [(line, f"block {block.index} ({block.type}) {key}: {message}")
-                             for _, message in check_template(value, "text", known_only)]
+                problems += [
+                    (line, f"block {block.index} ({block.type}) {key}: {message}")
+                    for _, message in check_template(value, "text", known_only)
+                ]
     return _sorted(problems)
 
 
@@ -138,7 +140,12 @@ def _unknown_fields(node: nodes.Node, aliases: dict[str, str], assigned: set[str
         if kind in FIELDS and field not in FIELDS[kind]:
             base = node.node.name if isinstance(node.node, nodes.Name) else kind
             choices = [f"{base}.{f}" for f in sorted(FIELDS[kind])]
-            problems.append((node.lineno, f"unknown field {base}.{field}{_hint(f'{base}.{field}', choices)} "
-                                          f"({kind} has: {', '.join(sorted(FIELDS[kind]))})"))
+            problems.append(
+                (
+                    node.lineno,
+                    f"unknown field {base}.{field}{_hint(f'{base}.{field}', choices)} "
+                    f"({kind} has: {', '.join(sorted(FIELDS[kind]))})",
+                )
+            )
     for child in node.iter_child_nodes():
         _unknown_fields(child, aliases, assigned, problems)

@@ -66,7 +66,9 @@ def invoice_list(eval_ctx: EvalContext, invoices: list) -> str:
             number = escape(inv["number"])
             if inv["document_url"]:
                 number = Markup('<a href="{}">{}</a>').format(inv["document_url"], inv["number"])
-            items.append(Markup('<li style="margin:0 0 4px;">{} – {} – {}</li>').format(number, inv["due_date"], inv["outstanding"]))
+            items.append(
+                Markup('<li style="margin:0 0 4px;">{} – {} – {}</li>').format(number, inv["due_date"], inv["outstanding"])
+            )
         return Markup('<ul style="margin:0 0 16px; padding-left:20px;">') + Markup("").join(items) + Markup("</ul>")
     lines = []
     for inv in invoices:

@@ -9,8 +9,16 @@ class RenderError(DunningOpsError):
     """A template failed to compile or render; names the template, the language and, when known,
     the variable and the line."""
 
-    def __init__(self, message: str, *, template: str | None = None, language: str | None = None,
-                 part: str | None = None, line: int | None = None, variable: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        template: str | None = None,
+        language: str | None = None,
+        part: str | None = None,
+        line: int | None = None,
+        variable: str | None = None,
+    ):
         self.template, self.language, self.part, self.line, self.variable = template, language, part, line, variable
         where = ""
         if template:

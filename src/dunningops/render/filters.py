@@ -69,8 +69,9 @@ def _join(eval_ctx: Any, value: Iterable, d: str = "", attribute: str | int | No
 
 
 @pass_environment
-def _wordwrap(env: Any, s: str, width: int = 79, break_long_words: bool = True, wrapstring: str | None = None,
-              break_on_hyphens: bool = True) -> str:
+def _wordwrap(
+    env: Any, s: str, width: int = 79, break_long_words: bool = True, wrapstring: str | None = None, break_on_hyphens: bool = True
+) -> str:
     text = soft_str(s)
     joint = len(wrapstring) if isinstance(wrapstring, str) else 1
     current().build(len(text) + (len(text) // max(as_width(width), 1) + text.count("\n") + 1) * joint)
@@ -78,8 +79,15 @@ def _wordwrap(env: Any, s: str, width: int = 79, break_long_words: bool = True, 
 
 
 @pass_eval_context
-def _urlize(eval_ctx: Any, value: str, trim_url_limit: int | None = None, nofollow: bool = False,
-            target: str | None = None, rel: str | None = None, extra_schemes: Iterable[str] | None = None) -> str:
+def _urlize(
+    eval_ctx: Any,
+    value: str,
+    trim_url_limit: int | None = None,
+    nofollow: bool = False,
+    target: str | None = None,
+    rel: str | None = None,
+    extra_schemes: Iterable[str] | None = None,
+) -> str:
     text = soft_str(value)
     extra = len(soft_str(target or "")) + len(soft_str(rel or "")) + 40
     current().build(3 * len(text) + (len(text) // 4 + 1) * extra)
@@ -122,9 +130,18 @@ def _pprint(value: Any) -> str:
 
 # Filters that can make much more than they are given: measured before they run.
 _BOUNDED: dict[str, Callable] = {
-    "center": _center, "indent": _indent, "format": _format, "replace": _replace, "join": _join,
-    "wordwrap": _wordwrap, "urlize": _urlize, "batch": _batch, "slice": _slice, "sum": _sum,
-    "tojson": _tojson, "pprint": _pprint,
+    "center": _center,
+    "indent": _indent,
+    "format": _format,
+    "replace": _replace,
+    "join": _join,
+    "wordwrap": _wordwrap,
+    "urlize": _urlize,
+    "batch": _batch,
+    "slice": _slice,
+    "sum": _sum,
+    "tojson": _tojson,
+    "pprint": _pprint,
 }
 
 

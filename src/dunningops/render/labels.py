@@ -7,14 +7,32 @@ from __future__ import annotations
 
 LABELS: dict[str, dict[str, str]] = {
     "en": {
-        "invoice": "Invoice", "due_date": "Due date", "days_overdue": "Days overdue", "amount": "Amount",
-        "outstanding": "Outstanding", "document": "Document", "view": "View", "total": "Total outstanding",
-        "due": "due", "one_day": "1 day overdue", "n_days": "{n} days overdue", "colon": ": ",
+        "invoice": "Invoice",
+        "due_date": "Due date",
+        "days_overdue": "Days overdue",
+        "amount": "Amount",
+        "outstanding": "Outstanding",
+        "document": "Document",
+        "view": "View",
+        "total": "Total outstanding",
+        "due": "due",
+        "one_day": "1 day overdue",
+        "n_days": "{n} days overdue",
+        "colon": ": ",
     },
     "fr": {
-        "invoice": "Facture", "due_date": "Échéance", "days_overdue": "Jours de retard", "amount": "Montant",
-        "outstanding": "Reste dû", "document": "Document", "view": "Voir", "total": "Total restant dû",
-        "due": "échéance", "one_day": "1 jour de retard", "n_days": "{n} jours de retard", "colon": " : ",
+        "invoice": "Facture",
+        "due_date": "Échéance",
+        "days_overdue": "Jours de retard",
+        "amount": "Montant",
+        "outstanding": "Reste dû",
+        "document": "Document",
+        "view": "Voir",
+        "total": "Total restant dû",
+        "due": "échéance",
+        "one_day": "1 jour de retard",
+        "n_days": "{n} jours de retard",
+        "colon": " : ",
     },
 }
 

@@ -28,7 +28,7 @@ def brand_colour(company: dict) -> str:
 
 def ink_on(colour: str) -> str:
     """White or dark text, whichever reads on ``colour`` (a light brand colour gets dark text)."""
-    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
     luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
     return "#ffffff" if luminance < 0.6 else TEXT
 
@@ -49,8 +49,10 @@ def shell(company: dict, language: str) -> Shell:
     brand = brand_colour(company)
     name = escape(company.get("name") or "")
     if company.get("logo_url"):
-        header = (f'<img src="{escape(company["logo_url"])}" alt="{name}" height="40" '
-                  f'style="display:block; height:40px; width:auto; border:0; outline:none; text-decoration:none;">')
+        header = (
+            f'<img src="{escape(company["logo_url"])}" alt="{name}" height="40" '
+            f'style="display:block; height:40px; width:auto; border:0; outline:none; text-decoration:none;">'
+        )
     else:
         header = f'<span style="color:{ink_on(brand)}; font-size:20px; font-weight:bold;">{name}</span>'
     head = (
@@ -89,10 +91,11 @@ def shell(company: dict, language: str) -> Shell:
 
 def linkify(escaped: str) -> str:
     """Make the http(s) URLs of already escaped text clickable (trailing punctuation stays outside)."""
+
     def link(match: re.Match) -> str:
         url = match.group(0)
         stripped = url.rstrip(".,;:!?)")
-        return f'<a href="{stripped}">{stripped}</a>{url[len(stripped):]}'
+        return f'<a href="{stripped}">{stripped}</a>{url[len(stripped) :]}'
 
     return _URL.sub(link, escaped)
 

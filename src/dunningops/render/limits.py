@@ -322,8 +322,9 @@ def call_checked(call: Callable[..., Any], obj: Any, args: tuple, kwargs: dict) 
     budget.depth += 1
     try:
         if budget.depth > MAX_DEPTH:
-            raise RenderLimitError(f"calls are nested more than {MAX_DEPTH} deep "
-                                   "(a macro or a recursive loop calling itself without end?)")
+            raise RenderLimitError(
+                f"calls are nested more than {MAX_DEPTH} deep (a macro or a recursive loop calling itself without end?)"
+            )
         result = call(obj, *args, **kwargs)
     finally:
         budget.depth -= 1

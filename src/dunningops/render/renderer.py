@@ -31,8 +31,7 @@ _LINE_SPACE = re.compile(r"[ \t\r\n\f\v]+")  # not no-break spaces: "1 200,00 â‚
 # What a template's own mistakes raise at render time (beyond Jinja's errors): a RenderError, not a crash.
 # RecursionError and MemoryError too: the limits stop a template long before them, but whatever
 # it does, a template ends in a RenderError, never in a traceback.
-_TEMPLATE_BUGS = (TemplateError, BlockError, TypeError, ValueError, ArithmeticError, LookupError,
-                  RecursionError, MemoryError)
+_TEMPLATE_BUGS = (TemplateError, BlockError, TypeError, ValueError, ArithmeticError, LookupError, RecursionError, MemoryError)
 _TOO_DEEP = "the template nests too deeply (a macro or a recursive loop calling itself without end?)"
 _TOO_DEEP_SYNTAX = "expressions are nested too deeply"
 
@@ -127,11 +126,13 @@ class Renderer:
             try:
                 return compile_template(environment(autoescape), expanded, f"<{template_id}:{language}:{part}>")
             except TemplateSyntaxError as exc:
-                raise RenderError(f"template syntax: {exc.message}", template=template_id, language=language,
-                                  part=part, line=line or exc.lineno) from exc
+                raise RenderError(
+                    f"template syntax: {exc.message}", template=template_id, language=language, part=part, line=line or exc.lineno
+                ) from exc
             except RecursionError:
-                raise RenderError(f"template syntax: {_TOO_DEEP_SYNTAX}", template=template_id, language=language,
-                                  part=part, line=line) from None
+                raise RenderError(
+                    f"template syntax: {_TOO_DEEP_SYNTAX}", template=template_id, language=language, part=part, line=line
+                ) from None
 
         subject = compile_part(loc.get("subject") or "", "subject", False)
         body, blocks, layout = None, (), None
@@ -143,10 +144,15 @@ class Renderer:
                 line, message = problems[0]
                 raise RenderError(message, template=template_id, language=language, part="body", line=line)
             blocks = tuple(
-                CompiledBlock(block.type, {
-                    key: compile_part(value, f"block {block.index} {key}", False, block.lines.get(key, block.line))
-                    for key, value in block.fields.items()
-                }, block.line, block.lines)
+                CompiledBlock(
+                    block.type,
+                    {
+                        key: compile_part(value, f"block {block.index} {key}", False, block.lines.get(key, block.line))
+                        for key, value in block.fields.items()
+                    },
+                    block.line,
+                    block.lines,
+                )
                 for block in raw
             )
         elif design in ("text", "html"):
@@ -170,7 +176,7 @@ class Renderer:
         for frame, lineno in traceback.walk_tb(exc.__traceback__):
             name = frame.f_code.co_filename
             if name.startswith(f"<{c.template}:{c.language}:"):
-                part, line = name[len(c.template) + len(c.language) + 3:-1], lineno
+                part, line = name[len(c.template) + len(c.language) + 3 : -1], lineno
         if part and part.startswith("block "):  # a block's field: point at its line in the body file
             _, index, key = part.split()
             block = c.blocks[int(index) - 1]

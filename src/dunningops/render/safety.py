@@ -42,15 +42,44 @@ from dunningops.render.limits import (
 Problem = tuple[int | None, str]
 
 # Attributes of Python's frames, code and generators that do not begin with "_" (the sandbox's list, and more).
-_INTERNALS = REFUSED_ATTRIBUTES | frozenset({
-    "gi_code", "gi_frame", "gi_yieldfrom", "cr_code", "cr_frame", "cr_await", "ag_code", "ag_frame", "ag_await",
-    "f_back", "f_builtins", "f_code", "f_globals", "f_locals", "tb_frame", "tb_next", "co_code", "func_code",
-    "func_globals", "im_func", "im_self", "im_class",
-})
+_INTERNALS = REFUSED_ATTRIBUTES | frozenset(
+    {
+        "gi_code",
+        "gi_frame",
+        "gi_yieldfrom",
+        "cr_code",
+        "cr_frame",
+        "cr_await",
+        "ag_code",
+        "ag_frame",
+        "ag_await",
+        "f_back",
+        "f_builtins",
+        "f_code",
+        "f_globals",
+        "f_locals",
+        "tb_frame",
+        "tb_next",
+        "co_code",
+        "func_code",
+        "func_globals",
+        "im_func",
+        "im_self",
+        "im_class",
+    }
+)
 # Where filters take an attribute name: positional index (after the value) and keyword.
 _ATTRIBUTE_ARGS = {
-    "selectattr": 0, "rejectattr": 0, "groupby": 0, "sum": 0, "join": 1, "unique": 1, "min": 1, "max": 1,
-    "sort": 2, "map": None,
+    "selectattr": 0,
+    "rejectattr": 0,
+    "groupby": 0,
+    "sum": 0,
+    "join": 1,
+    "unique": 1,
+    "min": 1,
+    "max": 1,
+    "sort": 2,
+    "map": None,
 }
 _LOOP_NUMBERS = frozenset({"index", "index0", "revindex", "revindex0", "length", "depth", "depth0"})
 _NUMBER_FILTERS = frozenset({"length", "count", "int", "abs", "round"})
@@ -157,8 +186,11 @@ def _number_names(ast: nodes.Template) -> set[str]:
         target = node.target
         if isinstance(target, nodes.Name):
             if isinstance(node, nodes.For):
-                over_range = isinstance(node.iter, nodes.Call) and isinstance(node.iter.node, nodes.Name) \
+                over_range = (
+                    isinstance(node.iter, nodes.Call)
+                    and isinstance(node.iter.node, nodes.Name)
                     and node.iter.node.name == "range"
+                )
                 values.setdefault(target.name, []).append(nodes.Const(0) if over_range else None)
             else:
                 values.setdefault(target.name, []).append(node.node)
@@ -300,8 +332,13 @@ def _loops(node: nodes.Node, runs: int, folder: _Folder, problems: list[Problem]
             except (_NotConstant, TypeError):
                 pass
             if inner > MAX_ITERATIONS >= runs:
-                problems.append((child.lineno, f"too big to render: these loops would run {inner:,} times, "
-                                               f"over the limit of {MAX_ITERATIONS:,} for one email"))
+                problems.append(
+                    (
+                        child.lineno,
+                        f"too big to render: these loops would run {inner:,} times, "
+                        f"over the limit of {MAX_ITERATIONS:,} for one email",
+                    )
+                )
             _loops(child, inner, folder, problems)
         else:
             _loops(child, runs, folder, problems)

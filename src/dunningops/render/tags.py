@@ -63,7 +63,7 @@ def expand_tags(source: str) -> tuple[str, list[tuple[int, str]]]:
 
     pos = 0
     for match in _JINJA_RE.finditer(source):
-        chunk = source[pos:match.start()]
+        chunk = source[pos : match.start()]
         out.append(text(chunk, line))
         line += chunk.count("\n") + match.group(0).count("\n")
         out.append(match.group(0))

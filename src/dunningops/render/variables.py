@@ -28,7 +28,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("customer.name", "the customer's name", "Boulangerie Martin SARL"),
     Variable("customer.external_id", "the customer's id in the accounting system", "C-1042"),
     Variable("customer.portal_url", "link to the customer's payment portal (may be empty)", "https://pay.example.fr/c/1042"),
-    Variable("customer.address", "the customer's postal address, several lines (may be empty)", "12 rue de la Paix\\n75002 Paris"),
+    Variable(
+        "customer.address", "the customer's postal address, several lines (may be empty)", "12 rue de la Paix\\n75002 Paris"
+    ),
     Variable("contact.name", "the recipient's name (may be empty: test it with {% if contact.name %})", "Julie Martin"),
     Variable("contact.email", "the recipient's address", "julie.martin@example.fr"),
     Variable("invoices", "the invoices the reminder covers: {% for invoice in invoices %}…{% endfor %}", "(list)"),
@@ -39,7 +41,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("invoice.outstanding", "what is still to be paid on it, with currency", "840,00 €"),
     Variable("invoice.currency", "its currency (ISO code)", "EUR"),
     Variable("invoice.days_overdue", "days since the due date (a number; 0 before it)", "12"),
-    Variable("invoice.document_url", "link to view or download the invoice (may be empty)", "https://docs.example.fr/F-2026-0142.pdf"),
+    Variable(
+        "invoice.document_url", "link to view or download the invoice (may be empty)", "https://docs.example.fr/F-2026-0142.pdf"
+    ),
     Variable("totals.outstanding", "total still to be paid (per currency, joined with +)", "2 040,00 €"),
     Variable("totals.amount", "total amount of the invoices (per currency)", "2 400,00 €"),
     Variable("totals.count", "how many invoices (a number)", "2"),
@@ -74,16 +78,19 @@ def _documented(path: str, source: dict) -> Vars:
 
 
 def _invoice(inv: InvoiceData, index: int, locale: str) -> Vars:
-    return Vars(f"invoices[{index}]", {
-        "number": inv.number,
-        "issue_date": long_date(inv.issue_date, locale) if inv.issue_date else None,
-        "due_date": long_date(inv.due_date, locale),
-        "amount": money(inv.amount_cents, inv.currency, locale),
-        "outstanding": money(inv.outstanding_cents, inv.currency, locale),
-        "currency": inv.currency,
-        "days_overdue": inv.days_overdue,
-        "document_url": inv.document_url or None,
-    })
+    return Vars(
+        f"invoices[{index}]",
+        {
+            "number": inv.number,
+            "issue_date": long_date(inv.issue_date, locale) if inv.issue_date else None,
+            "due_date": long_date(inv.due_date, locale),
+            "amount": money(inv.amount_cents, inv.currency, locale),
+            "outstanding": money(inv.outstanding_cents, inv.currency, locale),
+            "currency": inv.currency,
+            "days_overdue": inv.days_overdue,
+            "document_url": inv.document_url or None,
+        },
+    )
 
 
 def template_vars(ctx: EmailContext) -> dict:
@@ -113,14 +120,22 @@ def template_vars_text() -> str:
 
     width = max(len(v.name) for v in VARIABLES) + 2
     described = max(len(v.description) for v in VARIABLES) + 2
-    lines = ["Template variables: write {{ name }} in a subject or a body.", "",
-             f"  {'VARIABLE':<{width}}{'DESCRIPTION':<{described}}EXAMPLE (fr_FR)"]
+    lines = [
+        "Template variables: write {{ name }} in a subject or a body.",
+        "",
+        f"  {'VARIABLE':<{width}}{'DESCRIPTION':<{described}}EXAMPLE (fr_FR)",
+    ]
     for v in VARIABLES:
         lines.append(f"  {v.name:<{width}}{v.description:<{described}}{v.example}")
-    lines += ["", "Amounts and dates are formatted for the customer's locale (fr_FR: 1 200,00 €, 1 octobre 2026;",
-              "en_GB: €1,200.00, 1 October 2026). A value that may be empty prints nothing when it is.",
-              "Any other name is an error at validate time, and a reminder is never sent with a hole in it.", "",
-              "Tags of the source product, replaced before rendering:", ""]
+    lines += [
+        "",
+        "Amounts and dates are formatted for the customer's locale (fr_FR: 1 200,00 €, 1 octobre 2026;",
+        "en_GB: €1,200.00, 1 October 2026). A value that may be empty prints nothing when it is.",
+        "Any other name is an error at validate time, and a reminder is never sent with a hole in it.",
+        "",
+        "Tags of the source product, replaced before rendering:",
+        "",
+    ]
     tag_width = max(len(t) for t in (*TAGS, *UNSUPPORTED)) + 2
     lines += [f"  {tag:<{tag_width}}{expr}" for tag, expr in TAGS.items()]
     lines += [f"  {tag:<{tag_width}}not supported yet: {why}" for tag, why in UNSUPPORTED.items()]

@@ -15,6 +15,7 @@ from dunningops.spec.paths import MAX_BODY_BYTES, FileProblem, read_inside, reso
 from dunningops.spec.state import DesiredState
 from dunningops.spec.types import KINDS, parse_days, split_ref
 
+
 def _unknown(kind: str, ident: str, known: dict) -> str:
     message = f"unknown {kind} {ident!r}"
     close = difflib.get_close_matches(ident, list(known), n=1, cutoff=0.6)
@@ -78,19 +79,31 @@ def check_references(state: DesiredState, issues: list[ConfigIssue]) -> None:
     if alias and alias not in state.aliases:
         # A5/A9: portal notifications need an alias; one still used cannot be deleted.
         issues.append(
-            ConfigIssue(s_src.file, s_src.line_of("portal", "notifications_alias"), "settings.portal.notifications_alias",
-                        _unknown("alias", alias, state.aliases) + " (an alias used for portal notifications cannot be deleted, A5)")
+            ConfigIssue(
+                s_src.file,
+                s_src.line_of("portal", "notifications_alias"),
+                "settings.portal.notifications_alias",
+                _unknown("alias", alias, state.aliases) + " (an alias used for portal notifications cannot be deleted, A5)",
+            )
         )
     if state.members and not any(m.role == "owner" for m in state.members.values()):
         first = next(iter(state.members))
         src = state.sources[f"member.{first}"]
-        issues.append(ConfigIssue(src.file, src.line, "members", "no member has role owner (R3 assigns some to-dos to the owner)"))
+        issues.append(
+            ConfigIssue(src.file, src.line, "members", "no member has role owner (R3 assigns some to-dos to the owner)")
+        )
 
     defaults = [pid for pid, plan in state.plans.items() if plan.assign.default]
     for pid in defaults[1:]:
         src = state.sources[f"plan.{pid}"]
-        issues.append(ConfigIssue(src.file, src.line_of("assign", "default"), f"plans[{pid}].assign.default",
-                                  f"only one plan can be the default; {defaults[0]!r} already is"))
+        issues.append(
+            ConfigIssue(
+                src.file,
+                src.line_of("assign", "default"),
+                f"plans[{pid}].assign.default",
+                f"only one plan can be the default; {defaults[0]!r} already is",
+            )
+        )
 
     removed = {r.from_.split(".", 1)[1] for r in state.removed}
     for pid, plan in state.plans.items():
@@ -106,7 +119,8 @@ def _check_plan(state, pid, plan, removed, language, issues) -> None:
     for index, step in enumerate(plan.steps):
         where = f"plans[{pid}].steps[{step.id}]"
 
-        def add(key: str, message: str, *path: object) -> None:
+        # Bound now (defaults): the helper is called within this iteration only, but say so.
+        def add(key: str, message: str, *path: object, index: int = index, where: str = where) -> None:
             issues.append(ConfigIssue(src.file, src.line_of("steps", index, *path), f"{where}.{key}" if key else where, message))
 
         if step.id in seen:
@@ -127,8 +141,13 @@ def _check_plan(state, pid, plan, removed, language, issues) -> None:
         for key in ("to", "cc", "bcc"):
             for fn_index, fn in enumerate(getattr(step, key)):
                 if fn in removed:
-                    add(key, f"contact function {fn!r} is removed: take it out of `{key}` "
-                             "(a step with no function goes to the primary contact, C8)", key, fn_index)
+                    add(
+                        key,
+                        f"contact function {fn!r} is removed: take it out of `{key}` "
+                        "(a step with no function goes to the primary contact, C8)",
+                        key,
+                        fn_index,
+                    )
                 elif fn not in state.contact_functions:
                     add(key, _unknown("contact function", fn, state.contact_functions), key, fn_index)
         if step.template:
@@ -157,7 +176,7 @@ def _check_moved(state: DesiredState, issues: list[ConfigIssue]) -> None:
         src = state.sources[f"moved.{moved.from_}"]
         (fk, fid), (tk, tid) = split_ref(moved.from_), split_ref(moved.to)
 
-        def add(message: str) -> None:
+        def add(message: str, src=src, moved=moved) -> None:
             issues.append(ConfigIssue(src.file, src.line, f"moved[{moved.from_}]", message))
 
         if fk not in KINDS[1:] or fk != tk:
@@ -177,7 +196,15 @@ def _check_removed(state: DesiredState, issues: list[ConfigIssue]) -> None:
         src = state.sources[f"removed.{removed.from_}"]
         fid = removed.from_.split(".", 1)[1]
         if fid in state.contact_functions:
-            issues.append(ConfigIssue(src.file, src.line, f"removed[{removed.from_}]", f"{removed.from_} is still defined in the config"))
+            issues.append(
+                ConfigIssue(src.file, src.line, f"removed[{removed.from_}]", f"{removed.from_} is still defined in the config")
+            )
         if removed.reassign_to is not None and removed.reassign_to not in state.contact_functions:
-            issues.append(ConfigIssue(src.file, src.line_of("reassign_to"), f"removed[{removed.from_}].reassign_to",
-                                      _unknown("contact function", removed.reassign_to, state.contact_functions)))
+            issues.append(
+                ConfigIssue(
+                    src.file,
+                    src.line_of("reassign_to"),
+                    f"removed[{removed.from_}].reassign_to",
+                    _unknown("contact function", removed.reassign_to, state.contact_functions),
+                )
+            )

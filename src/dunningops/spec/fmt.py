@@ -11,6 +11,7 @@ their key.
 from __future__ import annotations
 
 import io
+import itertools
 import types
 import typing
 from collections import OrderedDict
@@ -138,7 +139,7 @@ def _reorder(node: CommentedMap, order: list[Any], at: At) -> None:
     column = node.lc.col or 0
     # Above a list item's first key, the comment is the item's (ruamel puts it before the `- `).
     leading = {keys[0]: "" if isinstance(at, tuple) else _cut_head(node, header=at == "top")}
-    for before, key in zip(keys, keys[1:]):
+    for before, key in itertools.pairwise(keys):
         leading[key] = _cut_tail(node, before, column)
     trailer = _cut_tail(node, keys[-1], None)  # what follows the mapping stays after it
     for key in order:

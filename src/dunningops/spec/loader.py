@@ -38,8 +38,11 @@ def config_files(root: Path, issues: list[ConfigIssue] | None = None) -> list[Pa
     reported in ``issues`` when given: the config cannot make us read what is not in it.
     """
     root_real = resolved(root)
-    found = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    found = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in (".yaml", ".yml") and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     files = []
     for path in found:
         problem = yaml_file_problem(root_real, path, path.relative_to(root).as_posix())
@@ -70,9 +73,7 @@ def load_config(root: Path | str) -> DesiredState:
         if parsed is not None:
             _merge(state, parsed, rel, issues)
     # A YAML file that is not a mapping is fine when a template uses it as its body (blocks design).
-    bodies = {
-        body_path(state, tid, loc.body) for tid, template in state.templates.items() for loc in template.locales.values()
-    }
+    bodies = {body_path(state, tid, loc.body) for tid, template in state.templates.items() for loc in template.locales.values()}
     issues.extend(i for i in not_mappings if resolved(root / i.file) not in bodies)
     # A file that failed to parse may hold the settings: only then is "missing" a guess.
     if state.settings is None and not issues:
@@ -118,9 +119,7 @@ def _parse_file(
     except ValidationError as exc:
         errors = exc.errors()
         # A misspelt required key is one mistake, not two: drop its "missing" twin.
-        suggested = {
-            (err["loc"][:-1], _suggestion(err["loc"])) for err in errors if err["type"] == "extra_forbidden"
-        }
+        suggested = {(err["loc"][:-1], _suggestion(err["loc"])) for err in errors if err["type"] == "extra_forbidden"}
         for err in errors:
             if err["type"] == "missing" and (err["loc"][:-1], err["loc"][-1]) in suggested:
                 continue
@@ -227,7 +226,12 @@ def _merge(state: DesiredState, parsed: tuple[ConfigFile, LineDict], rel: str, i
             if obj.id in target:
                 first = state.sources[address]
                 issues.append(
-                    ConfigIssue(rel, here.line, f"{key}[{obj.id}]", f"{kind} {obj.id!r} is defined twice: also in {first.file}:{first.line}")
+                    ConfigIssue(
+                        rel,
+                        here.line,
+                        f"{key}[{obj.id}]",
+                        f"{kind} {obj.id!r} is defined twice: also in {first.file}:{first.line}",
+                    )
                 )
                 continue
             target[obj.id] = obj

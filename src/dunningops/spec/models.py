@@ -267,12 +267,12 @@ class Plan(Model):
     entry: Literal["first_step", "by_age"] = Field(
         "first_step",
         description="where a customer (or invoice) new to the plan starts: first_step, or by_age, "
-                    "the step its oldest invoice's age has reached (earlier steps are skipped)",
+        "the step its oldest invoice's age has reached (earlier steps are skipped)",
     )
     group_invoices: bool = Field(
         True,
         description="invoice-level plans: the invoices of one customer at the same step on the same day "
-                    "go out in one email (customer-level plans always send one email per customer)",
+        "go out in one email (customer-level plans always send one email per customer)",
     )
     steps: list[Step] = Field(min_length=1)
 

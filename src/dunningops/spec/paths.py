@@ -57,8 +57,10 @@ def resolve_named(root: Path, folder: Path, name: str, what: str) -> Path:
     if "\0" in name:
         raise FileProblem(f"{what} name {name!r} contains a NUL character")
     if os.path.isabs(name):
-        raise FileProblem(f"{what} {name!r} is an absolute path: name a file inside the config directory, "
-                          "relative to the YAML file that names it")
+        raise FileProblem(
+            f"{what} {name!r} is an absolute path: name a file inside the config directory, "
+            "relative to the YAML file that names it"
+        )
     written = Path(os.path.normpath(resolved(folder) / name))
     real = resolved(written)
     if not written.is_relative_to(root):
@@ -110,9 +112,10 @@ def decode_utf8(data: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         start = data.rfind(b"\n", 0, exc.start) + 1
-        column = len(data[start:exc.start].decode("utf-8", "replace")) + 1
-        raise FileProblem(f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column}): "
-                          "save the file as UTF-8", line) from None
+        column = len(data[start : exc.start].decode("utf-8", "replace")) + 1
+        raise FileProblem(
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column}): save the file as UTF-8", line
+        ) from None
 
 
 def read_named(root: Path, folder: Path, name: str, what: str, limit: int) -> str:

@@ -45,9 +45,7 @@ def _construct_map(loader: MarkedLoader, node: yaml.MappingNode):
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node)
         if not isinstance(key, (str, int, float, bool)) and key is not None:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value", key_node.start_mark)
         if key in data:
             loader.duplicate_keys.append((key_node.start_mark.line + 1, str(key)))
         data[key] = loader.construct_object(value_node)
