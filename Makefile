@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test lint bench clean
 
 venv: $(STAMP)
 
@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(VENV)/bin/dunningops demo
 
+# The linters on src/: ruff (lint and format check) and mypy (config in pyproject.toml).
+lint: venv
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/mypy
+
 # install-deps.sh puts PostgreSQL etc. in place (a no-op when present).
-test: venv
+test: lint
 	bash scripts/install-deps.sh
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 

@@ -213,7 +213,7 @@ def todo_send(app: App, todo_id, sender, member) -> None:
     """Send the prepared email of a manual-email to-do (the sender can be changed)."""
     from dunningops.dunning.manual import send_todo
 
-    result = send_todo(app.store, todo_id, at=app.now(), sender=sender, member=member, transport_factory=app.transport_factory)
+    result = send_todo(app.store, todo_id, at=app.now(), sender=sender, member=member, transport_factory=app.transport)
     click.echo(f"To-do #{todo_id}: {result}")
 
 

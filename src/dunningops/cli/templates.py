@@ -76,7 +76,7 @@ def template_proof(app: App, name, to, external_id, language) -> None:
         [(p, list(to))],
         kind="proof",
         at=at,
-        transport_factory=app.transport_factory,
+        transport_factory=app.transport,
         template_id=name,
         subject_prefix="[Proof] ",
     )
@@ -109,6 +109,6 @@ def template_send(app: App, name, customers, sender, again) -> None:
             items.append((p, primary))
     check_caps(app.store, config, at, len(items))
     lines = send_prepared(
-        app.store, config, items, kind="on_demand", at=at, transport_factory=app.transport_factory, template_id=name, again=again
+        app.store, config, items, kind="on_demand", at=at, transport_factory=app.transport, template_id=name, again=again
     )
     click.echo("\n".join(lines))

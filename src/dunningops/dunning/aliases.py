@@ -9,8 +9,9 @@ then the next run takes it back, with the same Message-ID.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from dunningops import outgoing
@@ -94,14 +95,19 @@ def deliver_outbox(store: Store, config: RunConfig, transport: Transport, now: d
             reuse_id=row.message_id,
             tag=row.id,
         )
+
+        # A def, not a lambda with a ``row=row`` default (mypy cannot infer such a lambda's type).
+        def claim(session: Session, recorded: list[Recorded], row=row) -> None:
+            _claim(session, row, recorded)
+
         outcomes = outgoing.send(
             store,
             transport,
             [letter],
             at=now,
             domain=message_domain(s),
-            reserve=lambda session, recorded, row=row: _claim(session, row, recorded),
-            settle=lambda session, outcomes, now=now: _delivered(session, outcomes, now),
+            reserve=claim,
+            settle=lambda session, outcomes: _delivered(session, outcomes, now),
         )
         delivered += sum(1 for o in outcomes if o.status == "sent")
     return delivered
@@ -110,9 +116,10 @@ def deliver_outbox(store: Store, config: RunConfig, transport: Transport, now: d
 def _claim(session: Session, row, recorded: list[Recorded]) -> None:
     """The outbox row is this message's, or someone else's already (then nothing is sent)."""
     taken = outbox.c.message_id.is_(None) if row.message_id is None else outbox.c.message_id == row.message_id
-    claimed = session.execute(
+    result = session.execute(
         update(outbox).where(outbox.c.id == row.id, outbox.c.delivered_at.is_(None), taken).values(message_id=recorded[0].id)
-    ).rowcount
+    )
+    claimed = cast(CursorResult, result).rowcount  # an UPDATE's result is a CursorResult
     if claimed != 1:
         raise NotClaimed(f"outbox row {row.id}")
 

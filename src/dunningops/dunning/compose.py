@@ -11,7 +11,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from dunningops.dunning import recipients as rcpt
-from dunningops.dunning.runconfig import RunConfig
+from dunningops.dunning.runconfig import RunConfig, StepConfig
 from dunningops.dunning.schedule import Decision
 from dunningops.dunning.senders import Sender, resolve
 from dunningops.render import RenderedEmail, Renderer
@@ -76,6 +76,13 @@ class Draft:
     invoice_ids: list[int]
 
 
+def template_of(step: StepConfig) -> str:
+    """An email or letter step's template: the spec requires one (``Step``), so a missing one is a bug."""
+    if step.template is None:
+        raise ValueError(f"step {step.plan_id}.{step.id}: a {step.action} action has no template")
+    return step.template
+
+
 def pick_language(config: RunConfig, template_id: str, customer_locale: str | None) -> tuple[str, str]:
     """(template language, formatting locale): the customer's language when the template has it."""
     company_locale = config.settings.company.locale
@@ -135,7 +142,8 @@ def draft(config: RunConfig, renderer: Renderer, batch: Batch, d: Decision, toda
         return who
     plan = d.plan
     sender = resolve(config, d.step.sender, d.account_manager, plan.reply_to)
-    language, locale = pick_language(config, d.step.template, d.locale)
+    template = template_of(d.step)
+    language, locale = pick_language(config, template, d.locale)
     rows = batch.invoices_for(d)
-    email = renderer.render(d.step.template, language, context(config, d, rows, who.to[0], sender, today, locale))
+    email = renderer.render(template, language, context(config, d, rows, who.to[0], sender, today, locale))
     return Draft(d, who, sender, language, email, [r.id for r in rows])

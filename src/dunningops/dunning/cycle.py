@@ -203,14 +203,15 @@ def _prepare_manual(ctx: RunContext, loaded: compose.Batch, d: Decision) -> Prep
             payload.update(_prepared_email(drafted))
         return PreparedStep(d, "todo", todo_kind="email", payload=payload)
     if d.step.action == "letter":
-        language, locale = compose.pick_language(ctx.config, d.step.template, d.locale)
+        template = compose.template_of(d.step)
+        language, locale = compose.pick_language(ctx.config, template, d.locale)
         primary = next((c for c in loaded.contacts.get(d.customer_id, []) if c.is_primary), None)
         sender = compose.resolve(ctx.config, None, d.account_manager, None)
         context = compose.context(ctx.config, d, loaded.invoices_for(d), primary, sender, ctx.today, locale)
-        letter = ctx.renderer.render(d.step.template, language, context)
+        letter = ctx.renderer.render(template, language, context)
         payload.update(
             {
-                "template": d.step.template,
+                "template": template,
                 "language": language,
                 "subject": letter.subject,
                 "html": letter.html,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from dunningops import outgoing
@@ -24,6 +25,7 @@ from dunningops.errors import ConflictError, DunningOpsError, InvalidInputError,
 from dunningops.outgoing import Letter, Outcome, Recorded
 from dunningops.store.engine import Store
 from dunningops.store.schema import CustomerRow, TodoRow
+from dunningops.transport.base import Transport
 from dunningops.transport.message import Address, OutgoingMessage
 
 todo_rows = TodoRow.__table__
@@ -36,7 +38,7 @@ def send_todo(
     at: datetime,
     sender: str | None,
     member: str | None,
-    transport_factory: Callable[[RunConfig], object],
+    transport_factory: Callable[[RunConfig], Transport],
 ) -> str:
     """Send to-do ``todo_id``'s prepared email, as ``sender`` (default: the one it preselected); returns a line."""
     with store.session() as session:
@@ -80,11 +82,12 @@ def send_todo(
     )
 
     def claim(session: Session, recorded: list[Recorded]) -> None:
-        taken = session.execute(
+        result = session.execute(
             update(todo_rows)
             .where(todo_rows.c.id == todo_id, todo_rows.c.status == todos.OPEN)
             .values(status="sent", closed_at=at, closed_by=member)
-        ).rowcount
+        )
+        taken = cast(CursorResult, result).rowcount  # an UPDATE's result is a CursorResult
         if taken != 1:
             raise ConflictError(f"to-do #{todo_id} is already closed (another send took it first)")
         enforce_caps(session, config, at, len(recorded))  # T6: manual emails count
@@ -102,12 +105,12 @@ def send_todo(
             transport,
             [letter],
             at=at,
-            domain=message_domain(config.settings),  # type: ignore[arg-type]
+            domain=message_domain(config.settings),
             reserve=claim,
             settle=settle,
         )[0]
     finally:
-        transport.close()  # type: ignore[attr-defined]
+        transport.close()
     if outcome.status == "sent":
         return f"sent from {who.name} <{who.from_address}> to {', '.join(payload['to'])}"
     if outcome.status == "unknown":

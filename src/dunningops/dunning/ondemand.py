@@ -22,6 +22,7 @@ from dunningops.outgoing import Letter, Outcome, Recorded
 from dunningops.render import RenderedEmail, Renderer
 from dunningops.store.engine import Store
 from dunningops.store.schema import CustomerRow, MessageRow, TemplateRow
+from dunningops.transport.base import Transport
 from dunningops.transport.message import Address, OutgoingMessage
 
 customers, messages = CustomerRow.__table__, MessageRow.__table__
@@ -97,7 +98,7 @@ def send_prepared(
     *,
     kind: str,
     at: datetime,
-    transport_factory: Callable,
+    transport_factory: Callable[[RunConfig], Transport],
     template_id: str,
     subject_prefix: str = "",
     again: bool = False,

@@ -4,6 +4,7 @@ config not applied yet (to preview a change's effect on customers before it is a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -65,7 +66,10 @@ class RunConfig:
 
     @classmethod
     def from_objects(
-        cls, objects: dict[str, dict], meta: dict[str, dict], step_times: dict[tuple[str, str], datetime]
+        cls,
+        objects: dict[str, dict],
+        meta: dict[str, dict],
+        step_times: Mapping[tuple[str, str], datetime | None],  # (plan id, step id) → when first applied
     ) -> RunConfig:
         """Build from canonical config objects ({address: fields}) plus actual-only data."""
         if "settings" not in objects:

@@ -191,7 +191,8 @@ class _Ledger:
         rng, iso, years, counts = self.rng, self.iso, self.years, self.counts
         # int(random() * n) rather than randrange/choice: a third of the loop's cost otherwise.
         random_, gauss, n_terms = rng.random, rng.gauss, len(TERMS)
-        invoices, payments = [], []
+        invoices: list[tuple[str, ...]] = []
+        payments: list[tuple[str, ...]] = []
         number_no = counts["invoices"]
         for _ in range(1 + int(rng.triangular(0, 25, 4))):
             number_no += 1

@@ -235,7 +235,7 @@ def ledger_counts(session: Session) -> dict[str, int]:
     from dunningops.store.schema import ContactRow, CustomerRow, InvoiceRow, PaymentRow
 
     return {
-        name: session.scalar(select(func.count()).select_from(row))
+        name: session.execute(select(func.count()).select_from(row)).scalar_one()
         for name, row in (
             ("customers", CustomerRow),
             ("contacts", ContactRow),

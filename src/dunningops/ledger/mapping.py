@@ -25,9 +25,9 @@ class Mapping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     columns: dict[str, str] = Field(default_factory=dict, description="our column name → the file's column name")
-    date_format: str | None = Field(None, description="strptime format; default ISO 8601 (YYYY-MM-DD)")
-    decimal_comma: bool = Field(False, description="amounts written 1 234,50")
-    delimiter: str = Field(",", min_length=1, max_length=1)
+    date_format: str | None = Field(default=None, description="strptime format; default ISO 8601 (YYYY-MM-DD)")
+    decimal_comma: bool = Field(default=False, description="amounts written 1 234,50")
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "utf-8-sig"
 
     @field_validator("encoding")

@@ -12,10 +12,10 @@ from functools import lru_cache
 
 # A job's hint: the keywords a contact-function id may contain for that job to carry it
 # (so a "Comptable" gets the "accountant" function when the config defines one).
-ACCOUNTANT = ("account", "compta", "buchhalt", "boekhoud", "contab")
-PAYER = ("pay", "paie", "paiement", "zahl", "betal", "pago", "pagam")
-PURCHASER = ("purchas", "achat", "achet", "einkauf", "inkoop", "compra", "acquist")
-SALES = ("sales", "vente", "commerc", "vertrieb", "verkoop", "ventas", "vendit")
+ACCOUNTANT: tuple[str, ...] = ("account", "compta", "buchhalt", "boekhoud", "contab")
+PAYER: tuple[str, ...] = ("pay", "paie", "paiement", "zahl", "betal", "pago", "pagam")
+PURCHASER: tuple[str, ...] = ("purchas", "achat", "achet", "einkauf", "inkoop", "compra", "acquist")
+SALES: tuple[str, ...] = ("sales", "vente", "commerc", "vertrieb", "verkoop", "ventas", "vendit")
 NO_HINT: tuple[str, ...] = ()
 
 

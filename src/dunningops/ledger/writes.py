@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Table, and_, case, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import CursorResult, Result, Table, and_, case, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS
@@ -76,6 +77,11 @@ def _unknown(session: Session, stg: Table, column: str, target: Table, what: str
     return [(r, column, f"unknown {what} {value!r} (import {what}s first)") for r, value in rows]
 
 
+def _rowcount(result: Result) -> int:
+    """Rows an UPDATE or DELETE matched: its result is a CursorResult, typed only as Result."""
+    return cast(CursorResult, result).rowcount
+
+
 def _upsert(
     session: Session,
     target: Table,
@@ -88,11 +94,13 @@ def _upsert(
 ) -> tuple[int, int]:
     """UPDATE the rows whose values differ, INSERT the missing ones; returns (added, changed)."""
     differs = or_(*(target.c[col].is_distinct_from(expr) for col, expr in values.items()))
-    changed = session.execute(
-        update(target)
-        .where(*match, *joins, differs)
-        .values({**{target.c[c]: e for c, e in values.items()}, target.c.updated_at: now})
-    ).rowcount
+    changed = _rowcount(
+        session.execute(
+            update(target)
+            .where(*match, *joins, differs)
+            .values({**{target.c[c]: e for c, e in values.items()}, target.c.updated_at: now})
+        )
+    )
     inserted = {**values, **(extra_insert or {}), "created_at": literal(now), "updated_at": literal(now)}
     source = select(*(expr.label(col) for col, expr in inserted.items())).where(*joins, ~exists().where(*match))
     return _insert_from(session, target, list(inserted), source), changed
@@ -100,7 +108,7 @@ def _upsert(
 
 def _insert_from(session: Session, target: Table, columns: list[str], source) -> int:
     # psycopg reports no rowcount for INSERT … SELECT through SQLAlchemy: count first (one more set-based scan).
-    added = session.scalar(select(func.count()).select_from(source.subquery()))
+    added = session.execute(select(func.count()).select_from(source.subquery())).scalar_one()
     if added:
         session.execute(insert(target).from_select(columns, source))
     return added
@@ -167,11 +175,13 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
             },
         )
         if prune:
-            counts.pruned = session.execute(
-                update(invoices)
-                .where(invoices.c.status != "void", ~exists().where(stg.c.external_id == invoices.c.external_id))
-                .values(status="void", reported_status="void", updated_at=now)
-            ).rowcount
+            counts.pruned = _rowcount(
+                session.execute(
+                    update(invoices)
+                    .where(invoices.c.status != "void", ~exists().where(stg.c.external_id == invoices.c.external_id))
+                    .values(status="void", reported_status="void", updated_at=now)
+                )
+            )
         _recompute_outstanding(session, select(stg.c.external_id))
     else:
         inv = invoices.alias("inv")
@@ -235,12 +245,14 @@ def _write_links(session: Session) -> int:
         .join(fn, and_(fn.c.customer_external_id == cu.c.external_id, fn.c.email == c.c.email))
     )
     w = wanted.subquery()
-    removed = session.execute(
-        delete(links).where(
-            links.c.contact_id.in_(_file_contact_ids()),
-            ~exists().where(w.c.contact_id == links.c.contact_id, w.c.function_id == links.c.function_id),
+    removed = _rowcount(
+        session.execute(
+            delete(links).where(
+                links.c.contact_id.in_(_file_contact_ids()),
+                ~exists().where(w.c.contact_id == links.c.contact_id, w.c.function_id == links.c.function_id),
+            )
         )
-    ).rowcount
+    )
     new = (
         select(w.c.contact_id, w.c.function_id)
         .distinct()

@@ -12,8 +12,9 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from dunningops.outgoing.letter import Letter, Outcome, Recorded
@@ -90,9 +91,10 @@ def record(session: Session, letters: Sequence[Letter], *, at: datetime, domain:
         if row is not None and row.id not in claimed_rows:
             claimed_rows.add(row.id)
             values = _row(letter, row.message_id, at)
-            done = session.execute(
+            result = session.execute(
                 update(messages).where(messages.c.id == row.id, messages.c.status == "deferred").values(**values)
-            ).rowcount
+            )
+            done = cast(CursorResult, result).rowcount  # an UPDATE's result is a CursorResult
             if done == 1:
                 taken[i] = Recorded(letter, row.id, _stamped(letter, row.message_id, at), reused=True)
             else:
@@ -189,13 +191,14 @@ def mark_interrupted(session: Session) -> int:
     with nobody_sending(session.connection()) as idle:
         if not idle:
             return 0
-        return session.execute(
+        result = session.execute(
             update(messages).where(messages.c.status == "sending").values(status="unknown", error=INTERRUPTED)
-        ).rowcount
+        )
+        return cast(CursorResult, result).rowcount  # an UPDATE's result is a CursorResult
 
 
 @contextmanager
-def settled(session: Session) -> Iterator[object]:
+def settled(session: Session) -> Iterator[ColumnElement[Any]]:
     """The status column as a reader should see it: ``sending`` reads ``unknown`` when nobody is sending.
 
     Yields a column expression; queries using it must run inside the block (the lock is held there).

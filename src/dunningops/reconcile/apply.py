@@ -146,10 +146,11 @@ def _write(session, change: Change, now: datetime, reassign_to: dict[str, str | 
         objects.destroy(session, kind, ident)
     if change.action in ("update", "move"):
         if change.fields:
-            objects.update_fields(session, kind, ident, change.after, now)
+            objects.update_fields(session, kind, ident, _after(change), now)
         return []
+    after = _after(change)
     if kind != "alias":
-        objects.create(session, kind, ident, change.after, now)
+        objects.create(session, kind, ident, after, now)
         return []
     # A3: a new (or replaced, A4) alias is unverified until its confirmation link is opened.
     token = new_code()  # letters and digits: safe to paste after `alias verify`
@@ -157,13 +158,20 @@ def _write(session, change: Change, now: datetime, reassign_to: dict[str, str | 
         session,
         kind,
         ident,
-        change.after,
+        after,
         now,
         verified=False,
         verification_token=code_hash(token),
     )
-    payload = {"alias": ident, "email": change.after["email"], "display_name": change.after["display_name"], "token": token}
+    payload = {"alias": ident, "email": after["email"], "display_name": after["display_name"], "token": token}
     return [{"kind": "alias_confirmation", "ref": change.address, "payload": payload}]
+
+
+def _after(change: Change) -> dict:
+    """The desired fields of a change that writes them (every action but delete has them)."""
+    if change.after is None:
+        raise ValueError(f"{change.address}: a {change.action} change without desired fields")
+    return change.after
 
 
 def who_applies(config_dir: Path) -> str:

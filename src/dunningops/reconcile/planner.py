@@ -77,7 +77,7 @@ def build_plan(
 
     changes = _select(changes, targets, excludes, want)
     ordered = tuple(sorted(changes, key=_order))
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if targets or excludes:
         warnings = ("This plan is partial (--target/--exclude): other changes in the config are not shown and not applied.",)
     safety = desired.settings.safety.model_dump() if desired.settings else {}

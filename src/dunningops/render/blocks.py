@@ -9,6 +9,7 @@ The plain-text part is built from the same blocks, not from the HTML.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -200,7 +201,7 @@ def _button(label: str, url: str, brand: str) -> str:
 
 
 def render_blocks(
-    blocks: list[CompiledBlock], tvars: dict, words: dict[str, str], brand: str, company_name: str
+    blocks: Sequence[CompiledBlock], tvars: dict, words: dict[str, str], brand: str, company_name: str
 ) -> tuple[str, str]:
     """(HTML content for the layout, plain text) of compiled blocks for one message."""
     html: list[str] = []

@@ -40,7 +40,8 @@ def check_template(source: str, design: str, known_only: bool = True) -> list[Pr
         raise ValueError(f"unknown design {design!r}")
     if design == "blocks":
         return check_blocks(source, known_only)
-    expanded, problems = expand_tags(source)
+    expanded, tag_problems = expand_tags(source)
+    problems: list[Problem] = list(tag_problems)  # widened: the problems added below may have no line
     env = environment(design == "html")
     try:
         ast = env.parse(expanded)
@@ -86,11 +87,11 @@ def _unknown_variables(ast: nodes.Template, globals_: set[str]) -> list[Problem]
     problems: list[Problem] = []
     first_use: dict[str, int] = {}
     assigned: set[str] = set()
-    for name in ast.find_all(nodes.Name):
-        if name.ctx == "load":
-            first_use.setdefault(name.name, name.lineno)
+    for ref in ast.find_all(nodes.Name):
+        if ref.ctx == "load":
+            first_use.setdefault(ref.name, ref.lineno)
         else:  # {% set %}, loop targets, macro parameters
-            assigned.add(name.name)
+            assigned.add(ref.name)
     assigned.update(macro.name for macro in ast.find_all(nodes.Macro))
     # Loaded names that the template never sets itself. (jinja2.meta.find_undeclared_variables
     # is scope-exact but runs the code generator: it was half of `plan`'s time on 400 bodies.)
@@ -117,6 +118,15 @@ def _kind(node: nodes.Node, aliases: dict[str, str], assigned: set[str]) -> str 
     return None
 
 
+def _field_read(node: nodes.Node) -> tuple[nodes.Node, str] | None:
+    """(object, field name) when ``node`` reads a field by name: ``x.field`` or ``x["field"]``."""
+    if isinstance(node, nodes.Getattr):
+        return node.node, node.attr
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.node, node.arg.value
+    return None
+
+
 def _unknown_fields(node: nodes.Node, aliases: dict[str, str], assigned: set[str], problems: list[Problem]) -> None:
     if isinstance(node, nodes.For):
         _unknown_fields(node.iter, aliases, assigned, problems)
@@ -130,15 +140,12 @@ def _unknown_fields(node: nodes.Node, aliases: dict[str, str], assigned: set[str
         for child in node.else_:
             _unknown_fields(child, aliases, assigned, problems)
         return
-    field = None
-    if isinstance(node, nodes.Getattr):
-        field = node.attr
-    elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-        field = node.arg.value
-    if field is not None:
-        kind = _kind(node.node, aliases, assigned)
+    read = _field_read(node)
+    if read is not None:
+        owner, field = read
+        kind = _kind(owner, aliases, assigned)
         if kind in FIELDS and field not in FIELDS[kind]:
-            base = node.node.name if isinstance(node.node, nodes.Name) else kind
+            base = owner.name if isinstance(owner, nodes.Name) else kind
             choices = [f"{base}.{f}" for f in sorted(FIELDS[kind])]
             problems.append(
                 (

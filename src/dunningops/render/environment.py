@@ -83,6 +83,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     # Intercepted operators are not folded at compile time either: ``'x' * 10**8`` is never built.
     intercepted_binops = frozenset({"*", "**", "%", "+"})
+    # What a template (or a macro, a block) writes is joined by this, up to MAX_OUTPUT; a class
+    # attribute, as Jinja's own NativeEnvironment overrides it.
+    concat = staticmethod(concat_output)
 
     def __init__(self, **options: Any):
         super().__init__(**options)
@@ -92,7 +95,6 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.filters["invoice_list"] = invoice_list
         self.filters = bounded_filters(self.filters)
         self.filters.update({_LOOP: loop_guard, _CONCAT: concat_parts, _SIZED: sized, _COPY: copied})
-        self.concat = concat_output  # type: ignore[assignment]
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         return binop(operator, left, right)
@@ -132,7 +134,8 @@ class _Bound(NodeTransformer):
     visit_List = visit_Dict = visit_Tuple = _literal
 
 
-def _filter(node: nodes.Expr, name: str) -> nodes.Filter:
+def _filter(node: nodes.Node, name: str) -> nodes.Filter:
+    # Any node: Jinja types ``For.iter`` as a plain ``Node``, though it is always an expression.
     return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
 
 

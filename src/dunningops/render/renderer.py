@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import traceback
 from dataclasses import dataclass
+from typing import cast
 
 from jinja2 import Template, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SecurityError
@@ -79,12 +80,15 @@ class Renderer:
             tvars = template_vars(ctx)
             subject = _LINE_SPACE.sub(" ", self._run(c, c.subject, tvars, "subject")).strip(" ")
             if c.design == "text":
+                assert c.body is not None and c.shell is not None  # _compile sets both for this design
                 text = self._run(c, c.body, tvars, "body").strip() + "\n"
                 html = c.shell.wrap(subject, text_to_html(text))
             elif c.design == "html":
+                assert c.body is not None  # _compile sets it for this design
                 html = self._run(c, c.body, tvars, "body")
                 text = html_to_text(html)
             else:
+                assert c.shell is not None  # _compile sets it for the blocks design
                 words = labels(language)
                 try:
                     content, text = render_blocks(c.blocks, tvars, words, self._brand, self._company.get("name") or "")
@@ -135,7 +139,9 @@ class Renderer:
                 ) from None
 
         subject = compile_part(loc.get("subject") or "", "subject", False)
-        body, blocks, layout = None, (), None
+        body: Template | None = None
+        blocks: tuple[CompiledBlock, ...] = ()
+        layout: Shell | None = None
         if design in ("text", "blocks"):
             layout = self._shells.get(language) or self._shells.setdefault(language, shell(self._company, language))
         if design == "blocks":
@@ -147,7 +153,8 @@ class Renderer:
                 CompiledBlock(
                     block.type,
                     {
-                        key: compile_part(value, f"block {block.index} {key}", False, block.lines.get(key, block.line))
+                        # Every field is text here: parse_blocks reported any that is not (raised above).
+                        key: compile_part(cast(str, value), f"block {block.index} {key}", False, block.lines.get(key, block.line))
                         for key, value in block.fields.items()
                     },
                     block.line,

@@ -163,6 +163,8 @@ def _check_actor(state: DesiredState, ref: str, allowed: tuple[str, ...]) -> str
     shapes = " or ".join(f"{k}.<id>" if k != "account_manager" else k for k in allowed)
     if kind not in allowed or (kind == "account_manager") != (ident is None):
         return f"{ref!r} is not a valid reference: expected {shapes}"
+    if ident is None:  # account_manager: nothing to look up
+        return None
     if kind == "alias" and ident not in state.aliases:
         return _unknown("alias", ident, state.aliases)
     if kind == "member" and ident not in state.members:

@@ -17,6 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from dunningops.spec.types import Days, Email, Id
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+AlertChannel = Literal["in_app", "email", "slack"]
+
+
+# Typed default factories: a lambda's list literal would be inferred as list[str].
+def _working_days() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri"]
+
+
+def _in_app_only() -> list[AlertChannel]:
+    return ["in_app"]
 
 
 class Model(BaseModel):
@@ -28,12 +38,12 @@ class Model(BaseModel):
 
 class Company(Model):
     name: str = Field(min_length=1)
-    country: str = Field("FR", pattern=r"^[A-Z]{2}$", description="ISO 3166 code; public holidays follow it")
+    country: str = Field(default="FR", pattern=r"^[A-Z]{2}$", description="ISO 3166 code; public holidays follow it")
     timezone: str = "Europe/Paris"
-    locale: str = Field("fr_FR", pattern=r"^[a-z]{2}(_[A-Z]{2})?$")
-    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    locale: str = Field(default="fr_FR", pattern=r"^[a-z]{2}(_[A-Z]{2})?$")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     logo_url: str | None = None
-    brand_color: str = Field("#1f4e79", pattern=r"^#[0-9a-fA-F]{6}$")
+    brand_color: str = Field(default="#1f4e79", pattern=r"^#[0-9a-fA-F]{6}$")
 
     @field_validator("timezone")
     @classmethod
@@ -52,13 +62,13 @@ class Company(Model):
 class Deliverability(Model):
     # A2, E5: mail from an address outside ``domain`` (or with no domain) goes
     # out from ``fallback_sender``.
-    domain: str | None = Field(None, pattern=r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+    domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
     fallback_sender: Email
 
 
 class Window(Model):
     # E3: weekdays, 08:00-09:00 company time by default.
-    days: list[Weekday] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1)
+    days: list[Weekday] = Field(default_factory=_working_days, min_length=1)
     start: str = "08:00"
     end: str = "09:00"
 
@@ -79,8 +89,8 @@ class Window(Model):
 
 class Caps(Model):
     # T6: caps keep mail from being classed as spam; sending resumes when they allow.
-    per_day: int = Field(300, ge=1)
-    per_month: int = Field(1000, ge=1)
+    per_day: int = Field(default=300, ge=1)
+    per_month: int = Field(default=1000, ge=1)
 
     @model_validator(mode="after")
     def _day_within_month(self) -> Caps:
@@ -91,14 +101,14 @@ class Caps(Model):
 
 class Transport(Model):
     kind: Literal["maildir", "smtp"] = "maildir"
-    path: str = Field(".dunningops/maildir", description="maildir: folder, relative to the repo root")
+    path: str = Field(default=".dunningops/maildir", description="maildir: folder, relative to the repo root")
     host: str | None = None
-    port: int | None = Field(None, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = "starttls"
     # Secrets come only from the environment: the config names the variables.
-    username_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    password_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    timeout_seconds: float = Field(30, gt=0)
+    username_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    timeout_seconds: float = Field(default=30, gt=0)
 
     @model_validator(mode="after")
     def _smtp_needs_host(self) -> Transport:
@@ -117,14 +127,14 @@ class Sending(Model):
 class Replies(Model):
     # R2/R3: imported mail only notifies unless ``manage`` is on; R6: ``import: all``.
     manage: bool = False
-    import_: Literal["matched", "all"] = Field("matched", alias="import")
+    import_: Literal["matched", "all"] = Field(default="matched", alias="import")
 
 
 class Alerts(Model):
     # C9: where a bounce is announced.
-    bounce: list[Literal["in_app", "email", "slack"]] = Field(default_factory=lambda: ["in_app"])
+    bounce: list[AlertChannel] = Field(default_factory=_in_app_only)
     email_to: list[Email] = Field(default_factory=list)
-    slack_webhook_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    slack_webhook_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
 
     @model_validator(mode="after")
     def _channels_have_targets(self) -> Alerts:
@@ -143,8 +153,8 @@ class Portal(Model):
 class Safety(Model):
     # Like octoDNS's thresholds: an apply that destroys or replaces more than
     # this share of existing objects needs --allow-destroy.
-    max_destroy_share: float = Field(0.3, ge=0, le=1)
-    min_objects: int = Field(10, ge=0, description="the share applies once the store holds this many objects")
+    max_destroy_share: float = Field(default=0.3, ge=0, le=1)
+    min_objects: int = Field(default=10, ge=0, description="the share applies once the store holds this many objects")
 
 
 class Settings(Model):
@@ -221,7 +231,7 @@ class Template(Model):
 
 
 class Assign(Model):
-    default: bool = Field(False, description="customers matched by no other plan get this one")
+    default: bool = Field(default=False, description="customers matched by no other plan get this one")
     where: dict[Literal["country", "currency", "locale"], list[str]] = Field(default_factory=dict)
 
 
@@ -234,13 +244,13 @@ class Step(Model):
     id: Id
     at: Days = Field(description="offset from the due date: -3d before, 7d after")
     action: Literal["email", "call", "letter"]
-    send: Literal["auto", "manual"] = Field("manual", description="E2: automatic sending is set per email action")
-    from_: str | None = Field(None, alias="from", description=f"A6: {SENDERS}")
+    send: Literal["auto", "manual"] = Field(default="manual", description="E2: automatic sending is set per email action")
+    from_: str | None = Field(default=None, alias="from", description=f"A6: {SENDERS}")
     to: list[Id] = Field(default_factory=list, description="contact functions; none = the primary contact (C6)")
     cc: list[Id] = Field(default_factory=list)
     bcc: list[Id] = Field(default_factory=list)
     template: Id | None = None
-    assignee: str | None = Field(None, description="who gets the to-do: account_manager or member.<id>")
+    assignee: str | None = Field(default=None, description="who gets the to-do: account_manager or member.<id>")
 
     @model_validator(mode="after")
     def _shape(self) -> Step:
@@ -261,16 +271,16 @@ class Plan(Model):
     level: Literal["customer", "invoice"] = "customer"
     assign: Assign = Field(default_factory=Assign)
     min_contact_delay: Days = "0d"
-    reply_to: Email | None = Field(None, description="A7: replies go here instead of the sender")
+    reply_to: Email | None = Field(default=None, description="A7: replies go here instead of the sender")
     # E7: first_step is the standard logic (a customer new to the plan starts at its first step,
     # however overdue); by_age starts at the step the anchor invoice's age has reached.
     entry: Literal["first_step", "by_age"] = Field(
-        "first_step",
+        default="first_step",
         description="where a customer (or invoice) new to the plan starts: first_step, or by_age, "
         "the step its oldest invoice's age has reached (earlier steps are skipped)",
     )
     group_invoices: bool = Field(
-        True,
+        default=True,
         description="invoice-level plans: the invoices of one customer at the same step on the same day "
         "go out in one email (customer-level plans always send one email per customer)",
     )

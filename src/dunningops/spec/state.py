@@ -15,7 +15,7 @@ from dunningops.spec.models import (
     Settings,
     Template,
 )
-from dunningops.spec.yamlmarks import LineDict
+from dunningops.spec.yamlmarks import LineDict, LineList
 
 
 @dataclass
@@ -27,13 +27,15 @@ class Source:
     raw: LineDict | None = None
 
     def line_of(self, *path: object) -> int:
-        node, line = self.raw, self.line
+        # MarkedLoader builds every mapping as a LineDict and every sequence as a LineList.
+        node: object = self.raw
+        line = self.line
         for seg in path:
-            if isinstance(node, dict) and seg in node:
-                line = node.line_of(seg)  # type: ignore[union-attr]
+            if isinstance(node, LineDict) and seg in node:
+                line = node.line_of(seg)
                 node = node[seg]
-            elif isinstance(node, list) and isinstance(seg, int) and seg < len(node):
-                line = node.item_lines[seg]  # type: ignore[attr-defined]
+            elif isinstance(node, LineList) and isinstance(seg, int) and seg < len(node):
+                line = node.item_lines[seg]
                 node = node[seg]
             else:
                 break
@@ -59,10 +61,11 @@ class DesiredState:
     sources: dict[str, Source] = field(default_factory=dict)
 
     def collection(self, kind: str) -> dict:
-        return {
+        collections: dict[str, dict] = {
             "member": self.members,
             "alias": self.aliases,
             "contact_function": self.contact_functions,
             "template": self.templates,
             "plan": self.plans,
-        }[kind]
+        }
+        return collections[kind]

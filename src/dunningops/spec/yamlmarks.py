@@ -28,7 +28,7 @@ class LineList(list):
     item_lines: list
 
 
-class MarkedLoader(_Base):  # type: ignore[misc,valid-type]
+class MarkedLoader(_Base):
     """Safe loader building LineDict / LineList and collecting duplicate keys."""
 
     def __init__(self, stream: Any) -> None:

@@ -9,6 +9,7 @@ an apply and delivered only after it committed.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -37,6 +39,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+    if TYPE_CHECKING:
+        # Every mapped class here names a ``__tablename__``, so its ``__table__`` is a Table
+        # (DeclarativeBase types it as the wider FromClause, which insert/update/delete refuse).
+        __table__: ClassVar[Table]
 
 
 class UTCDateTime(TypeDecorator):
