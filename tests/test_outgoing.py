@@ -325,3 +325,21 @@ def test_a3_deferred_confirmation_is_sent_next_run_with_the_same_message_id(data
     third = run_send(s, at=paris(2026, 11, 24, 8, 50), transport_factory=smtp_factory(server.host, server.port))
     assert third.confirmations == 0 and len(accepted(server)) == 3
     s.dispose()
+
+
+def test_server_down_defers_everything_and_the_run_says_so(store):
+    """Connection refused is safe to retry: every email deferred, the steps due again, and a non-zero exit for cron."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def factory(config):
+        return SmtpTransport("127.0.0.1", port, security="none", pool_size=1, max_attempts=2, backoff_base=0.01,
+                             backoff_max=0.05, timeout=2)
+
+    report = run_send(store, at=COURTESY, transport_factory=factory)
+    assert report.sent == 0 and report.deferred > 0 and report.fatal is None
+    assert report.nothing_delivered and report.exit_code == 3
+    assert {m.status for m in _reminders(store).values()} == {"deferred"}

@@ -81,6 +81,12 @@ def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
         )
         if report.confirmations:
             click.echo(f"{report.confirmations} alias confirmation emails sent.")
+        if report.nothing_delivered:
+            click.echo(
+                f"Warning: none of the {report.deferred} due emails could be delivered now (see `dunningops messages "
+                "--status deferred` for the server's answers); they go out on the next run.",
+                err=True,
+            )
         if report.unconfirmed:
             click.echo(
                 f"Warning: {report.unconfirmed} emails got no clear answer from the server: they may or may not "

@@ -40,7 +40,9 @@ class RunContext:
         calendar = SendingCalendar(config.settings)
         return cls(
             config=config,
-            renderer=Renderer(config.templates, company=config.settings.company.model_dump()),
+            # The dry run shows outcomes, not bodies: the plain-text alternative of html emails (the
+            # largest single cost, and a pure function that cannot fail) is left out there.
+            renderer=Renderer(config.templates, company=config.settings.company.model_dump(), plain_text=not report.dry_run),
             calendar=calendar,
             at=at,
             today=calendar.local(at).date(),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dunningops.dunning.schedule import Decision
-from dunningops.errors import DunningOpsError
+from dunningops.errors import DunningOpsError, UnavailableError
 
 
 @dataclass
@@ -34,8 +34,16 @@ class CycleReport:
         return self.fatal is None and not self.errors
 
     @property
+    def nothing_delivered(self) -> bool:
+        """Emails were due but every one was deferred (the server down or refusing for now): worth a non-zero exit."""
+        return self.deferred > 0 and not (self.sent or self.failed or self.unconfirmed)
+
+    @property
     def exit_code(self) -> int:
-        """One contract for every output format: 0 ok; the fatal error's code (3, server unavailable); 1 otherwise."""
+        """One contract for every output format: 0 ok; the fatal error's code (3, server unavailable); 1 when
+        reminders could not be rendered; 3 when nothing could be delivered (a cron job must notice)."""
         if self.fatal is not None:
             return self.fatal.exit_code
-        return 0 if self.ok else 1
+        if not self.ok:
+            return 1
+        return UnavailableError.exit_code if self.nothing_delivered else 0

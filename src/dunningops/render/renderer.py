@@ -62,9 +62,11 @@ class Renderer:
         templates: the store's shape, ``{template_id: {"name", "design",
             "locales": {language: {"subject", "body", "body_file"}}}}``.
         company: the company settings (name, logo_url, brand_color, …) the layout is built from.
+        plain_text: build the plain-text alternative of html designs (off where only the outcome counts).
     """
 
-    def __init__(self, templates: dict[str, dict], company: dict):
+    def __init__(self, templates: dict[str, dict], company: dict, *, plain_text: bool = True):
+        self._plain_text = plain_text  # False: html designs get no plain-text alternative (previews of outcomes)
         self._templates = templates
         self._company = company
         self._brand = brand_colour(company)
@@ -86,7 +88,7 @@ class Renderer:
             elif c.design == "html":
                 assert c.body is not None  # _compile sets it for this design
                 html = self._run(c, c.body, tvars, "body")
-                text = html_to_text(html)
+                text = html_to_text(html) if self._plain_text else ""
             else:
                 assert c.shell is not None  # _compile sets it for the blocks design
                 words = labels(language)
