@@ -21,7 +21,7 @@ from dunningops.dunning.context import message_domain
 from dunningops.dunning.ondemand import enforce_caps
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.senders import resolve
-from dunningops.errors import ConflictError, DunningOpsError, InvalidInputError, UnavailableError
+from dunningops.errors import ConflictError, InvalidInputError, UnavailableError
 from dunningops.outgoing import Letter, Outcome, Recorded
 from dunningops.store.engine import Store
 from dunningops.store.schema import CustomerRow, TodoRow
@@ -120,4 +120,4 @@ def send_todo(
         )
     if outcome.status == "deferred":
         raise UnavailableError(f"the email was not sent ({outcome.problem}); to-do #{todo_id} stays open: send it again later")
-    raise DunningOpsError(f"the email was not sent: {outcome.problem}")
+    raise ConflictError(f"the email was refused: {outcome.problem}")

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dunningops.errors import DunningOpsError
+from dunningops.errors import ConflictError
 from dunningops.spec.models import Settings
 from dunningops.spec.types import parse_days
 from dunningops.store.config_objects import read_actual
@@ -73,7 +73,7 @@ class RunConfig:
     ) -> RunConfig:
         """Build from canonical config objects ({address: fields}) plus actual-only data."""
         if "settings" not in objects:
-            raise DunningOpsError("no config applied yet: run `dunningops apply` first")
+            raise ConflictError("no config applied yet: run `dunningops apply` first")
         plans, aliases, members, templates = {}, {}, {}, {}
         for address, fields in objects.items():
             kind, _, ident = address.partition(".")

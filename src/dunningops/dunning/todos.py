@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import Decision
-from dunningops.errors import DunningOpsError
+from dunningops.errors import ConflictError, NotFoundError
 from dunningops.store.schema import CustomerRow, TodoRow
 
 todos, customers = TodoRow.__table__, CustomerRow.__table__
@@ -112,7 +112,7 @@ def get(session: Session, todo_id: int) -> dict:
         .first()
     )
     if row is None:
-        raise DunningOpsError(f"no to-do #{todo_id}")
+        raise NotFoundError(f"no to-do #{todo_id}")
     return dict(row)
 
 
@@ -120,6 +120,6 @@ def close(session: Session, todo_id: int, status: str, by: str | None, now: date
     """Mark a to-do done, dismissed or sent; a closed to-do stays closed."""
     todo = get(session, todo_id)
     if todo["status"] != OPEN:
-        raise DunningOpsError(f"to-do #{todo_id} is already {todo['status']}")
+        raise ConflictError(f"to-do #{todo_id} is already {todo['status']}")
     session.execute(update(todos).where(todos.c.id == todo_id).values(status=status, closed_at=now, closed_by=by))
     return {**todo, "status": status}
