@@ -88,7 +88,7 @@ def test_a5_portal_alias_must_exist(v1: Path):
     _edit(v1 / "dunningops.yaml", "portal: {notifications_alias: billing}", "portal: {notifications_alias: gone}")
     message = _errors(v1)
     assert "dunningops.yaml:8: settings.portal.notifications_alias: unknown alias 'gone'" in message
-    assert "A5" in message
+    assert "an alias used for portal notifications cannot be deleted" in message and "A5" not in message
 
 
 def test_id_defined_twice_names_both_places(v1: Path):
@@ -116,7 +116,7 @@ def test_bad_duration_and_step_shape(v1: Path):
     _edit(v1 / "plans.yaml", "action: call, assignee", "action: call, send: auto, assignee")
     message = _errors(v1)
     assert "'7 days' is not a duration: write it as 7d, -3d (before the due date) or 2w" in message
-    assert "only email actions can be sent automatically (E1)" in message
+    assert "only email actions can be sent automatically" in message and "(E1)" not in message
 
 
 def test_template_needs_company_language_and_body_file(v1: Path):

@@ -51,7 +51,7 @@ def _headline(change: Change) -> str:
         if change.action != "move":
             text += f" and {HEADLINES[change.action]}"
     if change.action == "replace":
-        text += " (an alias's address cannot change: a new alias is created and must be verified again, A4)"
+        text += " (an alias's address cannot change: a new alias is created and must be verified again)"
     if change.note:
         text += f" ({change.note})"
     return text

@@ -24,8 +24,8 @@ TAGS: dict[str, str] = {
 
 # T8: known tags of features not built yet: a clear error, not a silent hole.
 UNSUPPORTED: dict[str, str] = {
-    "@Observations@": "the incident's description (T8 incident notifications are not built yet)",
-    "@widgetvaluation@": "the rating widget (T8 ratings are not built yet)",
+    "@Observations@": "the incident's description (incident notifications are not built yet)",
+    "@widgetvaluation@": "the rating widget (ratings are not built yet)",
 }
 
 # Letters only, between two @, not glued to a word or another @: a@b.fr is no tag.

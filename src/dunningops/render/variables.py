@@ -49,7 +49,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("totals.count", "how many invoices (a number)", "2"),
     Variable("sender.name", "the sender's display name", "Ateliers Durand – Comptabilité clients"),
     Variable("sender.email", "the sender's address", "comptabilite@example.fr"),
-    Variable("signature", "the sender alias's signature, several lines (may be empty, A7)", "Le service Comptabilité clients"),
+    Variable("signature", "the sender alias's signature, several lines (may be empty)", "Le service Comptabilité clients"),
     Variable("today", "the date of sending, spelt out", "5 octobre 2026"),
 )
 

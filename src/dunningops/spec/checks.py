@@ -83,14 +83,19 @@ def check_references(state: DesiredState, issues: list[ConfigIssue]) -> None:
                 s_src.file,
                 s_src.line_of("portal", "notifications_alias"),
                 "settings.portal.notifications_alias",
-                _unknown("alias", alias, state.aliases) + " (an alias used for portal notifications cannot be deleted, A5)",
+                _unknown("alias", alias, state.aliases) + " (an alias used for portal notifications cannot be deleted)",
             )
         )
     if state.members and not any(m.role == "owner" for m in state.members.values()):
         first = next(iter(state.members))
         src = state.sources[f"member.{first}"]
         issues.append(
-            ConfigIssue(src.file, src.line, "members", "no member has role owner (R3 assigns some to-dos to the owner)")
+            ConfigIssue(
+                src.file,
+                src.line,
+                "members",
+                "no member has role owner (reply to-dos of automatic emails sent with an alias go to the owner)",
+            )
         )
 
     defaults = [pid for pid, plan in state.plans.items() if plan.assign.default]
@@ -144,7 +149,7 @@ def _check_plan(state, pid, plan, removed, language, issues) -> None:
                     add(
                         key,
                         f"contact function {fn!r} is removed: take it out of `{key}` "
-                        "(a step with no function goes to the primary contact, C8)",
+                        "(a step with no function goes to the primary contact)",
                         key,
                         fn_index,
                     )

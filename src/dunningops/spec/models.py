@@ -244,9 +244,9 @@ class Step(Model):
     id: Id
     at: Days = Field(description="offset from the due date: -3d before, 7d after")
     action: Literal["email", "call", "letter"]
-    send: Literal["auto", "manual"] = Field(default="manual", description="E2: automatic sending is set per email action")
-    from_: str | None = Field(default=None, alias="from", description=f"A6: {SENDERS}")
-    to: list[Id] = Field(default_factory=list, description="contact functions; none = the primary contact (C6)")
+    send: Literal["auto", "manual"] = Field(default="manual", description="automatic sending is set per email action")
+    from_: str | None = Field(default=None, alias="from", description=f"the sender: {SENDERS}")
+    to: list[Id] = Field(default_factory=list, description="contact functions; none = the primary contact")
     cc: list[Id] = Field(default_factory=list)
     bcc: list[Id] = Field(default_factory=list)
     template: Id | None = None
@@ -255,9 +255,9 @@ class Step(Model):
     @model_validator(mode="after")
     def _shape(self) -> Step:
         if self.action != "email" and self.send == "auto":
-            raise ValueError(f"step {self.id}: only email actions can be sent automatically (E1)")
+            raise ValueError(f"step {self.id}: only email actions can be sent automatically")
         if self.action == "email" and not self.from_:
-            raise ValueError(f"step {self.id}: an email action needs `from` ({SENDERS}, A6)")
+            raise ValueError(f"step {self.id}: an email action needs `from` ({SENDERS})")
         if self.action in ("email", "letter") and not self.template:
             raise ValueError(f"step {self.id}: a {self.action} action needs a template")
         if self.action != "email" and (self.from_ or self.cc or self.bcc):
@@ -271,7 +271,7 @@ class Plan(Model):
     level: Literal["customer", "invoice"] = "customer"
     assign: Assign = Field(default_factory=Assign)
     min_contact_delay: Days = "0d"
-    reply_to: Email | None = Field(default=None, description="A7: replies go here instead of the sender")
+    reply_to: Email | None = Field(default=None, description="replies go here instead of the sender")
     # E7: first_step is the standard logic (a customer new to the plan starts at its first step,
     # however overdue); by_age starts at the step the anchor invoice's age has reached.
     entry: Literal["first_step", "by_age"] = Field(
