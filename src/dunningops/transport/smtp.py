@@ -185,7 +185,13 @@ class SmtpTransport:
             if (problem := self._unusable) is not None and problem.lasting:
                 # The login another worker just tried was refused: do not try it again.
                 raise Unusable(problem.code, problem.detail)
-            smtp = self._open_connection()
+            try:
+                smtp = self._open_connection()
+            except Unusable as exc:
+                if exc.lasting:
+                    # Marked before the lock is released, so the worker waiting on it never tries the same login.
+                    self._mark_unusable(exc)
+                raise
             self._logged_in = True
             return smtp
 
