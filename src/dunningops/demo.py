@@ -15,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from dunningops.app import App
-from dunningops.cli.output import render_table
 from dunningops.dunning.aliases import verify
 from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.cycle import run_send
@@ -27,6 +26,7 @@ from dunningops.reconcile import build_plan
 from dunningops.reconcile.apply import apply_config
 from dunningops.reconcile.render import render_text
 from dunningops.store.config_objects import read_actual
+from dunningops.tables import DECISION_COLUMNS, render_table
 from dunningops.transport.maildir import MaildirTransport
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example_config")
@@ -94,20 +94,7 @@ def _send_round(app: App, outbox: list[dict], echo: Callable[[str], None]) -> No
     echo(f"\n$ dunningops run send --dry-run --at {at.isoformat()}")
     report = run_send(store, at=at, transport_factory=factory, dry_run=True)
     rows = [d.row() for d in report.decisions]
-    echo(
-        render_table(
-            rows[:DEMO_ROWS],
-            [
-                ("customer", "CUSTOMER"),
-                ("plan", "PLAN"),
-                ("step", "STEP"),
-                ("action", "ACTION"),
-                ("due_since", "DUE SINCE"),
-                ("outcome", "OUTCOME"),
-                ("reason", "WHY"),
-            ],
-        ).rstrip()
-    )
+    echo(render_table(rows[:DEMO_ROWS], DECISION_COLUMNS).rstrip())
     if len(rows) > DEMO_ROWS:
         echo(f"… and {len(rows) - DEMO_ROWS} more")
     echo(f"\n$ dunningops run send --at {at.isoformat()}")

@@ -7,7 +7,7 @@ import click
 from dunningops.app import App
 from dunningops.cli.main import cli
 from dunningops.cli.options import AT, LIMIT, MEMBER, ROW_ID, format_option, pass_app
-from dunningops.cli.output import echo_json, finish, render_table, to_json
+from dunningops.cli.output import DECISION_COLUMNS, echo_json, finish, render_table, to_json
 
 FORMAT = format_option("table", "json")
 
@@ -55,21 +55,7 @@ def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
         )
         finish(code=report.exit_code)  # the same contract as the table
         return
-    click.echo(
-        render_table(
-            rows,
-            [
-                ("customer", "CUSTOMER"),
-                ("plan", "PLAN"),
-                ("step", "STEP"),
-                ("action", "ACTION"),
-                ("due_since", "DUE SINCE"),
-                ("outcome", "OUTCOME"),
-                ("reason", "WHY"),
-            ],
-        ),
-        nl=False,
-    )
+    click.echo(render_table(rows, DECISION_COLUMNS), nl=False)
     counts = report.outcomes()
     line = ", ".join(f"{counts[k]} {k}" for k in ("send", "todo", "error", "wait", "skip") if counts[k]) or "nothing due"
     if dry_run:

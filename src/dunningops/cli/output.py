@@ -1,4 +1,4 @@
-"""What commands print: aligned tables, JSON, and the exit-code contract every format shares."""
+"""What commands print: aligned tables (tables.py), JSON, and the exit-code contract every format shares."""
 
 from __future__ import annotations
 
@@ -7,20 +7,26 @@ from typing import Any
 
 import click
 
+from dunningops.tables import DECISION_COLUMNS, render_table
+
+__all__ = [
+    "DECISION_COLUMNS",
+    "EXIT_CHANGES",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "echo_json",
+    "finish",
+    "more_line",
+    "render_table",
+    "to_json",
+]
+
 # One contract for every command and every --format (documented in `dunningops --help`).
 EXIT_OK = 0
 EXIT_ERROR = 1  # an error, or work that finished with some part failed (e.g. reminders that did not render)
 EXIT_CHANGES = 2  # plan --detailed-exitcode: there are changes
 EXIT_UNAVAILABLE = 3  # a server the work needs (store, SMTP) cannot be used
-
-
-def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    """Plain aligned columns: readable in a terminal, stable in logs and snapshots."""
-    if not rows:
-        return "(none)\n"
-    cells = [[title for _, title in columns]] + [["" if r.get(k) is None else str(r[k]) for k, _ in columns] for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells) + "\n"
 
 
 def to_json(data: Any) -> str:

@@ -267,21 +267,7 @@ def _make_todos(session: Session, ctx: RunContext, prepared: list[PreparedStep])
             step_id=d.step.id,
             invoice_id=d.anchor_invoice_id if d.plan.level == "invoice" else None,
         )
-        session.execute(
-            insert(actions),
-            [
-                {
-                    "plan_id": t.plan.id,
-                    "step_id": t.step.id,
-                    "customer_id": t.customer_id,
-                    "anchor_invoice_id": t.anchor_invoice_id,
-                    "outcome": "todo",
-                    "todo_id": todo_id,
-                    "performed_at": ctx.at,
-                }
-                for t in _targets(d)
-            ],
-        )
+        session.execute(insert(actions), [_action_row(t, ctx.at, "todo", todo_id=todo_id) for t in _targets(d)])
         ctx.report.todos += 1
 
 
@@ -344,20 +330,21 @@ def _reserve_steps(session: Session, ctx: RunContext, recorded: list[Recorded]) 
     """The steps' action rows, committed with the `sending` messages: from now on the steps count as performed."""
     session.execute(
         insert(actions),
-        [
-            {
-                "plan_id": t.plan.id,
-                "step_id": t.step.id,
-                "customer_id": t.customer_id,
-                "anchor_invoice_id": t.anchor_invoice_id,
-                "outcome": "sent",
-                "message_id": r.id,
-                "performed_at": ctx.at,
-            }
-            for r in recorded
-            for t in _targets(r.letter.tag.decision)
-        ],
+        [_action_row(t, ctx.at, "sent", message_id=r.id) for r in recorded for t in _targets(r.letter.tag.decision)],
     )
+
+
+def _action_row(d: Decision, at: datetime, outcome: str, **link: int) -> dict:
+    """A step performed for one target (unique per plan, step, customer and anchor), linked to its to-do or message."""
+    return {
+        "plan_id": d.plan.id,
+        "step_id": d.step.id,
+        "customer_id": d.customer_id,
+        "anchor_invoice_id": d.anchor_invoice_id,
+        "outcome": outcome,
+        "performed_at": at,
+        **link,
+    }
 
 
 def _settle(session: Session, ctx: RunContext, outcomes: list[Outcome]) -> None:

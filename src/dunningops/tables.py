@@ -1,0 +1,25 @@
+"""Plain aligned tables: what the CLI and the demo print (neither imports the other for it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The columns of a send cycle's decisions (`run send`, the demo).
+DECISION_COLUMNS = [
+    ("customer", "CUSTOMER"),
+    ("plan", "PLAN"),
+    ("step", "STEP"),
+    ("action", "ACTION"),
+    ("due_since", "DUE SINCE"),
+    ("outcome", "OUTCOME"),
+    ("reason", "WHY"),
+]
+
+
+def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    """Plain aligned columns: readable in a terminal, stable in logs and snapshots."""
+    if not rows:
+        return "(none)\n"
+    cells = [[title for _, title in columns]] + [["" if r.get(k) is None else str(r[k]) for k, _ in columns] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells) + "\n"
