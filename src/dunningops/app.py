@@ -96,13 +96,6 @@ class App:
         with self.store.session() as session:
             yield session
 
-    def run_config(self) -> RunConfig:
-        """The applied config, as the cycles run it."""
-        from dunningops.dunning.runconfig import RunConfig
-
-        with self.session() as session:
-            return RunConfig.from_store(session)
-
     # --- the desired config --------------------------------------------------------------
 
     def load_config(self) -> DesiredState:
@@ -125,6 +118,7 @@ class App:
         return open_transport(config.settings.sending.transport, self.repo_root, self.env)
 
     def transport(self, config: RunConfig) -> Transport:
+        """The transport for one run of ``config`` (what every command hands the engine as its factory)."""
         assert self.transport_factory is not None
         return self.transport_factory(config)
 

@@ -90,7 +90,7 @@ def _send_round(app: App, outbox: list[dict], echo: Callable[[str], None]) -> No
     echo(f"\n$ dunningops alias verify <code>   # x{len(outbox)}: each alias owner confirms")
     at = SendingCalendar(config.settings).next_working_day_start(now) + timedelta(minutes=30)
     maildir = demo_maildir(app.config_dir.parent)
-    factory = app.transport_factory
+    factory = app.transport
     echo(f"\n$ dunningops run send --dry-run --at {at.isoformat()}")
     report = run_send(store, at=at, transport_factory=factory, dry_run=True)
     rows = [d.row() for d in report.decisions]

@@ -34,7 +34,7 @@ def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
     from dunningops.dunning.cycle import run_send
 
     report = run_send(
-        app.store, at=at_ or app.now(), transport_factory=app.transport_factory, dry_run=dry_run, lock_timeout_s=lock_timeout
+        app.store, at=at_ or app.now(), transport_factory=app.transport, dry_run=dry_run, lock_timeout_s=lock_timeout
     )
     rows = [d.row() for d in report.decisions]
     if fmt_ == "json":
