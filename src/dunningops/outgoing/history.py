@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from dunningops.outgoing.letter import Letter, Outcome, Recorded
 from dunningops.store.lock import nobody_sending
+from dunningops.store.meta import organisation_tag
 from dunningops.store.schema import ContactRow, CustomerRow, MessageRow
 from dunningops.transport.base import SendResult
 from dunningops.transport.message import new_message_id
@@ -82,6 +83,7 @@ def record(session: Session, letters: Sequence[Letter], *, at: datetime, domain:
     deferred row another process took back meanwhile is left out (that process sends it).
     """
     deferred = _deferred_rows(session, letters)
+    organisation = organisation_tag(session)
     fresh: list[tuple[int, Letter, str]] = []
     taken: dict[int, Recorded] = {}
     lost: set[int] = set()
@@ -102,7 +104,7 @@ def record(session: Session, letters: Sequence[Letter], *, at: datetime, domain:
         elif letter.reuse_id:
             lost.add(i)  # the row it should reuse is no longer deferred: someone else sent it
         else:
-            fresh.append((i, letter, new_message_id(domain)))
+            fresh.append((i, letter, new_message_id(domain, organisation)))
     if fresh:
         # One executemany (a statement per message was most of the cycle's time).
         ids = (

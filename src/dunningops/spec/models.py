@@ -130,6 +130,48 @@ class Replies(Model):
     import_: Literal["matched", "all"] = Field(default="matched", alias="import")
 
 
+class Inbox(Model):
+    """Where the import cycle reads replies and bounces; R7: each organisation has its own.
+
+    Two organisations reading one shared mailbox each keep their own position in it (in their
+    own store), take only the mail that is theirs (``accept_to``, and replies to their own
+    messages), and only ever move or flag the messages they imported.
+    """
+
+    kind: Literal["maildir", "imap"] = "maildir"
+    path: str = Field(default=".dunningops/inbox", description="maildir: folder, relative to the repo root")
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    # Secrets come only from the environment: the config names the variables.
+    username_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    timeout_seconds: float = Field(default=30, gt=0, le=600)
+    folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1, max_length=50)
+    # What happens to a message once imported: left as it is, flagged, or moved to another folder.
+    after_import: Literal["keep", "flag", "move"] = "keep"
+    flag: str = Field(default="$Dunningops", pattern=r"^\\?[A-Za-z0-9$_.-]{1,64}$")
+    move_to: str | None = Field(default=None, min_length=1, max_length=200)
+    # R7: only mail addressed (To, Cc, Delivered-To) to one of these is this organisation's; empty: all.
+    accept_to: list[Email] = Field(default_factory=list, max_length=100)
+
+    @field_validator("folders")
+    @classmethod
+    def _folder_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+                raise ValueError(f"{name!r} is not a folder name")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> Inbox:
+        if self.kind == "imap" and not self.host:
+            raise ValueError("an imap inbox needs a host")
+        if self.after_import == "move" and not self.move_to:
+            raise ValueError("after_import: move needs `move_to` (the folder handled mail goes to)")
+        return self
+
+
 class Alerts(Model):
     # C9: where a bounce is announced.
     bounce: list[AlertChannel] = Field(default_factory=_in_app_only)
@@ -162,6 +204,7 @@ class Settings(Model):
     deliverability: Deliverability
     sending: Sending = Field(default_factory=Sending)
     replies: Replies = Field(default_factory=Replies)
+    inbox: Inbox = Field(default_factory=Inbox)
     alerts: Alerts = Field(default_factory=Alerts)
     portal: Portal = Field(default_factory=Portal)
     safety: Safety = Field(default_factory=Safety)

@@ -60,17 +60,31 @@ class OutgoingMessage:
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9.-]+$")
 _MESSAGE_ID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
+_TAG = re.compile(r"^[0-9a-f]{8}$")
+_OURS = re.compile(r"^<[0-9a-f]{32}\.([0-9a-f]{8})@[^<>\s@]+>$")
 
 
-def new_message_id(domain: str) -> str:
-    """A new RFC 5322 Message-ID, ``<hex@domain>``, unique across processes and hosts.
+def new_message_id(domain: str, organisation: str | None = None) -> str:
+    """A new RFC 5322 Message-ID, ``<hex.organisation@domain>`` (``<hex@domain>`` without one).
 
     A random UUID is enough: 122 random bits never collide in practice, and it
-    needs no hostname or counter shared between daemons.
+    needs no hostname or counter shared between daemons. The organisation's tag
+    lets an import tell a reply to another organisation's mail from a reply to
+    ours when both read one mailbox (inbox/match.py, R7).
     """
     if not _DOMAIN.match(domain):
         raise ValueError(f"{domain!r} is not a domain name for a Message-ID")
-    return f"<{uuid.uuid4().hex}@{domain}>"
+    if organisation is None:
+        return f"<{uuid.uuid4().hex}@{domain}>"
+    if not _TAG.match(organisation):
+        raise ValueError(f"{organisation!r} is not an organisation tag for a Message-ID")
+    return f"<{uuid.uuid4().hex}.{organisation}@{domain}>"
+
+
+def organisation_of(message_id: str) -> str | None:
+    """The organisation tag of a Message-ID this program created, None for any other Message-ID."""
+    match = _OURS.match(message_id)
+    return match.group(1) if match else None
 
 
 def recipients(msg: OutgoingMessage) -> list[str]:
