@@ -160,3 +160,9 @@ def repo(run, v1: Path, tmp_path: Path, monkeypatch):
 
 # Real SMTP servers (aiosmtpd) on loopback, for the transport and the send cycle.
 from smtp_fixtures import make_smtp_server, smtp_server  # noqa: E402,F401
+
+# A local stand-in for Slack's incoming webhooks (an http.server on loopback).
+from http_fixtures import slack_webhook  # noqa: E402,F401
+
+# A real Dovecot IMAP server on loopback (tests/servers.py), and a mailbox of its own per test.
+from imap_fixtures import dovecot, dovecot_tls, imap_mailbox  # noqa: E402,F401

@@ -3,7 +3,7 @@ pages) starts from.
 
 An ``App`` is built from the config directory, the database URL, the environment and the
 clock. It owns the store (opened, and migrated, on first use) and the factories of what talks
-to the outside: the transport that sends mail (next: mail sources and alert channels). The
+to the outside: the transport that sends mail and the source the import cycle reads. The
 engine's functions take what they need from it as arguments; they never import the CLI.
 """
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the store's modules load only when a command needs them (st
     from dunningops.spec.state import DesiredState
     from dunningops.store import Store
     from dunningops.transport.base import Transport
+    from dunningops.transport.sources import MailSource
 
 __all__ = ["App"]
 
@@ -44,6 +45,8 @@ class App:
         clock: "now"; defaults to the wall clock, or ``$DUNNINGOPS_NOW`` when set.
         transport_factory: builds the transport for a run from its config; defaults to the
             one named in ``settings.sending.transport``.
+        source_factory: opens the mail source the import cycle reads; defaults to the one
+            named in ``settings.inbox``.
     """
 
     config_dir: Path
@@ -51,6 +54,7 @@ class App:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     clock: Callable[[], datetime] | None = None
     transport_factory: Callable[[RunConfig], Transport] | None = None
+    source_factory: Callable[[RunConfig], MailSource] | None = None
     _store: Store | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +63,8 @@ class App:
             self.clock = clocks.from_env(self.env)  # a malformed DUNNINGOPS_NOW fails here, in one line
         if self.transport_factory is None:
             self.transport_factory = self._transport_from_settings
+        if self.source_factory is None:
+            self.source_factory = self._source_from_settings
 
     @classmethod
     def from_env(
@@ -121,6 +127,16 @@ class App:
         """The transport for one run of ``config`` (what every command hands the engine as its factory)."""
         assert self.transport_factory is not None
         return self.transport_factory(config)
+
+    def _source_from_settings(self, config: RunConfig) -> MailSource:
+        from dunningops.transport.sources import open_source
+
+        return open_source(config.settings.inbox, self.repo_root, self.env)
+
+    def source(self, config: RunConfig) -> MailSource:
+        """The mail source for one import run of ``config`` (R7: each organisation's own settings)."""
+        assert self.source_factory is not None
+        return self.source_factory(config)
 
     # --- lifetime ------------------------------------------------------------------------
 

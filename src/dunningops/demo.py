@@ -2,8 +2,10 @@
 
 The round: plan → apply → plan (no changes) → generate and import a ledger →
 who each plan would reach → the alias owners confirm their aliases (A3) →
-the send cycle on the next working morning, mail written to a local maildir.
-The import cycle extends it when it arrives.
+the send cycle on the next working morning, mail written to a local maildir →
+customers write back (a reply, a bounce, an out-of-office, a stranger) into the
+demo's inbox, another maildir → the import cycle acts on it → the next morning's
+dry run shows the customer who replied waiting and the dead address left out.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from dunningops.alerts.store import list_alerts
 from dunningops.app import App
+from dunningops.demo_mail import customer_mail
 from dunningops.dunning.aliases import verify
 from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.cycle import run_send
 from dunningops.dunning.runconfig import RunConfig
+from dunningops.inbox.importer import run_import
+from dunningops.inbox.people import list_inbox
 from dunningops.ledger.generate import generate_ledger
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.queries import reach_by_plan
@@ -26,8 +32,9 @@ from dunningops.reconcile import build_plan
 from dunningops.reconcile.apply import apply_config
 from dunningops.reconcile.render import render_text
 from dunningops.store.config_objects import read_actual
-from dunningops.tables import DECISION_COLUMNS, render_table
+from dunningops.tables import DECISION_COLUMNS, INBOX_COLUMNS, inbox_row, render_table
 from dunningops.transport.maildir import MaildirTransport
+from dunningops.transport.sources import open_source
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example_config")
 
@@ -35,6 +42,11 @@ EXAMPLE_CONFIG = Path(__file__).with_name("example_config")
 def demo_maildir(directory: Path) -> Path:
     """Where the demo's emails go: a local maildir in its directory."""
     return directory / ".dunningops" / "maildir"
+
+
+def demo_inbox(directory: Path) -> Path:
+    """Where the demo's customers write back: another maildir, read by the import cycle."""
+    return directory / ".dunningops" / "inbox"
 
 
 DEMO_CUSTOMERS = 300
@@ -80,7 +92,7 @@ def _ledger_round(app: App, desired, ledger_dir: Path, echo: Callable[[str], Non
     )
 
 
-def _send_round(app: App, outbox: list[dict], echo: Callable[[str], None]) -> None:
+def _send_round(app: App, outbox: list[dict], echo: Callable[[str], None]) -> datetime:
     """A3: the alias owners confirm; then the send cycle runs on the next working morning (E3)."""
     store, now = app.store, app.now()
     with store.session() as session:
@@ -105,6 +117,39 @@ def _send_round(app: App, outbox: list[dict], echo: Callable[[str], None]) -> No
         f"{counts['skip']} skipped; {report.confirmations} alias confirmation emails."
     )
     echo(f"The emails are files in {maildir / 'new'} (open one with any mail reader).")
+    return at
+
+
+def _import_round(app: App, sent_at: datetime, echo: Callable[[str], None]) -> None:
+    """Customers write back; the import cycle reads the inbox and acts; the next dry run shows it."""
+    store = app.store
+    arrive = sent_at + timedelta(hours=2)
+    with store.session() as session:
+        incoming = customer_mail(session, sent_at)
+        config = RunConfig.from_store(session)
+    source = app.source(config)
+    try:
+        for what, raw in incoming:
+            source.deliver(raw)  # type: ignore[attr-defined]  # the demo's source is a maildir
+            echo(f"  … {what} arrives in {demo_inbox(app.config_dir.parent).name}/")
+    finally:
+        source.close()
+    echo(f"\n$ dunningops run import --at {arrive.isoformat()}")
+    report = run_import(store, app.source, at=arrive, transport_factory=app.transport, env=app.env)
+    echo(report.line())
+    echo("\n$ dunningops inbox list --status all")
+    with store.session() as session:
+        rows, _ = list_inbox(session, status=None)
+        alerts = list_alerts(session)
+    echo(render_table([inbox_row(r) for r in rows], INBOX_COLUMNS).rstrip())
+    echo("\n$ dunningops alerts list")
+    echo(render_table(alerts.rows, [("id", "#"), ("kind", "KIND"), ("customer", "CUSTOMER"), ("title", "ALERT")]).rstrip())
+    touched = {r["customer"] for r in rows if r["status"] == "linked" and r["kind"] in ("reply", "bounce")}
+    later = sent_at + timedelta(days=1)
+    echo(f"\n$ dunningops run send --dry-run --at {later.isoformat()}   # the customers who wrote back")
+    decisions = run_send(store, at=later, transport_factory=app.transport, dry_run=True).decisions
+    shown = [d.row() for d in decisions if d.row().get("customer") in touched]
+    echo(render_table(shown, DECISION_COLUMNS).rstrip())
 
 
 def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
@@ -119,7 +164,14 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
     echo(f"  config: {config_dir}\n  store:  {url}\n")
 
     # The demo's embedded transport: a local maildir, whatever the example config says.
-    app = App(config_dir, url, transport_factory=lambda cfg: MaildirTransport(demo_maildir(directory)))
+    app = App(
+        config_dir,
+        url,
+        transport_factory=lambda cfg: MaildirTransport(demo_maildir(directory)),
+        source_factory=lambda cfg: open_source(
+            cfg.settings.inbox.model_copy(update={"kind": "maildir", "path": str(demo_inbox(directory))}), directory, {}
+        ),
+    )
     desired = app.load_config()
     store = app.store
     try:
@@ -139,8 +191,13 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
         with store.session() as session:
             echo(render_text(build_plan(desired, read_actual(session))))
         _ledger_round(app, desired, directory / "ledger", echo)
-        _send_round(app, result.outbox, echo)
+        sent_at = _send_round(app, result.outbox, echo)
+        echo("\nCustomers write back:")
+        _import_round(app, sent_at, echo)
     finally:
         app.close()
-    echo(f"Done. Look around: cd {directory} && dunningops show, dunningops customers list, dunningops todo list")
+    echo(
+        f"Done. Look around: cd {directory} && dunningops show, dunningops customers list, dunningops todo list, "
+        "dunningops inbox list, dunningops alerts list"
+    )
     return directory

@@ -15,6 +15,24 @@ DECISION_COLUMNS = [
     ("reason", "WHY"),
 ]
 
+# The columns of incoming mail (`inbox list`, the demo), and how a row reads in them.
+INBOX_COLUMNS = [
+    ("id", "#"),
+    ("received", "RECEIVED"),
+    ("kind", "KIND"),
+    ("status", "STATUS"),
+    ("customer", "CUSTOMER"),
+    ("from_address", "FROM"),
+    ("subject", "SUBJECT"),
+    ("why", "MATCH"),
+]
+
+
+def inbox_row(row: dict[str, Any]) -> dict[str, Any]:
+    when = row.get("received_at") or row.get("imported_at")
+    why = (row.get("match_by") or "") if row["status"] == "linked" else (row.get("reason") or row.get("match_by") or "")
+    return {**row, "received": f"{when:%Y-%m-%d %H:%M}" if when else "", "why": why, "subject": (row.get("subject") or "")[:60]}
+
 
 def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """Plain aligned columns: readable in a terminal, stable in logs and snapshots."""

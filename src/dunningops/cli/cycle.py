@@ -1,4 +1,4 @@
-"""The send cycle: `run send`, `status`, `todo …`, `alias …`, `messages`. Thin."""
+"""The cycles: `run` (both), `run send`, `status`, `todo …`, `alias …`, `messages`. Thin."""
 
 from __future__ import annotations
 
@@ -12,22 +12,49 @@ from dunningops.cli.output import DECISION_COLUMNS, echo_json, finish, render_ta
 FORMAT = format_option("table", "json")
 
 
-@cli.group()
-def run() -> None:
-    """Run a cycle once (from CI or cron)."""
+LOCK_TIMEOUT = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(0, 3600),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a cycle of the same kind already running on this store.",
+)
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+@pass_app
+@AT
+@LOCK_TIMEOUT
+def run(app: App, ctx: click.Context, at_, lock_timeout) -> None:
+    """Run the cycles once (from CI or cron): without a command, the import cycle, then the send cycle.
+
+    Replies are read first, so that a customer who has just answered is not chased in the same run.
+    """
+    if ctx.invoked_subcommand is not None:
+        given = [p.name for p in ctx.command.params if ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(
+                f"put the options after the cycle's name, e.g. `dunningops run {ctx.invoked_subcommand} --at …`"
+            )
+        return
+    from dunningops.cli.inbox import echo_import_report, run_import_cycle
+    from dunningops.dunning.cycle import run_send
+
+    at = at_ or app.now()
+    imported = run_import_cycle(app, at, lock_timeout)
+    echo_import_report(imported)
+    report = run_send(app.store, at=at, transport_factory=app.transport, lock_timeout_s=lock_timeout)
+    _echo_send(app, report, dry_run=False)
+    errors = imported.errors + ([str(imported.fatal)] if imported.fatal else []) + report.errors
+    finish(errors, code=max(imported.exit_code, report.exit_code))
 
 
 @run.command("send")
 @pass_app
 @AT
 @click.option("--dry-run", is_flag=True, help="Show what is due and what would happen; write and send nothing.")
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(0, 3600),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for a send cycle already running on this store.",
-)
+@LOCK_TIMEOUT
 @FORMAT
 def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
     """The send cycle: send due automatic emails, turn manual steps into to-dos."""
@@ -36,6 +63,7 @@ def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
     report = run_send(
         app.store, at=at_ or app.now(), transport_factory=app.transport, dry_run=dry_run, lock_timeout_s=lock_timeout
     )
+    announced = _announce(app, report)
     rows = [d.row() for d in report.decisions]
     if fmt_ == "json":
         echo_json(
@@ -50,40 +78,70 @@ def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
                 "unconfirmed": report.unconfirmed,
                 "todos": report.todos,
                 "unknown": report.unknown,
+                "pauses_ended": [e.to_dict() for e in report.pauses_ended],
+                "alerts": report.alert_ids,
+                "announced": announced,
                 "errors": report.errors,
             }
         )
         finish(code=report.exit_code)  # the same contract as the table
         return
     click.echo(render_table(rows, DECISION_COLUMNS), nl=False)
+    _echo_send(app, report, dry_run=dry_run, announced=announced)
+    finish(report.errors, code=report.exit_code)
+
+
+def _announce(app: App, report) -> dict[str, int]:
+    """Announce the alerts a send cycle raised (a broken promise to pay) once it has committed."""
+    if not report.alert_ids:
+        return {}
+    from dunningops.alerts.channels import announce_recorded
+
+    done = announce_recorded(app.store, report.alert_ids, at=report.at, transport_factory=app.transport, env=app.env)
+    for problem in done.problems:
+        click.echo(f"Warning: {problem}", err=True)
+    return dict(done.counts)
+
+
+def _echo_send(app: App, report, *, dry_run: bool, announced: dict[str, int] | None = None) -> None:
     counts = report.outcomes()
     line = ", ".join(f"{counts[k]} {k}" for k in ("send", "todo", "error", "wait", "skip") if counts[k]) or "nothing due"
+    verb = "would end" if dry_run else "ended"
+    for ending in report.pauses_ended:
+        click.echo(f"Pause {verb}: {ending.customer}{' ' + ending.invoice if ending.invoice else ''}: {ending.summary}")
     if dry_run:
         click.echo(f"Dry run at {report.at:%Y-%m-%d %H:%M} UTC: {line}. Nothing was written or sent.")
-    else:
+        return
+    click.echo(
+        f"Send cycle at {report.at:%Y-%m-%d %H:%M} UTC: {report.sent} sent, {report.failed} failed, "
+        f"{report.deferred} deferred, {report.todos} to-dos ({line})."
+    )
+    if announced is None:
+        announced = _announce(app, report)
+    if report.alert_ids:
         click.echo(
-            f"Send cycle at {report.at:%Y-%m-%d %H:%M} UTC: {report.sent} sent, {report.failed} failed, "
-            f"{report.deferred} deferred, {report.todos} to-dos ({line})."
+            f"{len(report.alert_ids)} alerts raised ("
+            + (", ".join(f"{n} {c}" for c, n in sorted(announced.items())) or "listed")
+            + ")."
         )
-        if report.confirmations:
-            click.echo(f"{report.confirmations} alias confirmation emails sent.")
-        if report.nothing_delivered:
-            click.echo(
-                f"Warning: none of the {report.deferred} due emails could be delivered now (see `dunningops messages "
-                "--status deferred` for the server's answers); they go out on the next run.",
-                err=True,
-            )
-        if report.unconfirmed:
-            click.echo(
-                f"Warning: {report.unconfirmed} emails got no clear answer from the server: they may or may not "
-                "have arrived, and are not sent again (see `dunningops messages --status unknown`).",
-                err=True,
-            )
-        if report.unknown:
-            click.echo(
-                f"Warning: {report.unknown} messages of an interrupted run are now 'unknown' (see `dunningops status`).", err=True
-            )
-    finish(report.errors, code=report.exit_code)
+    if report.confirmations:
+        click.echo(f"{report.confirmations} alias confirmation emails sent.")
+    if report.nothing_delivered:
+        click.echo(
+            f"Warning: none of the {report.deferred} due emails could be delivered now (see `dunningops messages "
+            "--status deferred` for the server's answers); they go out on the next run.",
+            err=True,
+        )
+    if report.unconfirmed:
+        click.echo(
+            f"Warning: {report.unconfirmed} emails got no clear answer from the server: they may or may not "
+            "have arrived, and are not sent again (see `dunningops messages --status unknown`).",
+            err=True,
+        )
+    if report.unknown:
+        click.echo(
+            f"Warning: {report.unknown} messages of an interrupted run are now 'unknown' (see `dunningops status`).", err=True
+        )
 
 
 @cli.command()
@@ -117,7 +175,7 @@ def todo() -> None:
     "--status", "status_", type=click.Choice(["open", "done", "dismissed", "sent", "all"]), default="open", show_default=True
 )
 @click.option("--assignee", help="A member id.")
-@click.option("--kind", type=click.Choice(["email", "call", "letter", "reply", "no_recipient"]))
+@click.option("--kind", type=click.Choice(["email", "call", "letter", "reply", "no_recipient", "promise_broken"]))
 @FORMAT
 def todo_list(app: App, status_, assignee, kind, fmt_) -> None:
     """List to-dos."""

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from dunningops.alerts.events import AlertEvent
+from dunningops.dunning.pauses import Ending
 from dunningops.dunning.schedule import Decision
 from dunningops.errors import DunningOpsError, UnavailableError
 
@@ -22,6 +24,12 @@ class CycleReport:
     todos: int = 0
     unknown: int = 0  # `sending` rows of an interrupted run, marked unknown now
     confirmations: int = 0  # A3 alias confirmation emails delivered from the outbox
+    # Pauses past their date, ended first thing (in a dry run: what the real run would end; nothing written).
+    pauses_ended: list[Ending] = field(default_factory=list)
+    # What the team must know (a broken promise to pay), for the caller to record and announce. Empty in a
+    # dry run, which raises nothing: its pauses_ended say what would be.
+    alerts: list[AlertEvent] = field(default_factory=list)
+    alert_ids: list[int] = field(default_factory=list)  # the alerts recorded (in_app), to announce after the run
     errors: list[str] = field(default_factory=list)  # reminders that could not be rendered, and `fatal`
     fatal: DunningOpsError | None = None  # the transport cannot work as configured: the run stopped
 

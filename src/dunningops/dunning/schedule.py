@@ -4,8 +4,8 @@ rules per due row (pauses, R4, minimum delay, window, E3, caps) that say why a r
 A function of (config, ledger and history, instant) that writes nothing, so it also answers
 "what would happen" for a future instant or a config not applied yet.
 
-Targets: each open, unpaused invoice of a customer in an invoice-level plan; and for a
-customer-level plan, the customer's oldest open, unpaused invoice (its "anchor"). A target's
+Targets: each open invoice of a customer in an invoice-level plan; and for a customer-level
+plan, the customer's oldest open, unpaused invoice (its "anchor"). A target's
 next step is the step after the last one performed for it; it is due once the anchor's due date
 plus the step's offset is reached. A target with nothing performed yet enters the plan at its
 first step (E7's standard logic, ``entry: first_step``) or, with ``entry: by_age``, at the last
@@ -15,6 +15,14 @@ oldest invoice anchors a new round, which enters the plan the same way.
 Within one run (invoice-level plans have several targets per customer): the invoices of a
 customer at the same step go out together, in the first one's email or to-do (``merged``,
 unless ``group_invoices: false``), and the minimum delay holds back the customer's other steps.
+
+Pauses (dunning/pauses.py) hold through their ``until`` day, whether or not a cycle has ended
+them since: a paused customer's due steps are skipped, with the pause as the reason. A paused
+invoice, in an invoice-level plan, is a target whose due step is skipped the same way ("invoice
+paused until …"); in a customer-level plan it is left out of the anchor choice and of the
+reminder's invoice list (compose.py), so a disputed invoice is never chased in the grouped email
+while the customer's other invoices still are (if it was the anchor, the next oldest anchors a
+round of its own; the paused one's round goes on where it stopped once it is the oldest again).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Date, Integer, String, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Date, Integer, String, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from dunningops.dunning.calendar import SendingCalendar
@@ -100,29 +108,42 @@ def _steps_table(config: RunConfig, today: date):
     return union_all(*rows).subquery("run_steps") if len(rows) > 1 else rows[0].subquery("run_steps")
 
 
+def invoice_paused(table, today: date) -> ColumnElement[bool]:
+    """An invoice under a pause on ``today``: it holds through its ``until`` day, whether or not a cycle
+    has ended it since (so a dry run at any instant says what the real run, which ends it first, does);
+    ``paused`` without a date holds until someone resumes it."""
+    return and_(table.c.paused.is_(True), or_(table.c.paused_until.is_(None), table.c.paused_until >= today))
+
+
 def due_query(config: RunConfig, today: date):
     """The due rows, oldest due first: one statement whatever the ledger's size."""
     assignments = {pid: p.assign for pid, p in config.plans.items()}
     plan_id = plan_expression(assignments, customers)
     by_level = {lvl: [p for p, cfg in config.plans.items() if cfg.level == lvl] for lvl in ("customer", "invoice")}
-    open_inv = and_(invoices.c.status == "open", invoices.c.paused.is_(False))
+    paused = case((invoice_paused(invoices, today), 1), else_=0)
     base = (
         select(
             customers.c.id.label("customer_id"),
             plan_id.label("plan_id"),
             invoices.c.id.label("anchor_id"),
             invoices.c.due_date.label("anchor_due"),
-            func.row_number().over(partition_by=customers.c.id, order_by=(invoices.c.due_date, invoices.c.id)).label("rn"),
+            paused.label("paused"),
+            # Unpaused invoices first: a customer-level plan's anchor is the oldest one not paused.
+            func.row_number()
+            .over(partition_by=customers.c.id, order_by=(paused, invoices.c.due_date, invoices.c.id))
+            .label("rn"),
         )
-        .join(invoices, and_(invoices.c.customer_id == customers.c.id, open_inv))
+        .join(invoices, and_(invoices.c.customer_id == customers.c.id, invoices.c.status == "open"))
         .subquery("candidates")
     )
+    # A paused invoice stays a target of an invoice-level plan, so that its due step shows as skipped
+    # and why; a customer-level plan never anchors on one.
     targets = (
         select(base.c.customer_id, base.c.plan_id, base.c.anchor_id, base.c.anchor_due)
         .where(
             or_(
                 and_(base.c.plan_id.in_(by_level["invoice"] or [""])),
-                and_(base.c.plan_id.in_(by_level["customer"] or [""]), base.c.rn == 1),
+                and_(base.c.plan_id.in_(by_level["customer"] or [""]), base.c.rn == 1, base.c.paused == 0),
             )
         )
         .subquery("targets")
@@ -184,6 +205,7 @@ def due_query(config: RunConfig, today: date):
         .group_by(todos.c.customer_id, todos.c.invoice_id)
         .subquery("pending_reply")
     )
+    anchor = invoices.alias("anchor")
     return (
         select(
             next_step.c.customer_id,
@@ -201,9 +223,13 @@ def due_query(config: RunConfig, today: date):
             last_contact.c.at.label("last_contact"),
             reply.c.todo_id.label("reply_todo"),
             next_step.c.last_done.is_(None).label("entering"),
+            case((invoice_paused(anchor, today), 1), else_=0).label("invoice_paused"),
+            anchor.c.paused_until.label("invoice_paused_until"),
+            anchor.c.pause_reason.label("invoice_pause_reason"),
         )
         .join(steps, and_(steps.c.plan_id == next_step.c.plan_id, steps.c.position == next_step.c.position))
         .join(customers, customers.c.id == next_step.c.customer_id)
+        .join(anchor, anchor.c.id == next_step.c.anchor_id)
         .outerjoin(last_contact, last_contact.c.customer_id == next_step.c.customer_id)
         .outerjoin(
             reply,
@@ -273,6 +299,9 @@ def decide(
             d.skipped = tuple(s.id for s in plan.steps[: step.position])
         if row.paused_until and row.paused_until >= today:
             d.outcome, d.reason = "skip", f"customer paused until {row.paused_until} ({row.pause_reason or 'no reason given'})"
+        elif row.invoice_paused:  # only an invoice-level plan's target can be a paused invoice
+            until = f" until {row.invoice_paused_until}" if row.invoice_paused_until else ""
+            d.outcome, d.reason = "skip", f"invoice paused{until} ({row.invoice_pause_reason or 'no reason given'})"
         elif row.reply_todo:  # R4, R9
             d.outcome, d.reason = "skip", f"waiting for the reply to-do #{row.reply_todo}"
         elif (

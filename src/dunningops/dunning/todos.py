@@ -1,4 +1,5 @@
-"""To-dos (E1): manual emails, calls and letters for people; reply to-dos (R3); customers nobody can be written to.
+"""To-dos (E1): manual emails, calls and letters for people; reply to-dos (R3); customers nobody can be written to;
+promises to pay broken (dunning/pauses.py, for the account manager, else the owner).
 
 Who gets one: the step's assignee; else, for an email, the member it is from (account
 manager or named member, A6); else the customer's account manager; else the owner.

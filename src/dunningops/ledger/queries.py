@@ -1,21 +1,34 @@
-"""Read-side of the ledger for the CLI: customers and contacts with their aggregates, in set-based SQL."""
+"""Read-side of the ledger for the CLI: customers and contacts with their aggregates, in set-based SQL;
+a customer's detail with its pauses and its mail, sent and received (R1)."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import String, and_, case, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from dunningops.errors import InvalidInputError, NotFoundError
 from dunningops.ledger.assignment import applied_assignments, plan_expression
-from dunningops.store.schema import ContactFunctionLinkRow, ContactRow, CustomerRow, InvoiceRow
+from dunningops.outgoing.history import settled
+from dunningops.store.schema import (
+    ContactFunctionLinkRow,
+    ContactRow,
+    CustomerRow,
+    InboxMessageRow,
+    InvoiceRow,
+    MessageRow,
+    PauseRow,
+)
 
 customers = CustomerRow.__table__
 contacts = ContactRow.__table__
 invoices = InvoiceRow.__table__
 links = ContactFunctionLinkRow.__table__
+pauses = PauseRow.__table__
+messages, inbox = MessageRow.__table__, InboxMessageRow.__table__
+MAIL_LIMIT = 20  # `customers show`: the latest emails, sent and received; the rest counted
 
 
 class Page(list):
@@ -119,7 +132,10 @@ def customer_id(session: Session, external_id: str) -> int:
     return found
 
 
-def show_customer(session: Session, external_id: str, today: date) -> dict[str, Any]:
+def show_customer(session: Session, external_id: str, today: date, *, mail_limit: int = MAIL_LIMIT) -> dict[str, Any]:
+    """One customer: plan, contacts, open invoices (with their pauses), pauses (the active one and the
+    history, newest first) and its mail, sent and received together, newest first (``mail_limit`` of
+    them; ``mail_total`` counts all)."""
     cid = customer_id(session, external_id)
     plan_id = plan_expression(applied_assignments(session), customers).label("plan")
     head = dict(session.execute(select(customers, plan_id).where(customers.c.id == cid)).mappings().one())
@@ -135,12 +151,65 @@ def show_customer(session: Session, external_id: str, today: date) -> dict[str, 
                 invoices.c.outstanding_cents,
                 invoices.c.currency,
                 invoices.c.paused,
+                invoices.c.paused_until,
+                invoices.c.pause_reason,
             )
             .where(invoices.c.customer_id == cid, invoices.c.status == "open")
             .order_by(invoices.c.due_date)
         ).mappings()
     ]
+    head["pauses"] = pause_history(session, cid)
+    head["pause"] = next((p for p in head["pauses"] if p["invoice"] is None and p["ended_how"] is None), None)
+    head["mail"], head["mail_total"] = mail_history(session, cid, limit=mail_limit)
     return head
+
+
+def pause_history(session: Session, cid: int) -> list[dict[str, Any]]:
+    """The customer's pauses and its invoices', newest first; ``ended_how`` None: still active."""
+    query = (
+        select(
+            pauses.c.id,
+            invoices.c.number.label("invoice"),
+            pauses.c.reason,
+            pauses.c.until,
+            pauses.c.note,
+            pauses.c.created_at,
+            pauses.c.created_by,
+            pauses.c.ended_at,
+            pauses.c.ended_how,
+        )
+        .outerjoin(invoices, invoices.c.id == pauses.c.invoice_id)
+        .where(pauses.c.customer_id == cid)
+        .order_by(pauses.c.created_at.desc(), pauses.c.id.desc())
+    )
+    return [dict(r) for r in session.execute(query).mappings()]
+
+
+def mail_history(session: Session, cid: int, *, limit: int = MAIL_LIMIT) -> tuple[list[dict[str, Any]], int]:
+    """R1: the customer's emails, sent (``out``) and received (``in``, not deleted), newest first; and how many in all."""
+    with settled(session) as shown:  # an interrupted send reads `unknown`, as in `messages`
+        sent = select(
+            literal("out", String).label("direction"),
+            messages.c.id,
+            func.coalesce(messages.c.sent_at, messages.c.created_at).label("at"),
+            messages.c.kind,
+            messages.c.subject,
+            shown.label("status"),
+        ).where(messages.c.customer_id == cid)
+        received = select(
+            literal("in", String).label("direction"),
+            inbox.c.id,
+            func.coalesce(inbox.c.received_at, inbox.c.imported_at).label("at"),
+            inbox.c.kind,
+            inbox.c.subject,
+            inbox.c.status,
+        ).where(inbox.c.customer_id == cid, inbox.c.status != "deleted")
+        both = union_all(sent, received).subquery("mail")
+        total = session.scalar(select(func.count()).select_from(both)) or 0
+        rows = session.execute(
+            select(both).order_by(both.c.at.desc(), both.c.direction, both.c.id.desc()).limit(limit)
+        ).mappings()
+        return [dict(r) for r in rows], total
 
 
 def list_contacts(

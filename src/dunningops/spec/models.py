@@ -173,17 +173,35 @@ class Inbox(Model):
 
 
 class Alerts(Model):
-    # C9: where a bounce is announced.
-    bounce: list[AlertChannel] = Field(default_factory=_in_app_only)
+    # C9: where each kind of alert is announced; every alert is also kept in the store's list.
+    bounce: list[AlertChannel] = Field(default_factory=_in_app_only, description="an email to a contact bounced")
+    complaint: list[AlertChannel] = Field(default_factory=_in_app_only, description="a recipient reported our email as spam")
+    sending_refused: list[AlertChannel] = Field(
+        default_factory=_in_app_only, description="a mail server refused our email for our setup's sake (policy, spam)"
+    )
+    promise_broken: list[AlertChannel] = Field(default_factory=_in_app_only, description="a promise to pay passed unpaid")
+    quarantined: list[AlertChannel] = Field(default_factory=_in_app_only, description="an incoming email could not be read")
     email_to: list[Email] = Field(default_factory=list)
     slack_webhook_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
 
+    @staticmethod
+    def kinds() -> tuple[str, ...]:
+        """The alert kinds that have a channel list here (alerts/events.py ALERT_KINDS, kept in step by a test)."""
+        return ("bounce", "complaint", "sending_refused", "promise_broken", "quarantined")
+
+    def channels_for(self, kind: str) -> list[AlertChannel]:
+        """The channels an alert of ``kind`` goes to (an unknown kind: the in-app list only)."""
+        return list(getattr(self, kind)) if kind in self.kinds() else ["in_app"]
+
     @model_validator(mode="after")
     def _channels_have_targets(self) -> Alerts:
-        if "email" in self.bounce and not self.email_to:
-            raise ValueError("bounce alerts by email need `email_to`")
-        if "slack" in self.bounce and not self.slack_webhook_env:
-            raise ValueError("bounce alerts on Slack need `slack_webhook_env` (the variable holding the webhook URL)")
+        for kind in self.kinds():
+            channels = getattr(self, kind)
+            label = kind.replace("_", " ")
+            if "email" in channels and not self.email_to:
+                raise ValueError(f"{label} alerts by email need `email_to`")
+            if "slack" in channels and not self.slack_webhook_env:
+                raise ValueError(f"{label} alerts on Slack need `slack_webhook_env` (the variable holding the webhook URL)")
         return self
 
 

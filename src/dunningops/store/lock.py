@@ -21,7 +21,7 @@ import fcntl
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from dunningops.store.schema import LockRow
 APPLY_LOCK_KEY = 0x64756E6E
 SEND_CYCLE_LOCK_KEY = 0x64756E6E0002
 SENDING_LOCK_KEY = 0x64756E6E0003
+IMPORT_CYCLE_LOCK_KEY = 0x64756E6E0004
 POLL_S = 0.1
 
 
@@ -165,6 +166,14 @@ def _holder() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
+def _acquire_within(lock: _FileLock | _AdvisoryLock | _NoLock, timeout_s: float, refusal: Callable[[], str]) -> None:
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    while not lock.acquire(wait=False):
+        if time.monotonic() >= deadline:
+            raise LockError(refusal())
+        time.sleep(POLL_S)
+
+
 @contextmanager
 def send_cycle_lock(store, *, timeout_s: float = 30.0) -> Iterator[None]:
     """Hold the send-cycle run lock for the block, waiting up to ``timeout_s`` for another run to end.
@@ -173,11 +182,9 @@ def send_cycle_lock(store, *, timeout_s: float = 30.0) -> Iterator[None]:
         LockError: another send cycle still held it after ``timeout_s``; nothing was done.
     """
     lock = _lock(store.engine, SEND_CYCLE_LOCK_KEY, "send-cycle")
-    deadline = time.monotonic() + max(0.0, timeout_s)
-    while not lock.acquire(wait=False):
-        if time.monotonic() >= deadline:
-            raise LockError(f"another send cycle is running on this store ({_who_runs(store.engine)}); nothing was sent")
-        time.sleep(POLL_S)
+    _acquire_within(
+        lock, timeout_s, lambda: f"another send cycle is running on this store ({_who_runs(store.engine)}); nothing was sent"
+    )
     try:
         _write_holder(store, _holder(), datetime.now(UTC))
         yield
@@ -186,6 +193,22 @@ def send_cycle_lock(store, *, timeout_s: float = 30.0) -> Iterator[None]:
             _write_holder(store, None, None)
         except SQLAlchemyError:
             pass  # the row only informs; the lock itself goes below
+        lock.release()
+
+
+@contextmanager
+def import_cycle_lock(store, *, timeout_s: float = 30.0) -> Iterator[None]:
+    """Hold the import-cycle lock for the block: two imports of one store at once would read the
+    same new mail and both try to act on it (the de-duplication key would then fail one of them).
+
+    Raises:
+        LockError: another import cycle still held it after ``timeout_s``; nothing was imported.
+    """
+    lock = _lock(store.engine, IMPORT_CYCLE_LOCK_KEY, "import-cycle")
+    _acquire_within(lock, timeout_s, lambda: "another import cycle is running on this store; nothing was imported")
+    try:
+        yield
+    finally:
         lock.release()
 
 
