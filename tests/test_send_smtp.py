@@ -11,7 +11,7 @@ from sqlalchemy import select
 from cycle_helpers import paris, setup_store
 from dunningops.dunning.cycle import run_send
 from dunningops.store import open_store
-from dunningops.store.schema import ActionRow, ContactRow, MessageRow
+from dunningops.store.schema import ActionRow, AlertRow, ContactRow, MessageRow
 from dunningops.transport.smtp import SmtpTransport
 
 LEDGER = dict(
@@ -59,7 +59,10 @@ def test_c9_permanent_refusal_marks_the_contact_invalid_and_is_not_resent(store,
     assert rows["hans@mueller.de"].status == "failed" and rows["hans@mueller.de"].error.startswith("550")
     with store.session() as s:
         hans = s.scalars(select(ContactRow).where(ContactRow.email == "hans@mueller.de")).one()
+        (alert,) = s.scalars(select(AlertRow)).all()
     assert not hans.valid and hans.invalid_reason.startswith("550")
+    # C9: the refusal raises an alert, as a bounce read from the inbox does.
+    assert alert.kind == "bounce" and alert.contact_email == "hans@mueller.de" and alert.channels["in_app"] == "shown"
     # C11: not re-sent automatically on the next run.
     again = run_send(store, at=paris(2026, 12, 4, 8, 50), transport_factory=_factory(smtp_server))
     assert again.sent == 0 and again.failed == 0

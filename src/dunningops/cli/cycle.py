@@ -92,12 +92,18 @@ def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
 
 
 def _announce(app: App, report) -> dict[str, int]:
-    """Announce the alerts a send cycle raised (a broken promise to pay) once it has committed."""
-    if not report.alert_ids:
+    """Announce the alerts a send cycle raised (a broken promise to pay, a recipient refused), and any
+    earlier one still waiting for a channel, once the cycle has committed."""
+    if report.dry_run:
         return {}
     from dunningops.alerts.channels import announce_recorded
+    from dunningops.alerts.store import pending
 
-    done = announce_recorded(app.store, report.alert_ids, at=report.at, transport_factory=app.transport, env=app.env)
+    with app.session() as session:
+        ids = pending(session)
+    if not ids:
+        return {}
+    done = announce_recorded(app.store, ids, at=report.at, transport_factory=app.transport, env=app.env)
     for problem in done.problems:
         click.echo(f"Warning: {problem}", err=True)
     return dict(done.counts)
@@ -118,11 +124,11 @@ def _echo_send(app: App, report, *, dry_run: bool, announced: dict[str, int] | N
     )
     if announced is None:
         announced = _announce(app, report)
-    if report.alert_ids:
+    told = ", ".join(f"{n} {c}" for c, n in sorted(announced.items()) if c != "in_app")
+    if announced:
         click.echo(
-            f"{len(report.alert_ids)} alerts raised ("
-            + (", ".join(f"{n} {c}" for c, n in sorted(announced.items())) or "listed")
-            + ")."
+            f"Alerts: {announced.get('in_app', 0)} in the list (`dunningops alerts list`)"
+            + (f"; announced: {told}." if told else ".")
         )
     if report.confirmations:
         click.echo(f"{report.confirmations} alias confirmation emails sent.")
@@ -175,7 +181,7 @@ def todo() -> None:
     "--status", "status_", type=click.Choice(["open", "done", "dismissed", "sent", "all"]), default="open", show_default=True
 )
 @click.option("--assignee", help="A member id.")
-@click.option("--kind", type=click.Choice(["email", "call", "letter", "reply", "no_recipient", "promise_broken"]))
+@click.option("--kind", type=click.Choice(["email", "call", "letter", "reply", "bounce", "no_recipient", "promise_broken"]))
 @FORMAT
 def todo_list(app: App, status_, assignee, kind, fmt_) -> None:
     """List to-dos."""

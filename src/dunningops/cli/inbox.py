@@ -61,8 +61,6 @@ def echo_import_report(report) -> None:
     for q in report.effects.quarantine:
         click.echo(f"Quarantined #{q['id']} ({q['folder']} {q['key']}): {q['reason']}", err=True)
     click.echo(report.line())
-    if report.announced:
-        click.echo("Alerts announced: " + ", ".join(f"{n} {channel}" for channel, n in sorted(report.announced.items())))
     for kind, n in sorted(report.handled.items()):
         click.echo(f"{n} imported messages {kind} in the mailbox.")
     for warning in report.warnings:
@@ -200,13 +198,14 @@ def inbox_explain(app: App, files, fmt_) -> None:
                 f"({b['category']}), original {b['original_message_id'] or 'unknown'}"
             )
         m = r["match"]
-        if m is not None:
-            target = (
-                f"customer {m['customer']}"
-                if m["customer"]
-                else ("a new temporary customer" if m["by"] == "temporary" else "ignored")
-            )
-            click.echo(f"  match: {target} by {m['by']}" + (f" ({m['reason']})" if m["reason"] else ""))
+        if m is None:
+            continue
+        if m["customer"]:
+            click.echo(f"  match: customer {m['customer']} by {m['by']}")
+        elif m["by"] == "temporary":
+            click.echo(f"  match: a new temporary customer for {m['address']} (replies.import: all)")
+        else:
+            click.echo(f"  match: ignored ({m['reason']})")
 
 
 @inbox.command("relink")

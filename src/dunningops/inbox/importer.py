@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 folders_table, inbox = InboxFolderRow.__table__, InboxMessageRow.__table__
 
 BATCH = 500
+PLURALS = {"reply": "replies", "auto_reply": "auto-replies", "bounce": "bounces", "complaint": "complaints"}
 
 
 @dataclass
@@ -81,7 +82,7 @@ class ImportReport:
 
     def line(self) -> str:
         e = self.effects
-        kinds = ", ".join(f"{n} {k.replace('_', '-')}{'s' if n != 1 else ''}" for k, n in sorted(e.by_kind.items())) or "none"
+        kinds = ", ".join(f"{n} {PLURALS[k] if n != 1 else k.replace('_', '-')}" for k, n in sorted(e.by_kind.items())) or "none"
         parts = [
             f"{self.imported} new messages ({kinds})",
             f"{e.linked} linked to customers",
@@ -96,7 +97,8 @@ class ImportReport:
         if e.temporary_customers:
             parts.append(f"{e.temporary_customers} temporary customers")
         if self.alert_ids:
-            parts.append(f"{len(self.alert_ids)} alerts")
+            told = ", ".join(f"{n} {channel}" for channel, n in sorted(self.announced.items()) if channel != "in_app")
+            parts.append(f"{len(self.alert_ids)} alerts" + (f" (announced: {told})" if told else ""))
         return "Import cycle: " + ", ".join(parts) + "."
 
 

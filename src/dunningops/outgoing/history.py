@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from dunningops.alerts.events import AlertEvent
 from dunningops.outgoing.letter import Letter, Outcome, Recorded
 from dunningops.store.lock import nobody_sending
 from dunningops.store.meta import organisation_tag
@@ -177,6 +178,23 @@ def record_outcomes(
             .where(contacts.c.customer_id == bindparam("c"), contacts.c.email == bindparam("e"))
             .values(valid=False, invalid_reason=bindparam("why"), invalid_at=bindparam("at")),
             refused,
+        )
+        # C9: announced like a bounce that comes back by email (recorded here, with the outcome).
+        from dunningops.alerts import store as alert_store  # it reads the ledger, which reads this module
+
+        alert_store.record(
+            session,
+            [
+                AlertEvent(
+                    "bounce",
+                    f"email to {r['e']} refused by the mail server: the contact is marked invalid",
+                    r["c"],
+                    r["e"],
+                    details={"diagnostic": r["why"]},
+                )
+                for r in refused
+            ],
+            at=at,
         )
     return outcomes
 

@@ -361,7 +361,7 @@ class TodoRow(Base):
 
     __tablename__ = "todos"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16))  # email | call | letter | reply | no_recipient
+    kind: Mapped[str] = mapped_column(String(16))  # email | call | letter | reply | bounce | no_recipient | promise_broken
     status: Mapped[str] = mapped_column(String(12), index=True)  # open | done | dismissed | sent
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="SET NULL"))
