@@ -85,7 +85,9 @@ def deliver(source_factory, store, raw: bytes) -> str:
         source.close()
 
 
-def reply(sent_row: MessageRow | None, sender: str, body: str = "Bonjour,\n\nJ'ai payé hier.\n", *, hours: int = 1, **headers) -> bytes:
+def reply(
+    sent_row: MessageRow | None, sender: str, body: str = "Bonjour,\n\nJ'ai payé hier.\n", *, hours: int = 1, **headers
+) -> bytes:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = sent_row.from_address if sent_row else "billing@acme.fr"
@@ -127,7 +129,9 @@ def rows(store, table, *where):
 
 
 def decisions_for(store, customer: str, at=None):
-    report = run_send(store, at=at or paris(2026, 12, 14), transport_factory=lambda c: MaildirTransport(Path("/nonexistent")), dry_run=True)
+    report = run_send(
+        store, at=at or paris(2026, 12, 14), transport_factory=lambda c: MaildirTransport(Path("/nonexistent")), dry_run=True
+    )
     return [d.row() for d in report.decisions if d.row()["customer"] == customer]
 
 
@@ -251,7 +255,11 @@ def test_c10_a_contact_marked_valid_again_is_invalidated_again_by_a_new_bounce(s
 
 @pytest.mark.parametrize(
     ("status", "diagnostic", "alert_kind"),
-    [("5.2.2", "552 5.2.2 Mailbox full", None), ("5.7.1", "550 5.7.1 Message rejected as spam", "sending_refused"), ("4.4.7", "delayed", None)],
+    [
+        ("5.2.2", "552 5.2.2 Mailbox full", None),
+        ("5.7.1", "550 5.7.1 Message rejected as spam", "sending_refused"),
+        ("4.4.7", "delayed", None),
+    ],
 )
 def test_c9_soft_and_policy_bounces_leave_the_contact_valid(store, sent, source_factory, status, diagnostic, alert_kind):
     raw = dsn(sent["hans@mueller.de"], "hans@mueller.de", status, diagnostic)
@@ -266,7 +274,9 @@ def test_c9_soft_and_policy_bounces_leave_the_contact_valid(store, sent, source_
 
 
 def test_auto_reply_is_stored_and_pauses_nothing(store, sent, source_factory):
-    deliver(source_factory, store, reply(sent["jean@cafeduport.fr"], "jean@cafeduport.fr", "Absent", Auto_Submitted="auto-replied"))
+    deliver(
+        source_factory, store, reply(sent["jean@cafeduport.fr"], "jean@cafeduport.fr", "Absent", Auto_Submitted="auto-replied")
+    )
     report = do_import(store, source_factory)
     assert report.effects.by_kind == {"auto_reply": 1} and report.effects.reply_todos == 0
     assert rows(store, TodoRow, TodoRow.kind == "reply") == []
@@ -375,7 +385,9 @@ def test_r7_a_reply_to_another_organisations_message_is_not_taken_by_its_sender(
     raw = reply(None, "paul@martin.fr", "Pour l'autre société", hours=1, In_Reply_To=other)
     deliver(source_factory, store, raw)
     # A reference to mail nobody here knows, not made by this program: the sender decides (R5(b)).
-    deliver(source_factory, store, reply(None, "paul@martin.fr", "Réponse à un collègue", hours=2, In_Reply_To="<x1@mail.gmail.com>"))
+    deliver(
+        source_factory, store, reply(None, "paul@martin.fr", "Réponse à un collègue", hours=2, In_Reply_To="<x1@mail.gmail.com>")
+    )
     report = do_import(store, source_factory)
     assert report.effects.ignored == 1 and report.effects.linked == 1
     (ignored,) = rows(store, InboxMessageRow, InboxMessageRow.status == "ignored")

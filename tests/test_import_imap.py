@@ -26,9 +26,7 @@ SLACK_ENV = "ACME_SLACK_WEBHOOK"
 
 def configure(config: Path, inbox_yaml: str, extra: str = "") -> Path:
     path = config / "dunningops.yaml"
-    path.write_text(
-        path.read_text().replace("  replies: {manage: true}\n", "  replies: {manage: true}\n" + inbox_yaml + extra)
-    )
+    path.write_text(path.read_text().replace("  replies: {manage: true}\n", "  replies: {manage: true}\n" + inbox_yaml + extra))
     return config
 
 
@@ -178,6 +176,10 @@ def test_r7_two_organisations_sharing_a_mailbox_never_take_each_others_replies(t
     assert b.effects.linked == 2 and b.effects.ignored == 0 and b.handled == {"moved": 2}
     texts = sorted(r["reply_text"] for r in rows(bravo, InboxMessageRow, InboxMessageRow.status == "linked"))
     assert any("Réponse à Bravo" in t for t in texts) and any("Nouvelle question" in t for t in texts)
-    assert imap_mailbox.uids("INBOX") == [] and len(imap_mailbox.uids("Done-bravo")) == 2 and len(imap_mailbox.uids("Done-acme")) == 1
+    assert (
+        imap_mailbox.uids("INBOX") == []
+        and len(imap_mailbox.uids("Done-bravo")) == 2
+        and len(imap_mailbox.uids("Done-acme")) == 1
+    )
     # One reply to-do in each organisation, each for its own customer.
     assert len(rows(acme, TodoRow, TodoRow.kind == "reply")) == 1 and len(rows(bravo, TodoRow, TodoRow.kind == "reply")) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -14,7 +15,6 @@ from dunningops.cli.output import echo_json, finish, more_line, render_table, to
 from dunningops.tables import INBOX_COLUMNS, inbox_row
 
 FORMAT = format_option("table", "json")
-
 
 
 def import_report_json(report) -> dict:
@@ -140,7 +140,9 @@ def inbox_show(app: App, inbox_id, raw, fmt_) -> None:
         if raw_bytes is None:
             finish([f"message #{inbox_id} has no raw bytes kept (only quarantined messages keep them)"])
             return
-        click.get_binary_stream("stdout").write(raw_bytes)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(raw_bytes)  # as received: not decoded, not re-encoded
+        sys.stdout.buffer.flush()
         return
     text = row.pop("text")
     if fmt_ == "json":

@@ -151,7 +151,9 @@ def record_outcomes(
     session: Session, recorded: Sequence[Recorded], results: Sequence[SendResult], *, at: datetime
 ) -> list[Outcome]:
     """Each message's outcome, in a few executemany statements; C9 for the recipients refused."""
-    outcomes, updates, refused = [], [], []
+    outcomes: list[Outcome] = []
+    updates: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
     for r, result in zip(recorded, results, strict=True):
         # Anything a transport may add later is treated as "may have left": never sent again.
         status = result.status if result.status in ("sent", "failed", "deferred", "unknown") else "unknown"
