@@ -171,3 +171,20 @@ def test_migration_0003_backfills_step_times(tmp_path: Path):
     with engine.connect() as c:
         assert c.execute(text("SELECT created_at FROM plan_steps")).scalar().startswith("2026-01-01")
     engine.dispose()
+
+
+def test_migrations_create_exactly_the_models_tables(database_url: str):
+    """What the migrations build is what store/schema.py declares, on SQLite and PostgreSQL (no drift)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from dunningops.store import open_store
+    from dunningops.store.schema import Base
+
+    store = open_store(database_url)
+    try:
+        with store.engine.connect() as connection:
+            drift = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    finally:
+        store.dispose()
+    assert drift == []

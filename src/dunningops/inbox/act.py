@@ -16,6 +16,7 @@ Writes are a few statements per batch (executemany), not one per message.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -112,25 +113,9 @@ def _details(mail: ParsedMail) -> dict[str, Any]:
     c = mail.classification
     out: dict[str, Any] = {}
     if c.bounces:
-        out["bounces"] = [
-            {
-                "recipient": b.recipient,
-                "status": b.status,
-                "action": b.action,
-                "permanent": b.permanent,
-                "category": b.category,
-                "diagnostic": b.diagnostic,
-                "original_message_id": b.original_message_id,
-                "reporter": b.reporter,
-            }
-            for b in c.bounces
-        ]
+        out["bounces"] = [dataclasses.asdict(b) for b in c.bounces]
     if c.complaint:
-        out["complaint"] = {
-            "feedback_type": c.complaint.feedback_type,
-            "original_message_id": c.complaint.original_message_id,
-            "recipient": c.complaint.recipient,
-        }
+        out["complaint"] = dataclasses.asdict(c.complaint)
     if mail.defects:
         out["defects"] = list(mail.defects)
     return out
