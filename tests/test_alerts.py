@@ -309,7 +309,27 @@ def test_c9_email_refused_is_recorded_and_the_contacts_are_untouched(store, smtp
         assert all(session.scalars(select(ContactRow.valid)))
 
 
-def test_c9_a_transport_that_cannot_send_leaves_the_other_alert_emails_pending(store, make_smtp_server):
+def test_c9_several_alerts_go_out_in_one_digest_email(store, smtp_server):
+    ids = record(store, bounce(store), bounce(store, "paul@martin.fr", "C1"))
+    transport = smtp(smtp_server)
+    try:
+        report = do_announce(store, ids, transport=transport, settings=_without_slack(settings(store)))
+    finally:
+        transport.close()
+    (email,) = smtp_server.messages()
+    assert email["Subject"].endswith("2 alerts: 2 bounce") and email["X-Dunningops-Alert"] == ",".join(map(str, ids))
+    body = email.get_content()
+    assert "hans@mueller.de" in body and "paul@martin.fr" in body
+    assert [channels(store, i)["email"] for i in ids] == ["sent", "sent"] and report.counts["email"] == 2
+    # At most once: announcing again sends nothing.
+    do_announce(store, ids, transport=smtp(smtp_server), settings=_without_slack(settings(store)))
+    assert len(smtp_server.messages()) == 1
+
+
+def test_c9_a_transport_that_cannot_send_leaves_the_other_alert_emails_pending(store, make_smtp_server, monkeypatch):
+    import dunningops.alerts.channels as channels_module
+
+    monkeypatch.setattr(channels_module, "DIGEST_SIZE", 1)  # one email per alert: the second waits
     server = make_smtp_server(auth={"user": "secret"})  # a login required, none configured: the transport is unusable
     ids = record(store, bounce(store), bounce(store, "paul@martin.fr", "C1"))
     transport = smtp(server)

@@ -49,6 +49,7 @@ CHANNEL_ORDER = ("in_app", "email", "slack")
 MAX_DETAILS = 5  # a Slack line or an email stays short; `alerts show` has them all
 MAX_VALUE = 200
 MAX_SUBJECT_TITLE = 180
+DIGEST_SIZE = 100  # alerts per email when several are announced at once
 
 
 @dataclass
@@ -281,41 +282,78 @@ def _announce_by_email(
     if transport is None:
         _leave_waiting(rows, "email", "no transport to send with", report)
         return
-    for i, row in enumerate(rows):
-        alert_id = row["id"]
+    # An import that reads 800 bounces sends the team a few digests, not 800 emails.
+    chunks = [rows[start : start + DIGEST_SIZE] for start in range(0, len(rows), DIGEST_SIZE)]
+    for n, chunk in enumerate(chunks):
+        ids = [row["id"] for row in chunk]
 
         # Defs, not lambdas: mypy cannot infer a lambda's type with a default argument.
-        def reserve(session, recorded: list[Recorded], alert_id: int = alert_id) -> None:
-            if not alert_store.claim(session, alert_id, "email"):
-                raise NotClaimed(f"alert {alert_id}")
+        def reserve(session, recorded: list[Recorded], ids: list[int] = ids) -> None:
+            # All or nothing: an alert another process took makes the whole digest step back (below).
+            if not all(alert_store.claim(session, alert_id, "email") for alert_id in ids):
+                raise NotClaimed(f"alerts {ids}")
 
-        def settle(session, outcomes: list[Outcome], alert_id: int = alert_id) -> None:
+        def settle(session, outcomes: list[Outcome], ids: list[int] = ids) -> None:
             for o in outcomes:
-                alert_store.set_channel(session, alert_id, "email", _email_outcome(o))
+                for alert_id in ids:
+                    alert_store.set_channel(session, alert_id, "email", _email_outcome(o))
 
-        # One send per alert: each claim stands alone, so one taken elsewhere holds back no other.
         try:
-            letters = [_letter(row, settings, at)]
+            letters = [_letter(chunk[0], settings, at) if len(chunk) == 1 else _digest(chunk, settings, at)]
             outcomes = outgoing.send(store, transport, letters, at=at, domain=domain, reserve=reserve, settle=settle)
+            if not outcomes and len(chunk) > 1:
+                # Not claimed as a whole (another process announces some of them): one email each.
+                for row in chunk:
+                    _announce_by_email(store, [row], settings, transport, at, domain, report)
+                continue
         except TransportError as exc:
-            # The transport cannot work as configured: this alert's outcome (deferred) is recorded;
+            # The transport cannot work as configured: these alerts' outcome (deferred) is recorded;
             # the rest wait, pending, for the setup to be fixed.
-            report._add(report.failed, "email")
-            report.problems.append(f"email: alert #{alert_id}: {exc}")
-            if rows[i + 1 :]:
-                _leave_waiting(rows[i + 1 :], "email", "the transport cannot send", report)
+            report.failed["email"] = report.failed.get("email", 0) + len(chunk)
+            report.problems.append(f"email: alerts {_ids(ids)}: {exc}")
+            rest = [row for later in chunks[n + 1 :] for row in later]
+            if rest:
+                _leave_waiting(rest, "email", "the transport cannot send", report)
             return
         except DunningOpsError as exc:
             # The store refused the rows (nothing sent, still pending) or the outcome (stays `sending`).
-            report._add(report.failed, "email")
-            report.problems.append(f"email: alert #{alert_id}: {exc}")
+            report.failed["email"] = report.failed.get("email", 0) + len(chunk)
+            report.problems.append(f"email: alerts {_ids(ids)}: {exc}")
             continue
         for o in outcomes:
             if o.status == "sent":
-                report._add(report.counts, "email")
+                report.counts["email"] = report.counts.get("email", 0) + len(chunk)
             else:
-                report._add(report.failed, "email")
-                report.problems.append(f"email: alert #{alert_id}: {_email_outcome(o)}")
+                report.failed["email"] = report.failed.get("email", 0) + len(chunk)
+                report.problems.append(f"email: alerts {_ids(ids)}: {_email_outcome(o)}")
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(f"#{i}" for i in ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
+def _digest(rows: list[dict[str, Any]], settings: Settings, at: datetime) -> Letter:
+    """Several alerts in one email: a count by kind in the subject, each alert's text in the body."""
+    company = settings.company.name
+    kinds: dict[str, int] = {}
+    for row in rows:
+        kinds[row["kind"]] = kinds.get(row["kind"], 0) + 1
+    what = ", ".join(f"{n} {KIND_LABELS.get(k, k).lower()}" for k, n in sorted(kinds.items()))
+    body = f"{len(rows)} alerts ({what}).\n\n" + "\n---\n\n".join(email_text(row) for row in rows)
+    return Letter(
+        message=OutgoingMessage(
+            message_id="",
+            from_=Address(settings.deliverability.fallback_sender, company),
+            to=[Address(a) for a in settings.alerts.email_to],
+            subject=f"[{company}] {len(rows)} alerts: {what}",
+            text=body,
+            headers={"Auto-Submitted": "auto-generated", "X-Dunningops-Alert": ",".join(str(r["id"]) for r in rows)},
+            date=at,
+        ),
+        kind="alert",
+        automatic=True,
+        tag=rows[0]["id"],
+    )
 
 
 # --- Slack ---------------------------------------------------------------------------------

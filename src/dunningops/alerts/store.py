@@ -14,13 +14,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dunningops.alerts.events import AlertEvent
 from dunningops.errors import InvalidInputError, NotFoundError
 from dunningops.ledger.queries import Page
 from dunningops.spec.models import Alerts
+from dunningops.store.bulk import insert_ids
 from dunningops.store.schema import AlertRow, CustomerRow, SettingsRow
 
 __all__ = [
@@ -93,8 +94,8 @@ def record(session: Session, events: Sequence[AlertEvent], *, at: datetime, sett
         }
         for e in events
     ]
-    # One executemany with RETURNING, in the order given (as the message history records).
-    return list(session.execute(insert(alerts).returning(alerts.c.id, sort_by_parameter_order=True), rows).scalars().all())
+    # One statement for all, their ids in the order given (as the message history records).
+    return insert_ids(session, alerts, rows)
 
 
 def _one_line(text: str, limit: int) -> str:

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from dunningops.alerts.events import AlertEvent
 from dunningops.dunning.schedule import invoice_paused
 from dunningops.errors import ConflictError, InvalidInputError, NotFoundError
+from dunningops.store.bulk import insert_ids
 from dunningops.store.schema import CustomerRow, InvoiceRow, MemberRow, PauseRow, SettingsRow, TodoRow
 
 __all__ = [
@@ -467,32 +468,29 @@ def end(session: Session, endings: list[Ending], *, today: date, now: datetime) 
     broken = [e for e in endings if e.how == "broken"]
     if not broken:
         return []
-    todo_ids = (
-        session.execute(
-            insert(todos).returning(todos.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "kind": TODO_KIND,
-                    "status": "open",
-                    "customer_id": e.customer_id,
-                    "invoice_id": e.invoice_id,
-                    "plan_id": None,
-                    "step_id": None,
-                    "assignee": e.assignee,
-                    "reason": e.summary,
-                    "payload": {
-                        "pause_id": e.pause_id,
-                        "until": e.until.isoformat(),
-                        "invoice_ids": [i.id for i in e.due],
-                        "invoices": [i.number for i in e.due],
-                    },
-                    "created_at": now,
-                }
-                for e in broken
-            ],
-        )
-        .scalars()
-        .all()
+    todo_ids = insert_ids(
+        session,
+        todos,
+        [
+            {
+                "kind": TODO_KIND,
+                "status": "open",
+                "customer_id": e.customer_id,
+                "invoice_id": e.invoice_id,
+                "plan_id": None,
+                "step_id": None,
+                "assignee": e.assignee,
+                "reason": e.summary,
+                "payload": {
+                    "pause_id": e.pause_id,
+                    "until": e.until.isoformat(),
+                    "invoice_ids": [i.id for i in e.due],
+                    "invoices": [i.number for i in e.due],
+                },
+                "created_at": now,
+            }
+            for e in broken
+        ],
     )
     return [
         AlertEvent(

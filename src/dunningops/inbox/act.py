@@ -29,6 +29,7 @@ from dunningops.alerts.events import AlertEvent
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.inbox.match import Match
 from dunningops.inbox.parse import ParsedMail
+from dunningops.store.bulk import insert_ids
 from dunningops.store.schema import ContactRow, CustomerRow, InboxMessageRow, TodoRow
 
 inbox, todos, contacts, customers = InboxMessageRow.__table__, TodoRow.__table__, ContactRow.__table__, CustomerRow.__table__
@@ -244,13 +245,13 @@ def _reply_todos(session: Session, config: RunConfig, linked: list[tuple[int, In
     replies.sort(key=lambda p: (p[1].parsed.date.timestamp() if p[1].parsed and p[1].parsed.date else 0.0, p[0]))
     targets = {(i.match.customer_id, i.match.invoice_id) for _, i in replies if i.match}
     customer_ids = sorted({c for c, _ in targets if c is not None})
-    open_todos: dict[tuple[int | None, int | None], int] = {}
-    for todo_id, customer_id, invoice_id in session.execute(
-        select(todos.c.id, todos.c.customer_id, todos.c.invoice_id).where(
+    open_todos: dict[tuple[int | None, int | None], tuple[int, dict]] = {}
+    for todo_id, customer_id, invoice_id, payload in session.execute(
+        select(todos.c.id, todos.c.customer_id, todos.c.invoice_id, todos.c.payload).where(
             todos.c.kind == "reply", todos.c.status == "open", todos.c.customer_id.in_(customer_ids)
         )
     ):
-        open_todos.setdefault((customer_id, invoice_id), todo_id)
+        open_todos.setdefault((customer_id, invoice_id), (todo_id, payload or {}))
     managers = dict(
         session.execute(select(customers.c.id, customers.c.account_manager).where(customers.c.id.in_(customer_ids))).all()
     )
@@ -260,37 +261,36 @@ def _reply_todos(session: Session, config: RunConfig, linked: list[tuple[int, In
         target = (item.match.customer_id, item.match.invoice_id)
         count = latest[target][2] + 1 if target in latest else 1
         latest[target] = (rid, item, count)
-    created = 0
     updates: list[dict] = []
+    new_targets, new_rows = [], []
     todo_of: dict[tuple[int | None, int | None], int] = {}
     for target, (rid, item, count) in latest.items():
         assert item.parsed is not None and item.match is not None
         p = item.parsed
         payload, reason = reply_payload(rid, p.from_address, p.subject, p.reply_text, p.date)
-        todo_id = open_todos.get(target)
-        if todo_id is None:
-            todo_id = session.execute(
-                insert(todos)
-                .values(
-                    kind="reply",
-                    status="open",
-                    customer_id=target[0],
-                    invoice_id=target[1],
-                    assignee=_assignee(config, item.match, managers),
-                    reason=reason,
-                    payload={**payload, "replies": count},
-                    created_at=at,
-                )
-                .returning(todos.c.id)
-            ).scalar_one()
-            created += 1
-        else:
+        if target in open_todos:
             # R10: the latest reply is the one behind the single pending to-do (its assignee stays).
-            previous = session.execute(select(todos.c.payload).where(todos.c.id == todo_id)).scalar_one() or {}
+            todo_id, previous = open_todos[target]
+            todo_of[target] = todo_id
             updates.append(
                 {"b_id": todo_id, "b_reason": reason, "b_payload": {**payload, "replies": previous.get("replies", 1) + count}}
             )
-        todo_of[target] = todo_id
+            continue
+        new_targets.append(target)
+        new_rows.append(
+            {
+                "kind": "reply",
+                "status": "open",
+                "customer_id": target[0],
+                "invoice_id": target[1],
+                "assignee": _assignee(config, item.match, managers),
+                "reason": reason,
+                "payload": {**payload, "replies": count},
+                "created_at": at,
+            }
+        )
+    todo_of.update(zip(new_targets, insert_ids(session, todos, new_rows), strict=True))
+    created = len(new_rows)
     if updates:
         session.execute(
             update(todos)
@@ -418,7 +418,7 @@ def act(session: Session, config: RunConfig, items: Sequence[Incoming], *, at: d
     effects.temporary_customers = _temporary_customers(session, items, at)
     manage_after = config.settings.inbox.after_import != "keep"
     rows = [_row(item, at, manage_after) for item in items]
-    ids = session.execute(insert(inbox).returning(inbox.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    ids = insert_ids(session, inbox, rows)
     linked: list[tuple[int, Incoming]] = []
     for rid, item, row in zip(ids, items, rows, strict=True):
         if row["status"] == "quarantined":

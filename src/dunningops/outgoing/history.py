@@ -14,11 +14,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from dunningops.alerts.events import AlertEvent
 from dunningops.outgoing.letter import Letter, Outcome, Recorded
+from dunningops.store.bulk import insert_ids
 from dunningops.store.lock import nobody_sending
 from dunningops.store.meta import organisation_tag
 from dunningops.store.schema import ContactRow, CustomerRow, MessageRow
@@ -108,14 +109,7 @@ def record(session: Session, letters: Sequence[Letter], *, at: datetime, domain:
             fresh.append((i, letter, new_message_id(domain, organisation)))
     if fresh:
         # One executemany (a statement per message was most of the cycle's time).
-        ids = (
-            session.execute(
-                insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-                [_row(letter, mid, at) for _, letter, mid in fresh],
-            )
-            .scalars()
-            .all()
-        )
+        ids = insert_ids(session, messages, [_row(letter, mid, at) for _, letter, mid in fresh])
         for (i, letter, mid), row_id in zip(fresh, ids, strict=True):
             taken[i] = Recorded(letter, row_id, _stamped(letter, mid, at))
     return [taken[i] for i in range(len(letters)) if i not in lost]
