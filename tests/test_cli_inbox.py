@@ -102,3 +102,18 @@ def test_an_unreadable_message_is_quarantined_shown_and_kept_raw(run, demo):
     assert raw.exit_code == 0 and raw.stdout_bytes == b""
     alerts = run("alerts", "list")
     assert "quarantined" in alerts.stdout
+
+
+def test_r1_answer_a_reply_from_its_todo(run, demo):
+    listed = run("todo", "list", "--kind", "reply", "--format", "json")
+    import json
+
+    (todo,) = json.loads(listed.stdout)
+    shown = run("todo", "show", str(todo["id"]))
+    assert "Reply from fien.desmet@logistiek-van-damme.be" in shown.stdout and f"todo send {todo['id']} --text" in shown.stdout
+    missing = run("todo", "send", str(todo["id"]))
+    assert missing.exit_code == 1 and "give the answer with --text" in missing.stderr
+    sent = run("todo", "send", str(todo["id"]), "--text", "-", "--as", "claire", input="Merci, bien reçu.\n")
+    assert sent.exit_code == 0, sent.output
+    assert "to fien.desmet@logistiek-van-damme.be" in sent.stdout
+    assert run("todo", "list", "--kind", "reply", "--format", "json").stdout.strip() == "[]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
 import pytest
@@ -93,7 +93,7 @@ def reply(
     msg["To"] = sent_row.from_address if sent_row else "billing@acme.fr"
     msg["Subject"] = f"RE: {sent_row.subject}" if sent_row else "Question"
     msg["Date"] = format_datetime(SENT_AT + timedelta(hours=hours))
-    msg["Message-ID"] = f"<reply-{hours}-{sender}>"
+    msg["Message-ID"] = f"<reply-{hours}.{parseaddr(sender)[1]}>"
     if sent_row is not None:
         msg["In-Reply-To"] = sent_row.message_id
         msg["References"] = sent_row.message_id
@@ -394,3 +394,35 @@ def test_r7_a_reply_to_another_organisations_message_is_not_taken_by_its_sender(
     assert "another organisation" in ignored["reason"] and ignored["text"] is None
     (linked,) = rows(store, InboxMessageRow, InboxMessageRow.status == "linked")
     assert linked["match_by"] == "sender"
+
+
+def test_r1_r4_a_member_answers_the_reply_from_its_todo_in_the_same_thread(store, sent, source_factory, tmp_path):
+    from dunningops.dunning.manual import send_todo
+
+    deliver(source_factory, store, reply(sent["paul@martin.fr"], "Paul Martin <paul@martin.fr>"))
+    do_import(store, source_factory)
+    (todo,) = rows(store, TodoRow, TodoRow.kind == "reply")
+    outbox = tmp_path / "answers"
+    line = send_todo(
+        store,
+        todo["id"],
+        at=LATER,
+        sender=None,
+        member="bob",
+        transport_factory=lambda c: MaildirTransport(outbox),
+        text="Bonjour,\n\nMerci, nous avons bien reçu votre virement.\n",
+    )
+    assert "to paul@martin.fr" in line and "Bob Durand" in line
+    (answer,) = [p.read_bytes() for p in (outbox / "new").iterdir()]
+    assert b"In-Reply-To: <reply-1.paul@martin.fr>" in answer and b"References: <reply-1.paul@martin.fr>" in answer
+    import email as stdlib_email
+    import email.policy
+
+    subject = stdlib_email.message_from_bytes(answer, policy=email.policy.default)["Subject"]
+    assert subject == "RE: " + sent["paul@martin.fr"].subject  # their "RE: …" is not doubled
+    (closed,) = rows(store, TodoRow, TodoRow.id == todo["id"])
+    assert closed["status"] == "sent" and closed["closed_by"] == "bob"
+    (recorded,) = rows(store, MessageRow, MessageRow.todo_id == todo["id"])
+    assert recorded["kind"] == "manual" and recorded["performed_by"] == "bob" and recorded["status"] == "sent"
+    # R4: sent, the reply to-do no longer holds the customer's plan.
+    assert all("reply to-do" not in (d["reason"] or "") for d in decisions_for(store, "C1"))

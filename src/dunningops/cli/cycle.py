@@ -221,7 +221,16 @@ def todo_show(app: App, todo_id) -> None:
         data = get(session, todo_id)
     payload = data.pop("payload")
     click.echo(to_json(data), nl=False)
-    if payload.get("subject"):
+    if data["kind"] == "reply":
+        click.echo(f"\nReply from {payload.get('from') or 'an unknown sender'}: {payload.get('subject') or '(no subject)'}")
+        count = payload.get("replies", 1)
+        click.echo(f"({count} replies; the latest is shown)" if count > 1 else "")
+        click.echo(f"{payload.get('excerpt', '')}\n")
+        click.echo(
+            f"Answer it with `dunningops todo send {data['id']} --text answer.txt --as MEMBER`, or close it with "
+            f"`dunningops todo done {data['id']}` (the whole message: `dunningops inbox show {payload.get('inbox_message_id')}`)."
+        )
+    elif payload.get("subject"):
         click.echo(f"\nFrom: {payload.get('from_name', '')} <{payload.get('from', '')}>  (sender {payload.get('sender', '-')})")
         if payload.get("to"):
             click.echo(f"To: {', '.join(payload['to'])}")
@@ -264,12 +273,20 @@ def todo_dismiss(app: App, todo_id, member) -> None:
 @pass_app
 @click.argument("todo_id", type=ROW_ID)
 @click.option("--from", "sender", help="Change the sender: alias.<id>, member.<id> or account_manager.")
+@click.option(
+    "--text",
+    "text_file",
+    type=click.File("r", encoding="utf-8"),
+    metavar="FILE",
+    help="A reply to-do: the answer to send to the customer (a text file, or - for stdin).",
+)
 @MEMBER
-def todo_send(app: App, todo_id, sender, member) -> None:
-    """Send the prepared email of a manual-email to-do (the sender can be changed)."""
-    from dunningops.dunning.manual import send_todo
+def todo_send(app: App, todo_id, sender, text_file, member) -> None:
+    """Send the prepared email of a manual-email to-do (the sender can be changed), or answer a reply to-do."""
+    from dunningops.dunning.manual import MAX_ANSWER, send_todo
 
-    result = send_todo(app.store, todo_id, at=app.now(), sender=sender, member=member, transport_factory=app.transport)
+    text = text_file.read(MAX_ANSWER + 1) if text_file is not None else None
+    result = send_todo(app.store, todo_id, at=app.now(), sender=sender, member=member, transport_factory=app.transport, text=text)
     click.echo(f"To-do #{todo_id}: {result}")
 
 

@@ -1,4 +1,5 @@
-"""Sending by hand: a manual-email to-do's prepared email (A6), with the sender it preselected or another.
+"""Sending by hand: a manual-email to-do's prepared email (A6), with the sender it preselected or another;
+and the answer to a customer's reply, from its reply to-do (R1), in the reply's thread.
 
 At most once: the to-do is claimed (open → sent, a conditional update) in the transaction that
 records the message ``sending``, before the SMTP transaction; two `todo send` at once, or one
@@ -31,6 +32,30 @@ from dunningops.transport.message import Address, OutgoingMessage
 todo_rows = TodoRow.__table__
 
 
+MAX_ANSWER = 100_000  # characters: an answer, not an archive
+_RE = ("re:", "ré:", "aw:", "sv:")
+
+
+def _answer(todo_id: int, payload: dict, text: str | None) -> dict:
+    """The email answering a reply to-do's customer: to them, "RE: their subject", in their thread."""
+    if text is None or not text.strip():
+        raise InvalidInputError(f"to-do #{todo_id} is a reply: give the answer with --text FILE (or - for stdin)")
+    if len(text) > MAX_ANSWER:
+        raise InvalidInputError(f"the answer is {len(text):,} characters long: at most {MAX_ANSWER:,}")
+    if not payload.get("from"):
+        raise InvalidInputError(f"to-do #{todo_id}: the reply behind it has no sender address to answer")
+    subject = payload.get("subject") or ""
+    headers = {}
+    if payload.get("message_id"):
+        headers = {"In-Reply-To": payload["message_id"], "References": payload["message_id"]}
+    return {
+        "to": [payload["from"]],
+        "subject": subject if subject.lower().startswith(_RE) else f"RE: {subject}".strip(),
+        "text": text,
+        "headers": headers,
+    }
+
+
 def send_todo(
     store: Store,
     todo_id: int,
@@ -39,21 +64,31 @@ def send_todo(
     sender: str | None,
     member: str | None,
     transport_factory: Callable[[RunConfig], Transport],
+    text: str | None = None,
 ) -> str:
-    """Send to-do ``todo_id``'s prepared email, as ``sender`` (default: the one it preselected); returns a line."""
+    """Send to-do ``todo_id``'s prepared email, as ``sender`` (default: the one it preselected); returns a line.
+
+    A reply to-do has no prepared email: ``text`` is the answer, sent to the customer who wrote, in
+    the thread of their message, from ``sender`` (default: the member answering, else the account
+    manager); once sent, the to-do is closed and the customer's plan goes on (R4)."""
     with store.session() as session:
         config = RunConfig.from_store(session)
         todo = todos.get(session, todo_id)
         payload = todo["payload"]
         if todo["status"] != todos.OPEN:
             raise ConflictError(f"to-do #{todo_id} is already {todo['status']}")
-        if todo["kind"] != "email" or not payload.get("subject"):
+        if todo["kind"] == "reply":
+            payload = _answer(todo_id, payload, text)
+        elif text is not None:
+            raise InvalidInputError(f"to-do #{todo_id} is a {todo['kind']} to-do: --text answers reply to-dos only")
+        elif todo["kind"] != "email" or not payload.get("subject"):
             raise InvalidInputError(f"to-do #{todo_id} has no prepared email to send ({payload.get('problem') or todo['kind']})")
         if member and member not in config.members:
             raise InvalidInputError(f"unknown member {member!r}")
         manager = session.scalar(select(CustomerRow.account_manager).where(CustomerRow.id == todo["customer_id"]))
     plan = config.plans.get(todo["plan_id"] or "")
-    who = resolve(config, sender or payload["sender"], manager, plan.reply_to if plan else None)
+    default = payload.get("sender") or (f"member.{member}" if member else "account_manager")
+    who = resolve(config, sender or default, manager, plan.reply_to if plan else None)
     letter = Letter(
         message=OutgoingMessage(
             message_id="",
@@ -65,7 +100,7 @@ def send_todo(
             subject=payload["subject"],
             text=payload["text"],
             html=payload.get("html"),
-            headers={"X-Dunningops-Customer": todo["customer"]},
+            headers={"X-Dunningops-Customer": todo["customer"], **payload.get("headers", {})},
             date=at,
         ),
         kind="manual",

@@ -207,15 +207,23 @@ def _temporary_customers(session: Session, items: Sequence[Incoming], at: dateti
 
 
 def reply_payload(
-    inbox_id: int, sender: str | None, subject: str | None, reply_text: str | None, received: datetime | None
+    inbox_id: int,
+    sender: str | None,
+    subject: str | None,
+    reply_text: str | None,
+    received: datetime | None,
+    message_id: str | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """What a reply to-do shows of the reply behind it (R10: always the latest), and its reason line."""
+    """What a reply to-do shows of the reply behind it (R10: always the latest), and its reason line.
+
+    ``message_id`` lets `todo send` answer it in the same thread (In-Reply-To, R1)."""
     payload = {
         "inbox_message_id": inbox_id,
         "from": sender,
         "subject": (subject or "")[:300],
         "excerpt": (reply_text or "")[:EXCERPT],
         "received_at": received.isoformat() if received else None,
+        "message_id": message_id,
     }
     return payload, f"reply from {sender or 'an unknown sender'}: {(subject or '(no subject)')[:120]}"
 
@@ -267,7 +275,7 @@ def _reply_todos(session: Session, config: RunConfig, linked: list[tuple[int, In
     for target, (rid, item, count) in latest.items():
         assert item.parsed is not None and item.match is not None
         p = item.parsed
-        payload, reason = reply_payload(rid, p.from_address, p.subject, p.reply_text, p.date)
+        payload, reason = reply_payload(rid, p.from_address, p.subject, p.reply_text, p.date, p.message_id)
         if target in open_todos:
             # R10: the latest reply is the one behind the single pending to-do (its assignee stays).
             todo_id, previous = open_todos[target]

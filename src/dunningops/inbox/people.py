@@ -107,7 +107,7 @@ def _release_todo(session: Session, row: dict, *, at: datetime, by: str | None) 
         return None
     latest = (
         session.execute(
-            select(inbox.c.id, inbox.c.from_address, inbox.c.subject, inbox.c.reply_text, inbox.c.received_at)
+            select(inbox.c.id, inbox.c.from_address, inbox.c.subject, inbox.c.reply_text, inbox.c.received_at, inbox.c.message_id)
             .where(inbox.c.todo_id == todo_id, inbox.c.status == "linked")
             .order_by(inbox.c.received_at.desc(), inbox.c.id.desc())
             .limit(1)
@@ -138,7 +138,9 @@ def _attach_reply(session: Session, config: RunConfig, row: dict, customer_id: i
     """R3/R10 for a reply linked by hand: behind the customer's open reply to-do, or a new one."""
     if not config.settings.replies.manage or row["kind"] != "reply":
         return None
-    payload, reason = reply_payload(row["id"], row["from_address"], row["subject"], row["reply_text"], row["received_at"])
+    payload, reason = reply_payload(
+        row["id"], row["from_address"], row["subject"], row["reply_text"], row["received_at"], row["message_id"]
+    )
     todo_id = session.execute(
         select(todos.c.id).where(
             todos.c.kind == "reply", todos.c.status == "open", todos.c.customer_id == customer_id, todos.c.invoice_id.is_(None)
