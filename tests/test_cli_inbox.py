@@ -39,7 +39,7 @@ def test_demo_round_ends_with_the_replies_and_bounces_acted_on(run, tmp_path):
     result = run("demo", tmp_path / "d")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "$ dunningops run import" in out and "1 contacts marked invalid" in out and "1 reply to-dos" in out
+    assert "$ dunningops run import" in out and "1 contact marked invalid" in out and "1 reply to-do," in out
     after = out.split("# the customers who wrote back")[1]
     assert "waiting for the reply to-do" in after
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from dunningops.dunning import recipients as rcpt
 from dunningops.dunning.runconfig import RunConfig, StepConfig
-from dunningops.dunning.schedule import Decision
+from dunningops.dunning.schedule import Decision, invoice_paused
 from dunningops.dunning.senders import Sender, resolve
 from dunningops.render import RenderedEmail, Renderer
 from dunningops.render.context import EmailContext, InvoiceData
@@ -29,7 +29,9 @@ class Batch:
     invoices: dict[int, list]  # customer id → open, unpaused invoice rows, oldest first
 
     @classmethod
-    def load(cls, session: Session, customer_ids: list[int]) -> Batch:
+    def load(cls, session: Session, customer_ids: list[int], today: date | None = None) -> Batch:
+        """The contacts and the open invoices of ``customer_ids``; without the invoices under a pause on
+        ``today`` (a pause past its date holds until a run ends it when no ``today`` is given)."""
         by_customer: dict[int, list] = defaultdict(list)
         ids = sorted(set(customer_ids))
         for start in range(0, len(ids), 1000):
@@ -47,7 +49,9 @@ class Batch:
                 )
                 .where(
                     invoices.c.customer_id.in_(ids[start : start + 1000]),
-                    and_(invoices.c.status == "open", invoices.c.paused.is_(False)),
+                    and_(
+                        invoices.c.status == "open", ~invoice_paused(invoices, today) if today else invoices.c.paused.is_(False)
+                    ),
                 )
                 # By customer first: ordering by due date alone made SQLite walk every open invoice.
                 .order_by(invoices.c.customer_id, invoices.c.due_date, invoices.c.id)

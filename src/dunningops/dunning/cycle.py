@@ -174,7 +174,7 @@ class PreparedStep:
 
 def _prepare(session: Session, ctx: RunContext, batch: list[Decision]) -> list[PreparedStep]:
     """Recipients and rendering for each due step; updates each decision's outcome and reason to match."""
-    loaded = compose.Batch.load(session, [d.customer_id for d in batch])
+    loaded = compose.Batch.load(session, [d.customer_id for d in batch], ctx.today)
     out = []
     for d in batch:
         try:

@@ -82,24 +82,28 @@ class ImportReport:
 
     def line(self) -> str:
         e = self.effects
-        kinds = ", ".join(f"{n} {PLURALS[k] if n != 1 else k.replace('_', '-')}" for k, n in sorted(e.by_kind.items())) or "none"
+        kinds = ", ".join(_count(n, k.replace("_", "-"), PLURALS[k]) for k, n in sorted(e.by_kind.items())) or "none"
         parts = [
-            f"{self.imported} new messages ({kinds})",
+            f"{_count(self.imported, 'new message')} ({kinds})",
             f"{e.linked} linked to customers",
             f"{e.ignored} ignored",
         ]
         if e.quarantined:
             parts.append(f"{e.quarantined} quarantined")
         if e.reply_todos:
-            parts.append(f"{e.reply_todos} reply to-dos")
+            parts.append(_count(e.reply_todos, "reply to-do"))
         if e.invalidated:
-            parts.append(f"{e.invalidated} contacts marked invalid")
+            parts.append(_count(e.invalidated, "contact") + " marked invalid")
         if e.temporary_customers:
-            parts.append(f"{e.temporary_customers} temporary customers")
+            parts.append(_count(e.temporary_customers, "temporary customer"))
         if self.alert_ids:
             told = ", ".join(f"{n} {channel}" for channel, n in sorted(self.announced.items()) if channel != "in_app")
-            parts.append(f"{len(self.alert_ids)} alerts" + (f" (announced: {told})" if told else ""))
+            parts.append(_count(len(self.alert_ids), "alert") + (f" (announced: {told})" if told else ""))
         return "Import cycle: " + ", ".join(parts) + "."
+
+
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 def dedupe_key(message_id: str | None, raw: bytes) -> str:
