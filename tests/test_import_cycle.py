@@ -426,3 +426,20 @@ def test_r1_r4_a_member_answers_the_reply_from_its_todo_in_the_same_thread(store
     assert recorded["kind"] == "manual" and recorded["performed_by"] == "bob" and recorded["status"] == "sent"
     # R4: sent, the reply to-do no longer holds the customer's plan.
     assert all("reply to-do" not in (d["reason"] or "") for d in decisions_for(store, "C1"))
+
+
+def test_c9_a_spam_complaint_raises_its_own_alert_and_leaves_the_contact_valid(store, sent, source_factory):
+    corpus = (Path(__file__).with_name("mail") / "complaint-arf-outlook.eml").read_bytes()
+    ours = sent["jean@cafeduport.fr"].message_id.encode()
+    raw = corpus.replace(b"<fa5b9bc1104843bcb2349fcd59f180b9@ateliers-durand.fr>", ours).replace(
+        b"roussel.agence@outlook.fr", b"jean@cafeduport.fr"
+    )
+    deliver(source_factory, store, raw)
+    report = do_import(store, source_factory)
+    assert report.effects.by_kind == {"complaint": 1} and report.effects.linked == 1
+    (msg,) = rows(store, InboxMessageRow)
+    assert msg["match_by"] == "bounce_original" and msg["details"]["complaint"]["feedback_type"] == "abuse"
+    (alert,) = rows(store, AlertRow)
+    assert alert["kind"] == "complaint" and alert["contact_email"] == "jean@cafeduport.fr"
+    (contact,) = rows(store, ContactRow, ContactRow.email == "jean@cafeduport.fr")
+    assert contact["valid"] is True
