@@ -87,7 +87,8 @@ def _mails(tmp_path: Path, customer: str) -> list[email.message.EmailMessage]:
         if folder.exists()
         else []
     )
-    return [m for m in found if m["X-Dunningops-Customer"] == customer]
+    # In the order they were sent (the Date header), not by file name: maildir names do not sort by time.
+    return sorted((m for m in found if m["X-Dunningops-Customer"] == customer), key=lambda m: m["Date"].datetime)
 
 
 def _do(store, fn, *args, **kwargs):

@@ -290,10 +290,15 @@ def customers_pause(app: App, external_id, until, reason, note, member, fmt_) ->
 
     with app.session() as session:
         result = pause_customer(session, external_id, until=until.date(), reason=reason, note=note, by=member, now=app.now())
+    _pause_result(result, fmt_, _paused_line(f"Customer {external_id} ({result['name']})", result))
+
+
+def _pause_result(result: dict, fmt_: str, line: str) -> None:
+    """A pause or resume command's answer: the row as JSON, or one line."""
     if fmt_ == "json":
         echo_json(result)
-        return
-    click.echo(_paused_line(f"Customer {external_id} ({result['name']})", result))
+    else:
+        click.echo(line)
 
 
 @customers.command("resume")
@@ -306,10 +311,7 @@ def customers_resume(app: App, external_id, fmt_) -> None:
 
     with app.session() as session:
         result = resume_customer(session, external_id, now=app.now())
-    if fmt_ == "json":
-        echo_json(result)
-        return
-    click.echo(_resumed_line(f"Customer {external_id} ({result['name']})", result))
+    _pause_result(result, fmt_, _resumed_line(f"Customer {external_id} ({result['name']})", result))
 
 
 @cli.group()
@@ -336,10 +338,7 @@ def invoices_pause(app: App, invoice, until, reason, note, member, fmt_) -> None
     with app.session() as session:
         ext = resolve_invoice(session, invoice)
         result = pause_invoice(session, ext, until=until.date(), reason=reason, note=note, by=member, now=app.now())
-    if fmt_ == "json":
-        echo_json(result)
-        return
-    click.echo(_paused_line(f"Invoice {result['invoice']} (customer {result['customer']})", result))
+    _pause_result(result, fmt_, _paused_line(f"Invoice {result['invoice']} (customer {result['customer']})", result))
 
 
 @invoices.command("resume")
@@ -352,10 +351,7 @@ def invoices_resume(app: App, invoice, fmt_) -> None:
 
     with app.session() as session:
         result = resume_invoice(session, resolve_invoice(session, invoice), now=app.now())
-    if fmt_ == "json":
-        echo_json(result)
-        return
-    click.echo(_resumed_line(f"Invoice {result['invoice']} (customer {result['customer']})", result))
+    _pause_result(result, fmt_, _resumed_line(f"Invoice {result['invoice']} (customer {result['customer']})", result))
 
 
 # --- temporary customers (made from mail that matched nobody): merge, delete -----------------
