@@ -32,7 +32,7 @@ from dunningops.reconcile import build_plan
 from dunningops.reconcile.apply import apply_config
 from dunningops.reconcile.render import render_text
 from dunningops.store.config_objects import read_actual
-from dunningops.tables import DECISION_COLUMNS, INBOX_COLUMNS, inbox_row, render_table
+from dunningops.tables import DECISION_COLUMNS, INBOX_COLUMNS, inbox_row, money, render_table
 from dunningops.transport.maildir import MaildirTransport
 from dunningops.transport.sources import open_source
 
@@ -76,7 +76,7 @@ def _ledger_round(app: App, desired, ledger_dir: Path, echo: Callable[[str], Non
         rows = reach_by_plan(session, today)
     for row in rows:
         row["plan"] = row["plan"] or "(no plan)"
-        row["outstanding"] = f"{row['outstanding_cents'] / 100:,.2f}".replace(",", " ")
+        row["outstanding"] = money(row["outstanding_cents"])
     echo(
         render_table(
             rows,

@@ -41,3 +41,20 @@ def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> 
     cells = [[title for _, title in columns]] + [["" if r.get(k) is None else str(r[k]) for k, _ in columns] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells) + "\n"
+
+
+def money(cents: int, currency: str | None = None) -> str:
+    """An amount as a French ledger shows it: ``1 500.00 EUR`` (a space between thousands)."""
+    text = f"{cents / 100:,.2f}".replace(",", " ")
+    return f"{text} {currency}" if currency else text
+
+
+def contacts_table(rows: list[dict[str, Any]]) -> str:
+    """Contacts with their functions and flags (primary, INVALID): `contacts list`, `customers show`."""
+    for r in rows:
+        r["flags"] = " ".join(f for f, on in (("primary", r["is_primary"]), ("INVALID", not r["valid"])) if on)
+        r["fns"] = ", ".join(r["functions"])
+    return render_table(
+        rows,
+        [("id", "#"), ("customer", "CUSTOMER"), ("email", "EMAIL"), ("name", "NAME"), ("fns", "FUNCTIONS"), ("flags", "FLAGS")],
+    )
