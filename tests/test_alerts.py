@@ -327,9 +327,9 @@ def test_c9_several_alerts_go_out_in_one_digest_email(store, smtp_server):
 
 
 def test_c9_a_transport_that_cannot_send_leaves_the_other_alert_emails_pending(store, make_smtp_server, monkeypatch):
-    import dunningops.alerts.channels as channels_module
+    import dunningops.alerts.by_email as by_email
 
-    monkeypatch.setattr(channels_module, "DIGEST_SIZE", 1)  # one email per alert: the second waits
+    monkeypatch.setattr(by_email, "DIGEST_SIZE", 1)  # one email per alert: the second waits
     server = make_smtp_server(auth={"user": "secret"})  # a login required, none configured: the transport is unusable
     ids = record(store, bounce(store), bounce(store, "paul@martin.fr", "C1"))
     transport = smtp(server)
