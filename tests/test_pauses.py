@@ -16,7 +16,8 @@ from sqlalchemy import insert, select, update
 
 from cycle_helpers import paris, setup_store
 from dunningops.dunning.cycle import run_send
-from dunningops.dunning.pauses import end_expired, pause_customer, pause_invoice, resolve_invoice, resume_customer, resume_invoice
+from dunningops.dunning.pause_ends import end_expired
+from dunningops.dunning.pauses import pause_customer, pause_invoice, resolve_invoice, resume_customer, resume_invoice
 from dunningops.errors import ConflictError, InvalidInputError, NotFoundError
 from dunningops.store import open_store
 from dunningops.store.schema import CustomerRow, InboxMessageRow, InvoiceRow, MessageRow, PauseRow, TodoRow
@@ -282,7 +283,7 @@ def test_a_promise_covers_invoices_due_by_its_date_but_not_a_disputed_one(store)
 
 
 def _ended(session, today: date):
-    from dunningops.dunning.pauses import expiring
+    from dunningops.dunning.pause_ends import expiring
 
     return expiring(session, today=today)
 

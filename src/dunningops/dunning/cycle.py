@@ -13,7 +13,7 @@ A ``deferred`` reminder's step is due again, and its next send reuses the Messag
 The dry run prepares each due step exactly as the real run does (recipients chosen, email
 rendered), so what it says (send, to-do and why, error) is what the real run then does.
 
-First thing, the real run ends the pauses past their date (dunning/pauses.py): broken promises
+First thing, the real run ends the pauses past their date (dunning/pause_ends.py): broken promises
 to pay become to-dos, and alert events on the report. The dry run only lists what would end:
 decide() already counts a pause as over after its date, ended or not.
 """
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from dunningops import outgoing
 from dunningops.alerts import store as alert_store
-from dunningops.dunning import compose, pauses, todos
+from dunningops.dunning import compose, pause_ends, todos
 from dunningops.dunning.aliases import deliver_outbox, pending_confirmations
 from dunningops.dunning.context import BATCH, RunContext
 from dunningops.dunning.recipients import Recipients
@@ -104,7 +104,7 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int) -> None:
     with store.session() as session:
         ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
-        report.pauses_ended = pauses.expiring(session, today=ctx.today)
+        report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
         report.decisions = _decide(session, ctx)
         for batch in _chunks([d for d in report.decisions if d.outcome in ("send", "todo")], batch_size):
             _prepare(session, ctx, batch)
@@ -122,8 +122,8 @@ def _run(
     with store.session() as session:
         ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
     with store.session(write_lock=True) as session:
-        report.pauses_ended = pauses.expiring(session, today=ctx.today)
-        report.alerts = pauses.end(session, report.pauses_ended, today=ctx.today, now=report.at)
+        report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
+        report.alerts = pause_ends.end(session, report.pauses_ended, today=ctx.today, now=report.at)
         # Recorded with the to-dos they explain: a crash cannot leave one without the other.
         report.alert_ids = alert_store.record(session, report.alerts, at=report.at) if report.alerts else []
     with store.session() as session:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dunningops.alerts.events import AlertEvent
-from dunningops.dunning.pauses import Ending
+from dunningops.dunning.pause_ends import Ending
 from dunningops.dunning.schedule import Decision
 from dunningops.errors import DunningOpsError, UnavailableError
 
