@@ -25,7 +25,8 @@ from sqlalchemy import select, update
 
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.errors import DunningOpsError
-from dunningops.inbox.act import Effects, Incoming, act, known_dedupe_keys, known_keys
+from dunningops.inbox.act import act, known_dedupe_keys, known_keys
+from dunningops.inbox.batch import Effects, Incoming
 from dunningops.inbox.match import match_batch
 from dunningops.inbox.parse import MAX_MESSAGE_BYTES, ParsedMail, UnparseableMessageError, parse_message
 from dunningops.store.lock import import_cycle_lock

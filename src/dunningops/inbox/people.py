@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.errors import ConflictError, InvalidInputError, NotFoundError
-from dunningops.inbox.act import TEMPORARY_PREFIX, _assignee, reply_payload
+from dunningops.inbox.batch import TEMPORARY_PREFIX
 from dunningops.inbox.match import Match, match_batch
 from dunningops.inbox.parse import ParsedMail, UnparseableMessageError, parse_message, to_json
+from dunningops.inbox.replies import assignee as assignee_of
+from dunningops.inbox.replies import reply_payload
 from dunningops.store.meta import organisation_tag
 from dunningops.store.schema import CustomerRow, InboxMessageRow, TodoRow
 
@@ -148,7 +150,7 @@ def _attach_reply(session: Session, config: RunConfig, row: dict, customer_id: i
     ).scalar()
     if todo_id is None:
         manager = session.execute(select(customers.c.account_manager).where(customers.c.id == customer_id)).scalar()
-        assignee = _assignee(config, Match("relinked", customer_id), {customer_id: manager})
+        assignee = assignee_of(config, Match("relinked", customer_id), {customer_id: manager})
         todo_id = session.execute(
             todos.insert()
             .values(
