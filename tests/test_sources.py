@@ -16,7 +16,7 @@ import pytest
 
 from dunningops.errors import UnavailableError
 from dunningops.spec.models import Inbox
-from dunningops.transport import imap_source
+from dunningops.transport import imap_response, imap_source
 from dunningops.transport.base import Secret
 from dunningops.transport.imap_source import ImapSource
 from dunningops.transport.maildir_source import MaildirSource
@@ -170,7 +170,7 @@ def test_imap_fetch_falls_back_to_imapclient_for_an_unknown_shape(
     refs = everything(imap)
     fast = imap.fetch(refs)
     # As if the server had sent every body as a quoted string: the fast reader reads none of them.
-    monkeypatch.setattr(imap_source, "_parse_bodies", lambda data: ({}, {ref.uid for ref in refs}))
+    monkeypatch.setattr(imap_source, "parse_bodies", lambda data: ({}, {ref.uid for ref in refs}))
     slow = imap.fetch(refs)
     assert [f.raw for f in slow] == [f.raw for f in fast] == raws
     assert [f.internal_date for f in slow] == [f.internal_date for f in fast]
@@ -186,15 +186,18 @@ def test_imap_fast_reader_knows_the_shapes_imaplib_returns() -> None:
         b' UID 12 INTERNALDATE " 2-Jan-2027 00:00:01 -0230" RFC822.SIZE 2)',  # items after the literal
         b'3 (UID 13 RFC822.SIZE 1 BODY[] "f")',  # a quoted body: left to imapclient
     ]
-    found, unparsed = imap_source._parse_bodies(data)
+    found, unparsed = imap_response.parse_bodies(data)
     assert found == {
         11: (b"abc", datetime(2026, 12, 1, 9, 35, tzinfo=UTC), 3),
         12: (b"de", datetime(2027, 1, 2, 2, 30, 1, tzinfo=UTC), 2),
     }
     assert unparsed == {13}
-    assert imap_source._parse_sizes([b"1 (UID 11 RFC822.SIZE 3)", b"4 (FLAGS ())", b"2 (RFC822.SIZE 9 UID 12)"]) == {11: 3, 12: 9}
-    assert imap_source._uid_set([9, 3, 4, 5, 7, 8, 12]) == "3:5,7:9,12"
-    assert imap_source._internaldate(b'INTERNALDATE "31-Foo-2026 10:00:00 +0000"') is None
+    assert imap_response.parse_sizes([b"1 (UID 11 RFC822.SIZE 3)", b"4 (FLAGS ())", b"2 (RFC822.SIZE 9 UID 12)"]) == {
+        11: 3,
+        12: 9,
+    }
+    assert imap_response.uid_set([9, 3, 4, 5, 7, 8, 12]) == "3:5,7:9,12"
+    assert imap_response.internaldate(b'INTERNALDATE "31-Foo-2026 10:00:00 +0000"') is None
 
 
 def test_imap_empty_folder_lists_nothing(imap_mailbox: ImapMailbox, imap: ImapSource) -> None:

@@ -8,7 +8,7 @@ UIDs only: the mailbox may be shared with another organisation, so it never
 runs a plain ``EXPUNGE``.
 
 Listing and fetching read the server's answers with a small reader of their
-own (``_parse_sizes``, ``_parse_bodies``) instead of imapclient's parser, which
+own (``parse_sizes``, ``parse_bodies``) instead of imapclient's parser, which
 costs more than the transfer (see ``ImapSource._uid_fetch``); everything else,
 and any answer of a shape that reader does not know, goes through imapclient.
 
@@ -23,11 +23,10 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import logging
-import re
 import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
@@ -35,6 +34,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from dunningops.errors import UnavailableError
+from dunningops.transport.imap_response import Body, parse_bodies, parse_sizes, parse_uids, uid_set
 from dunningops.transport.sources import FetchedMail, FolderCursor, MailRef, MailSourceError
 
 if TYPE_CHECKING:
@@ -51,14 +51,6 @@ LIST_WINDOW = 50_000
 FETCH_ITEMS = "(BODY.PEEK[] INTERNALDATE RFC822.SIZE)"
 DELETED = b"\\Deleted"
 
-_Body = tuple[bytes, datetime | None, int | None]  # raw, INTERNALDATE (UTC), RFC822.SIZE
-_UID = re.compile(rb"[( ]UID (\d+)")
-_SIZE = re.compile(rb"[( ]RFC822\.SIZE (\d+)")
-_DATE = re.compile(rb'[( ]INTERNALDATE "\s?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"')
-_BODY_LITERAL = re.compile(rb"[( ]BODY\[\] \{\d+\}$")
-_RESPONSE_START = re.compile(rb"\d+ \(")  # "12 (": a FETCH response of its own, not the rest of one after a literal
-_MONTHS = {m.encode(): i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
-
 
 def _one_line(exc: BaseException) -> str:
     """What the server or the socket said, as one short line."""
@@ -74,93 +66,6 @@ def _one_line(exc: BaseException) -> str:
 def _key_uidvalidity(key: str) -> int | None:
     head, sep, _ = key.partition(":")
     return int(head) if sep and head.isdigit() else None
-
-
-def _uid_set(uids: Sequence[int]) -> str:
-    """``"3:5,9"`` for ``[3, 4, 5, 9]``: runs as ranges keep the command short."""
-    ordered = sorted(set(uids))
-    parts: list[str] = []
-    start = previous = ordered[0]
-    for uid in [*ordered[1:], None]:
-        if uid is not None and uid == previous + 1:
-            previous = uid
-            continue
-        parts.append(f"{start}:{previous}" if previous > start else str(start))
-        if uid is not None:
-            start = previous = uid
-    return ",".join(parts)
-
-
-def _internaldate(text: bytes) -> datetime | None:
-    """INTERNALDATE (``"01-Dec-2026 10:35:00 +0100"``) as an aware UTC datetime; None when absent or malformed."""
-    found = _DATE.search(text)
-    if found is None:
-        return None
-    day, month, year, hour, minute, second, sign, zone_hours, zone_minutes = found.groups()
-    number = _MONTHS.get(month.lower())
-    if number is None:
-        return None
-    offset = timedelta(hours=int(zone_hours), minutes=int(zone_minutes))
-    try:
-        local = datetime(int(year), number, int(day), int(hour), int(minute), int(second))
-        return local.replace(tzinfo=timezone(-offset if sign == b"-" else offset)).astimezone(UTC)
-    except ValueError:
-        return None
-
-
-def _parse_sizes(data: Sequence[bytes | tuple[bytes, bytes]]) -> dict[int, int]:
-    """UID -> RFC822.SIZE from imaplib's answer to ``UID FETCH set (RFC822.SIZE)``."""
-    sizes: dict[int, int] = {}
-    for item in data:
-        if isinstance(item, bytes):
-            uid, size = _UID.search(item), _SIZE.search(item)
-            # Lines without both are unsolicited updates (another client's flags): not answers to this.
-            if uid is not None and size is not None:
-                sizes[int(uid[1])] = int(size[1])
-    return sizes
-
-
-def _parse_uids(data: Sequence[bytes | tuple[bytes, bytes]]) -> list[int]:
-    """The UIDs in imaplib's answer to ``FETCH set (UID)``."""
-    return [int(found[1]) for item in data if isinstance(item, bytes) and (found := _UID.search(item))]
-
-
-def _parse_bodies(data: Sequence[bytes | tuple[bytes, bytes]]) -> tuple[dict[int, _Body], set[int]]:
-    """imaplib's answer to ``UID FETCH set (BODY.PEEK[] INTERNALDATE RFC822.SIZE)``.
-
-    Returns UID -> (raw, INTERNALDATE, RFC822.SIZE), and the UIDs answered in
-    a shape this does not read (a body as a quoted string rather than a literal).
-    imaplib splits a response at its literal: ``(head, literal)``, whose head
-    ends with ``BODY[] {n}``, then the rest of the response as the next item
-    (``b")"``, or the items the server put after the body).
-    """
-    found: dict[int, _Body] = {}
-    unparsed: set[int] = set()
-    i = 0
-    while i < len(data):
-        item = data[i]
-        i += 1
-        if isinstance(item, tuple):
-            head, raw = item[0], item[1]
-            following = data[i] if i < len(data) else None
-            tail = b""
-            if isinstance(following, bytes) and not _RESPONSE_START.match(following):
-                tail = following
-                i += 1
-            uid = _UID.search(head) or _UID.search(tail)
-            if uid is None:
-                continue  # an unsolicited response that happens to carry a literal
-            if not _BODY_LITERAL.search(head):
-                unparsed.add(int(uid[1]))
-                continue
-            text = head + tail
-            size = _SIZE.search(text)
-            found[int(uid[1])] = (raw, _internaldate(text), int(size[1]) if size else None)
-        else:
-            uid = _UID.search(item)
-            if uid is not None and b"BODY[" in item:
-                unparsed.add(int(uid[1]))
-    return found, unparsed
 
 
 class ImapSource:
@@ -350,7 +255,7 @@ class ImapSource:
                 return
             # The first message's UID: windows start there, not at 1, so that a folder whose old mail was
             # deleted (UIDs in the millions) is not walked through thousands of empty windows.
-            first = _parse_uids(self._fetch_by_sequence(client, "1", "(UID)"))
+            first = parse_uids(self._fetch_by_sequence(client, "1", "(UID)"))
         # A cursor of another UIDVALIDITY says nothing about these UIDs: list everything (a rescan).
         low = since.last_uid + 1 if since is not None and since.uidvalidity == uidvalidity else 1
         low = max(low, min(first, default=1))
@@ -365,7 +270,7 @@ class ImapSource:
                 # since the SELECT is listed too. "*" is the highest UID in the folder, so the server answers
                 # "n:*" with the last message even when all are below n (RFC 3501 §6.4.8: "n:*" is "*:n"):
                 # keep only the UIDs really in the window.
-                sizes = _parse_sizes(self._uid_fetch(client, f"{low}:*" if last else f"{low}:{high}", "(RFC822.SIZE)"))
+                sizes = parse_sizes(self._uid_fetch(client, f"{low}:*" if last else f"{low}:{high}", "(RFC822.SIZE)"))
             uids = sorted(uid for uid in sizes if uid >= low and (last or uid <= high))
             for start in range(0, len(uids), batch_size):
                 yield [MailRef(folder, f"{uidvalidity}:{uid}", uid, sizes[uid]) for uid in uids[start : start + batch_size]]
@@ -385,7 +290,7 @@ class ImapSource:
             wanted = [ref for ref in refs if ref.uid > 0 and _key_uidvalidity(ref.key) == uidvalidity]
             if not wanted:
                 return []
-            found, unparsed = _parse_bodies(self._uid_fetch(client, _uid_set([ref.uid for ref in wanted]), FETCH_ITEMS))
+            found, unparsed = parse_bodies(self._uid_fetch(client, uid_set([ref.uid for ref in wanted]), FETCH_ITEMS))
             if unparsed - found.keys():
                 # A shape the fast reader does not know (a body sent as a quoted string): let imapclient read those.
                 found.update(self._fetch_with_imapclient(client, sorted(unparsed - found.keys())))
@@ -408,7 +313,7 @@ class ImapSource:
         small messages it costs more than the transfer itself (a bare BODY.PEEK[]
         fetch with it runs at about half the speed of this), and the import cycle's
         goal is a ratio to that bare fetch. The answers asked for here have a fixed,
-        simple shape that ``_parse_sizes`` / ``_parse_bodies`` read with anchored
+        simple shape that ``parse_sizes`` / ``parse_bodies`` read with anchored
         regular expressions. ``_imap`` is how imapclient itself sends commands.
         """
         typ, data = client._imap.uid("FETCH", uid_set, items)
@@ -422,8 +327,8 @@ class ImapSource:
             raise imaplib.IMAP4.error(f"FETCH failed: {_one_line(Exception(data[-1] if data else typ))}")
         return [item for item in data if item is not None]
 
-    def _fetch_with_imapclient(self, client: IMAPClient, uids: list[int]) -> dict[int, _Body]:
-        found: dict[int, _Body] = {}
+    def _fetch_with_imapclient(self, client: IMAPClient, uids: list[int]) -> dict[int, Body]:
+        found: dict[int, Body] = {}
         for uid, item in client.fetch(uids, [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]).items():
             raw = item.get(b"BODY[]")
             if raw is None:
