@@ -443,3 +443,14 @@ def test_c9_a_spam_complaint_raises_its_own_alert_and_leaves_the_contact_valid(s
     assert alert["kind"] == "complaint" and alert["contact_email"] == "jean@cafeduport.fr"
     (contact,) = rows(store, ContactRow, ContactRow.email == "jean@cafeduport.fr")
     assert contact["valid"] is True
+
+
+def test_two_import_cycles_at_once_the_second_waits_then_stops_importing_nothing(store, sent, source_factory):
+    from dunningops.errors import LockError
+    from dunningops.store.lock import import_cycle_lock
+
+    deliver(source_factory, store, reply(sent["paul@martin.fr"], "paul@martin.fr"))
+    with import_cycle_lock(store), pytest.raises(LockError, match="another import cycle is running"):
+        do_import(store, source_factory, lock_timeout_s=0.2)
+    assert rows(store, InboxMessageRow) == []
+    assert do_import(store, source_factory).imported == 1  # once the first is done, the next run imports it
