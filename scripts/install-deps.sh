@@ -5,6 +5,7 @@
 #   postfix        only for smtp-sink / smtp-source (benchmarks); no mail system is set up
 #   dovecot-imapd  IMAP server for the IMAP tests
 #   make           used by .ci/run
+#   chromium       the browser the console's tests drive with Playwright (/usr/bin/chromium)
 #
 # Nothing is started or configured system-wide: the tests run their own
 # instances on loopback, on free ports, in temporary directories.
@@ -14,13 +15,14 @@
 # the install step a fresh machine depends on.
 set -euo pipefail
 
-packages=(postgresql postfix dovecot-imapd make)
+packages=(postgresql postfix dovecot-imapd make chromium)
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/sbin/smtp-sink ] || missing+=(postfix)
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
 command -v make >/dev/null 2>&1 || missing+=(make)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ "${CI:-}" != "true" ] && [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all system packages present (${packages[*]})"

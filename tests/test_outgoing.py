@@ -28,7 +28,10 @@ from dunningops.errors import ConflictError, LockError, NotFoundError, Unavailab
 from dunningops.outgoing import COUNTED_KINDS, find_by_message_id, list_messages
 from dunningops.store import open_store
 from dunningops.store.codes import code_hash, new_code
-from dunningops.store.lock import nobody_sending, send_cycle_holder, send_cycle_lock, sending
+from dunningops.outgoing.history import mark_interrupted, record, settled
+from dunningops.outgoing.letter import Letter
+from dunningops.store.lock import send_cycle_holder, send_cycle_lock
+from dunningops.store.runners import register
 from dunningops.store.schema import ActionRow, AliasRow, MessageRow, OutboxRow, TodoRow
 from dunningops.transport.smtp import SmtpTransport
 from outgoing_helpers import COURTESY, accepted, finished, prepare_store, release_together, smtp_factory, start
@@ -72,7 +75,12 @@ def test_two_send_cycles_at_once_never_send_twice(database_url: str, v1: Path, t
     by_rcpt = Counter(rcpt for rcpt, _ in counted)
     # 2 reminders and 3 alias confirmations, each once.
     assert len(counted) == 5 and set(by_rcpt.values()) == {1} and set(counted.values()) == {1}, counted
-    if lock_timeout == "0.3":
+    if database_url.startswith("postgresql"):
+        # Side by side on PostgreSQL: both run and share the work (claims), whatever the wait.
+        assert len(wins) == 2
+        sent = [tuple(int(w) for w in out.split()[1:4:2]) for _, out, _ in results]
+        assert sum(r for r, _ in sent) == 2 and sum(c for _, c in sent) == 3, results
+    elif lock_timeout == "0.3":
         assert len(wins) == 1
         [(code, _, err)] = [r for r in results if r[0] != 0]
         assert code == 1 and err.startswith("Error: another send cycle is running on this store (since ")
@@ -106,7 +114,21 @@ def test_a3_two_processes_delivering_confirmations_at_once_send_each_once(databa
     assert Counter(kinds) == Counter({("alias_confirmation", "sent"): 3})  # the loser's rows went with its rollback
 
 
-def test_run_lock_second_holder_waits_then_stops_with_one_line(store):
+def test_run_lock_on_postgresql_lets_cycles_run_side_by_side(postgres_url: str, v1: Path, tmp_path: Path):
+    s = open_store(postgres_url)
+    prepare_store(s, v1, tmp_path, "reminder")
+    try:
+        with send_cycle_lock(s, timeout_s=0), send_cycle_lock(s, timeout_s=0):
+            assert send_cycle_holder(s.engine) is not None  # `status` still says a cycle runs
+        assert send_cycle_holder(s.engine) is None
+    finally:
+        s.dispose()
+
+
+def test_run_lock_second_holder_waits_then_stops_with_one_line(sqlite_url: str, v1: Path, tmp_path: Path):
+    """SQLite: one send cycle at a time (on PostgreSQL they share the work: the test above)."""
+    store = open_store(sqlite_url)
+    prepare_store(store, v1, tmp_path, "reminder")
     started = threading.Event()
     release = threading.Event()
 
@@ -130,16 +152,38 @@ def test_run_lock_second_holder_waits_then_stops_with_one_line(store):
         holder.join()
     assert send_cycle_holder(store.engine) is None
     assert _reminders(store) == {}
+    store.dispose()
 
 
-def test_sending_lock_tells_an_interrupted_send_from_one_in_flight(store):
-    with store.session() as s, nobody_sending(s.connection()) as idle:
-        assert idle
-    with sending(store.engine):
-        with store.session() as s, nobody_sending(s.connection()) as idle:
-            assert not idle  # a process is between `sending` and its outcome
-    with store.session() as s, nobody_sending(s.connection()) as idle:
-        assert idle
+def test_a_sending_row_is_its_runners_until_that_runner_dies(store, database_url: str):
+    """Another process's `sending` row is in flight while its runner lives; unknown once it is dead."""
+    other = open_store(database_url)  # another process, as far as the store can tell
+    try:
+        runner = register(other, "command")
+        letter = Letter(message=_a_message(), kind="proof")
+        with other.session() as s:
+            [recorded] = record(s, [letter], at=COURTESY, domain="acme.test", runner_id=runner.id)
+        with store.session() as s:
+            assert mark_interrupted(s) == 0  # alive: left to it
+            with settled(s) as shown:
+                assert s.scalar(select(shown).where(MessageRow.id == recorded.id)) == "sending"
+        runner.close()  # its lock goes, as when a process dies
+        with store.session() as s:
+            with settled(s) as shown:
+                assert s.scalar(select(shown).where(MessageRow.id == recorded.id)) == "unknown"
+            assert mark_interrupted(s) == 1
+        with store.session() as s:
+            assert s.scalar(select(MessageRow.status).where(MessageRow.id == recorded.id)) == "unknown"
+    finally:
+        other.dispose()
+
+
+def _a_message():
+    from dunningops.transport.message import Address, OutgoingMessage
+
+    return OutgoingMessage(
+        message_id="", from_=Address("billing@acme.test"), to=[Address("colleague@acme.test")], subject="proof", text="x"
+    )
 
 
 # --- statuses: deferred, unknown, fatal -------------------------------------------------------

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.report import CycleReport
@@ -34,6 +36,8 @@ class RunContext:
     batch_size: int
     report: CycleReport
     transport: Transport | None = None
+    runner: Any = None  # store.runners.Runner: who claims the steps (None in a dry run)
+    stop: threading.Event | None = None  # set: claim nothing more, give the unsent back
 
     @classmethod
     def build(cls, config: RunConfig, at: datetime, report: CycleReport, batch_size: int = BATCH) -> RunContext:
@@ -53,3 +57,6 @@ class RunContext:
 
     def with_transport(self, transport: Transport) -> RunContext:
         return dataclasses.replace(self, transport=transport)
+
+    def with_runner(self, runner: Any, stop: threading.Event | None) -> RunContext:
+        return dataclasses.replace(self, runner=runner, stop=stop)

@@ -1,13 +1,17 @@
 """The send cycle, once: decide what is due, prepare each due step, turn manual steps (and
 emails nobody can receive) into to-dos, send automatic emails through the one way out.
 
-One cycle at a time per store (the run lock, store/lock.py): a second run waits, then stops
-with one line, or goes on once the first has finished, sending nothing twice.
+On SQLite, one cycle at a time per store (the run lock, store/lock.py): a second run waits, then
+stops with one line, or goes on once the first has finished, sending nothing twice. On
+PostgreSQL, cycles run side by side (several daemons) and share the due steps by claiming them
+in short transactions before preparing them (dunning/claims.py); each finishes only its own.
 
 Sending is at most once (outgoing/way_out.py): messages and their action rows (unique per plan,
 step, customer and anchor) are committed ``sending`` before the SMTP transaction, outcomes
-after. A crash in between leaves ``sending`` rows, shown as ``unknown`` by `status` at once and
-marked so by the next run; never re-sent, since their action rows say the step was performed.
+after. A crash in between leaves ``sending`` rows of a dead runner, shown as ``unknown`` by
+`status` at once and marked so by the next run; never re-sent, since their action rows say the
+step was performed. A stop (``stop`` set: the daemon's SIGTERM) lets the messages in flight
+finish and gives the rest back: nothing is left ``unknown`` by a clean stop.
 A ``deferred`` reminder's step is due again, and its next send reuses the Message-ID.
 
 The dry run prepares each due step exactly as the real run does (recipients chosen, email
@@ -20,17 +24,18 @@ decide() already counts a pause as over after its date, ended or not.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from dunningops import outgoing
+from dunningops import outgoing, signing
 from dunningops.alerts import store as alert_store
-from dunningops.dunning import compose, pause_ends, todos
+from dunningops.dunning import claims, compose, pause_ends, todos
 from dunningops.dunning.aliases import deliver_outbox, pending_confirmations
 from dunningops.dunning.context import BATCH, RunContext
 from dunningops.dunning.recipients import Recipients
@@ -42,7 +47,8 @@ from dunningops.outgoing.history import mark_interrupted
 from dunningops.outgoing.letter import REMINDER_KEY, Letter, Outcome, Recorded
 from dunningops.render import RenderError
 from dunningops.store.engine import Store
-from dunningops.store.lock import send_cycle_lock
+from dunningops.store.lock import pause_ends_lock, send_cycle_lock
+from dunningops.store.runners import Runner, runner_of
 from dunningops.store.schema import ActionRow, AliasRow, TemplateRow
 from dunningops.transport.base import Transport, TransportError
 from dunningops.transport.message import Address, OutgoingMessage
@@ -62,11 +68,16 @@ def run_send(
     batch_size: int = BATCH,
     config: RunConfig | None = None,
     lock_timeout_s: float = LOCK_TIMEOUT_S,
+    runner: Runner | None = None,
+    stop: threading.Event | None = None,
 ) -> CycleReport:
     """One send cycle at ``at``. ``dry_run`` decides, prepares and reports, and writes and sends nothing.
 
     Args:
-        lock_timeout_s: how long to wait for another send cycle on the same store to finish.
+        lock_timeout_s: SQLite: how long to wait for another send cycle on the same store to finish.
+        runner: this process on the store (store/runners.py); default: the store's own.
+        stop: once set, no more steps are claimed, the messages in flight finish and the rest are
+            given back (due again).
 
     Raises:
         LockError: another send cycle still ran after ``lock_timeout_s``; nothing was sent.
@@ -82,7 +93,7 @@ def run_send(
             _dry_run(store, config, report, batch_size)
         else:
             with send_cycle_lock(store, timeout_s=lock_timeout_s):
-                _run(store, config, report, batch_size, transport_factory)
+                _run(store, config, report, batch_size, transport_factory, runner or runner_of(store, "run"), stop)
     except IntegrityError as exc:
         raise ConflictError(
             "the send cycle stopped: another process recorded the same step at the same moment; what was sent "
@@ -116,23 +127,33 @@ def _run(
     report: CycleReport,
     batch_size: int,
     transport_factory: Callable[[RunConfig], Transport] | None,
+    runner: Runner,
+    stop: threading.Event | None,
 ) -> None:
     with store.session(write_lock=True) as session:
         report.unknown = mark_interrupted(session)
+        claims.release_dead(session)
     with store.session() as session:
         ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
+    ctx = ctx.with_runner(runner, stop)
     with store.session(write_lock=True) as session:
-        report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
-        report.alerts = pause_ends.end(session, report.pauses_ended, today=ctx.today, now=report.at)
-        # Recorded with the to-dos they explain: a crash cannot leave one without the other.
-        report.alert_ids = alert_store.record(session, report.alerts, at=report.at) if report.alerts else []
+        # One cycle at a time ends pauses (PostgreSQL: the others skip it this time).
+        if pause_ends_lock(session):
+            report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
+            report.alerts = pause_ends.end(session, report.pauses_ended, today=ctx.today, now=report.at)
+            # Recorded with the to-dos they explain: a crash cannot leave one without the other.
+            report.alert_ids = alert_store.record(session, report.alerts, at=report.at) if report.alerts else []
     with store.session() as session:
         report.decisions = _decide(session, ctx)
     for batch in _chunks([d for d in report.decisions if d.outcome == "todo"], batch_size):
+        if _stopped(ctx):
+            return
+        mine = _claim(store, ctx, batch)
         with store.session() as session:
-            prepared = _prepare(session, ctx, batch)
+            prepared = _prepare(session, ctx, mine)
         with store.session(write_lock=True) as session:
             _make_todos(session, ctx, prepared)
+            _release_errors(session, ctx, prepared)
     auto = [d for d in report.decisions if d.outcome == "send"]
     with store.session() as session:
         outbox = pending_confirmations(session, count=True)
@@ -145,8 +166,16 @@ def _run(
     try:
         report.confirmations = deliver_outbox(store, ctx.config, transport, report.at)
         for batch in _chunks(auto, batch_size):
+            if _stopped(ctx):
+                break
+            mine = _claim(store, ctx, batch)
+            if not mine:
+                continue
             with store.session() as session:
-                prepared = _prepare(session, ctx, batch)
+                prepared = _prepare(session, ctx, mine)
+            if any(p.outcome == "error" for p in prepared):
+                with store.session(write_lock=True) as session:
+                    _release_errors(session, ctx, prepared)
             _send_batch(store, ctx, prepared)
     except TransportError as exc:
         # The transport cannot work as configured: the results are recorded (deferred), the run stops here.
@@ -154,6 +183,33 @@ def _run(
         report.errors.append(str(exc))
     finally:
         transport.close()
+
+
+def _stopped(ctx: RunContext) -> bool:
+    return ctx.stop is not None and ctx.stop.is_set()
+
+
+def _claim(store: Store, ctx: RunContext, batch: list[Decision]) -> list[Decision]:
+    """This runner's share of ``batch`` (claimed in a short transaction); the rest another cycle took."""
+    assert ctx.runner is not None
+    with store.session(write_lock=True) as session:
+        got = claims.claim(session, (claims.key_of(t) for d in batch for t in _targets(d)), runner_id=ctx.runner.id, at=ctx.at)
+    mine = []
+    for d in batch:
+        if claims.key_of(d) in got:
+            # A merged invoice another cycle took is its business (both group alike: this is rare).
+            d.merged = tuple(m for m in d.merged if claims.key_of(m) in got)
+            mine.append(d)
+        else:
+            d.outcome, d.reason = "wait", _with("taken by another send cycle running at the same time", d.reason)
+    return mine
+
+
+def _release_errors(session: Session, ctx: RunContext, prepared: list[PreparedStep]) -> None:
+    """Steps that could not be rendered stay due until the template is fixed: their claims go."""
+    assert ctx.runner is not None
+    keys = [claims.key_of(t) for p in prepared if p.outcome == "error" for t in _targets(p.decision)]
+    claims.release(session, keys, runner_id=ctx.runner.id)
 
 
 def _decide(session: Session, ctx: RunContext) -> list[Decision]:
@@ -279,7 +335,8 @@ def _make_todos(session: Session, ctx: RunContext, prepared: list[PreparedStep])
             step_id=d.step.id,
             invoice_id=d.anchor_invoice_id if d.plan.level == "invoice" else None,
         )
-        session.execute(insert(actions), [_action_row(t, ctx.at, "todo", todo_id=todo_id) for t in _targets(d)])
+        assert ctx.runner is not None
+        claims.settle(session, "todo", [(claims.key_of(t), todo_id) for t in _targets(d)], runner_id=ctx.runner.id, at=ctx.at)
         ctx.report.todos += 1
 
 
@@ -302,6 +359,7 @@ def _send_batch(store: Store, ctx: RunContext, prepared: list[PreparedStep]) -> 
         domain=ctx.domain,
         reserve=lambda session, recorded: _reserve_steps(session, ctx, recorded),
         settle=lambda session, outcomes: _settle(session, ctx, outcomes),
+        stop=ctx.stop,
     )
 
 
@@ -334,34 +392,25 @@ def _letter(ctx: RunContext, drafted: compose.Draft) -> Letter:
         sender_ref=s.ref,
         invoice_ids=tuple(drafted.invoice_ids),
         reuse=REMINDER_KEY,
+        track_opens=signing.public_base_url(ctx.config.settings) if d.plan.track_opens else "",
         tag=drafted,
     )
 
 
 def _reserve_steps(session: Session, ctx: RunContext, recorded: list[Recorded]) -> None:
-    """The steps' action rows, committed with the `sending` messages: from now on the steps count as performed."""
-    session.execute(
-        insert(actions),
-        [_action_row(t, ctx.at, "sent", message_id=r.id) for r in recorded for t in _targets(r.letter.tag.decision)],
-    )
-
-
-def _action_row(d: Decision, at: datetime, outcome: str, **link: int) -> dict:
-    """A step performed for one target (unique per plan, step, customer and anchor), linked to its to-do or message."""
-    return {
-        "plan_id": d.plan.id,
-        "step_id": d.step.id,
-        "customer_id": d.customer_id,
-        "anchor_invoice_id": d.anchor_invoice_id,
-        "outcome": outcome,
-        "performed_at": at,
-        **link,
-    }
+    """The steps' claims become ``sent``, committed with the `sending` messages: from now on the steps count as performed."""
+    assert ctx.runner is not None
+    links = [(claims.key_of(t), r.id) for r in recorded for t in _targets(r.letter.tag.decision)]
+    claims.settle(session, "sent", links, runner_id=ctx.runner.id, at=ctx.at)
 
 
 def _settle(session: Session, ctx: RunContext, outcomes: list[Outcome]) -> None:
     report, again, sent = ctx.report, [], []
     for o in outcomes:
+        d = o.letter.tag.decision
+        report.messages.append(
+            {"message_id": o.message_id, "customer": d.customer, "kind": "reminder", "status": o.status, "detail": o.problem}
+        )
         if o.status == "sent":
             report.sent += 1
             sent.append(o.letter.tag)

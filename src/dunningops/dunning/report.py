@@ -31,6 +31,8 @@ class CycleReport:
     alerts: list[AlertEvent] = field(default_factory=list)
     alert_ids: list[int] = field(default_factory=list)  # the alerts recorded (in_app), to announce after the run
     errors: list[str] = field(default_factory=list)  # reminders that could not be rendered, and `fatal`
+    # Each reminder's fate (message_id, customer, kind, status, detail), for the daemon's log events.
+    messages: list[dict] = field(default_factory=list)
     fatal: DunningOpsError | None = None  # the transport cannot work as configured: the run stopped
 
     def outcomes(self) -> Counter:

@@ -50,6 +50,7 @@ class PlanConfig:
     steps: tuple[StepConfig, ...]
     entry: str = "first_step"  # E7: first_step (standard logic) | by_age
     group_invoices: bool = True  # invoice-level: one email for a customer's invoices at one step
+    track_opens: bool = False  # E6 "opened": a tracking pixel in its emails
 
     @property
     def enters_by_age(self) -> bool:
@@ -106,6 +107,7 @@ class RunConfig:
                     steps=steps,
                     entry=fields.get("entry") or "first_step",
                     group_invoices=fields.get("group_invoices", True) is not False,
+                    track_opens=bool(fields.get("track_opens")),
                 )
             elif kind == "alias":
                 aliases[ident] = {**fields, "verified": bool(meta.get(address, {}).get("verified"))}

@@ -1,9 +1,10 @@
 """The message history (E6, A8): recorded ``sending`` before the SMTP transaction, its outcome
 after, looked up by Message-ID (R5), listed; the only writer of the ``messages`` table.
 
-A ``sending`` row whose process died mid-send may or may not have left. The sending lock
-(store/lock.py) tells such a row from one in flight: when nobody holds it, every ``sending``
-row is reported ``unknown`` at once, and the next send cycle marks it so.
+A ``sending`` row whose process died mid-send may or may not have left. Each row names the
+runner (store/runners.py) that recorded it: when that runner's lock is free, its process is
+dead, the row is reported ``unknown`` at once, and the next send cycle marks it so. Rows of
+runners still alive are theirs to finish, whoever else is sending at the time.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, case, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, case, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dunningops.alerts.events import AlertEvent
+from dunningops.outgoing import tracking
 from dunningops.outgoing.letter import Letter, Outcome, Recorded
 from dunningops.store.bulk import insert_ids
-from dunningops.store.lock import nobody_sending
-from dunningops.store.meta import organisation_tag
+from dunningops.store.meta import organisation_tag, signing_key
+from dunningops.store.runners import live_runners
 from dunningops.store.schema import ContactRow, CustomerRow, MessageRow
 from dunningops.transport.base import SendResult
 from dunningops.transport.message import new_message_id
@@ -46,9 +48,10 @@ STATUSES = ("sending", "sent", "failed", "deferred", "unknown")
 INTERRUPTED = "interrupted during sending: it may or may not have left; never sent again"
 
 
-def _row(letter: Letter, message_id: str, at: datetime) -> dict:
+def _row(letter: Letter, message_id: str, at: datetime, runner_id: int | None) -> dict:
     msg = letter.message
     return {
+        "runner_id": runner_id,
         "message_id": message_id,
         "kind": letter.kind,
         "automatic": letter.automatic,
@@ -76,8 +79,10 @@ def _row(letter: Letter, message_id: str, at: datetime) -> dict:
     }
 
 
-def record(session: Session, letters: Sequence[Letter], *, at: datetime, domain: str) -> list[Recorded]:
-    """Record ``letters`` ``sending``; returns them with their Message-IDs, in order.
+def record(
+    session: Session, letters: Sequence[Letter], *, at: datetime, domain: str, runner_id: int | None = None
+) -> list[Recorded]:
+    """Record ``letters`` ``sending`` by ``runner_id``; returns them with their Message-IDs, in order.
 
     A letter whose ``reuse`` key (or ``reuse_id``) names a ``deferred`` row takes that row back
     to ``sending`` with the new content and keeps its Message-ID: nothing of it was delivered,
@@ -86,6 +91,7 @@ def record(session: Session, letters: Sequence[Letter], *, at: datetime, domain:
     """
     deferred = _deferred_rows(session, letters)
     organisation = organisation_tag(session)
+    key = signing_key(session) if any(letter.track_opens for letter in letters) else b""
     fresh: list[tuple[int, Letter, str]] = []
     taken: dict[int, Recorded] = {}
     lost: set[int] = set()
@@ -94,13 +100,13 @@ def record(session: Session, letters: Sequence[Letter], *, at: datetime, domain:
         row = deferred.get(("id", letter.reuse_id)) if letter.reuse_id else deferred.get((letter.reuse, letter.key(letter.reuse)))
         if row is not None and row.id not in claimed_rows:
             claimed_rows.add(row.id)
-            values = _row(letter, row.message_id, at)
+            values = _row(letter, row.message_id, at, runner_id)
             result = session.execute(
                 update(messages).where(messages.c.id == row.id, messages.c.status == "deferred").values(**values)
             )
             done = cast(CursorResult, result).rowcount  # an UPDATE's result is a CursorResult
             if done == 1:
-                taken[i] = Recorded(letter, row.id, _stamped(letter, row.message_id, at), reused=True)
+                taken[i] = Recorded(letter, row.id, _stamped(letter, row.message_id, at, key), reused=True)
             else:
                 lost.add(i)
         elif letter.reuse_id:
@@ -109,15 +115,18 @@ def record(session: Session, letters: Sequence[Letter], *, at: datetime, domain:
             fresh.append((i, letter, new_message_id(domain, organisation)))
     if fresh:
         # One executemany (a statement per message was most of the cycle's time).
-        ids = insert_ids(session, messages, [_row(letter, mid, at) for _, letter, mid in fresh])
+        ids = insert_ids(session, messages, [_row(letter, mid, at, runner_id) for _, letter, mid in fresh])
         for (i, letter, mid), row_id in zip(fresh, ids, strict=True):
-            taken[i] = Recorded(letter, row_id, _stamped(letter, mid, at))
+            taken[i] = Recorded(letter, row_id, _stamped(letter, mid, at, key))
     return [taken[i] for i in range(len(letters)) if i not in lost]
 
 
-def _stamped(letter: Letter, message_id: str, at: datetime):
+def _stamped(letter: Letter, message_id: str, at: datetime, key: bytes):
     # The Date header is the run's instant, not the machine's clock (reproducible, and what the history says).
-    return dataclasses.replace(letter.message, message_id=message_id, date=letter.message.date or at)
+    message = dataclasses.replace(letter.message, message_id=message_id, date=letter.message.date or at)
+    if letter.track_opens:  # E6 "opened": the pixel's token names the Message-ID, known only now
+        message = tracking.with_pixel(message, letter.track_opens, key)
+    return message
 
 
 def _deferred_rows(session: Session, letters: Sequence[Letter]) -> dict:
@@ -198,29 +207,54 @@ def record_outcomes(
 # --- interrupted sends --------------------------------------------------------------------
 
 
+def _dead_senders(session: Session) -> tuple[set[int], bool]:
+    """The runners of ``sending`` rows that are dead, and whether rows from before runners exist."""
+    candidates = set(session.scalars(select(messages.c.runner_id).where(messages.c.status == "sending").distinct()))
+    legacy = None in candidates
+    candidates.discard(None)
+    return {c for c in candidates if c is not None} - live_runners(session, candidates), legacy
+
+
+def _is_dead(dead: set[int], legacy: bool) -> ColumnElement[bool]:
+    condition = messages.c.runner_id.in_(dead) if dead else false()
+    return or_(condition, messages.c.runner_id.is_(None)) if legacy else condition
+
+
 def mark_interrupted(session: Session) -> int:
     """``sending`` rows left by a process that died mid-send become ``unknown`` (never re-sent).
 
-    Only while nobody else is sending (the sending lock, taken without waiting): a ``sending``
-    row of a process still at work is left alone. Returns how many rows were marked.
+    Only rows whose runner is dead: a ``sending`` row of a process still at work (another daemon,
+    a `todo send` in another terminal) is left to it. Returns how many rows were marked.
     """
-    with nobody_sending(session.connection()) as idle:
-        if not idle:
-            return 0
-        result = session.execute(
-            update(messages).where(messages.c.status == "sending").values(status="unknown", error=INTERRUPTED)
-        )
-        return cast(CursorResult, result).rowcount  # an UPDATE's result is a CursorResult
+    dead, legacy = _dead_senders(session)
+    if not dead and not legacy:
+        return 0
+    result = session.execute(
+        update(messages).where(messages.c.status == "sending", _is_dead(dead, legacy)).values(status="unknown", error=INTERRUPTED)
+    )
+    return cast(CursorResult, result).rowcount  # an UPDATE's result is a CursorResult
+
+
+def give_up(session: Session, row_ids: Sequence[int]) -> None:
+    """Rows whose outcome could not be recorded: ``unknown`` now (their runner may live on for hours)."""
+    session.execute(
+        update(messages)
+        .where(messages.c.id.in_(list(row_ids)), messages.c.status == "sending")
+        .values(status="unknown", error=INTERRUPTED)
+    )
 
 
 @contextmanager
 def settled(session: Session) -> Iterator[ColumnElement[Any]]:
-    """The status column as a reader should see it: ``sending`` reads ``unknown`` when nobody is sending.
+    """The status column as a reader should see it: ``sending`` reads ``unknown`` when its runner is dead.
 
-    Yields a column expression; queries using it must run inside the block (the lock is held there).
+    Yields a column expression, for queries inside the block.
     """
-    with nobody_sending(session.connection()) as idle:
-        yield case((messages.c.status == "sending", "unknown"), else_=messages.c.status) if idle else messages.c.status
+    dead, legacy = _dead_senders(session)
+    if not dead and not legacy:
+        yield messages.c.status
+        return
+    yield case((and_(messages.c.status == "sending", _is_dead(dead, legacy)), "unknown"), else_=messages.c.status)
 
 
 # --- reading ------------------------------------------------------------------------------

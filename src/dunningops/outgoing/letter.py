@@ -37,6 +37,8 @@ class Letter:
     performed_by: str | None = None
     reuse: tuple[str, ...] = ()
     reuse_id: int | None = None
+    # E6: the base URL of the public links when its plan tracks opens (a pixel is added); "" otherwise.
+    track_opens: str = ""
     tag: Any = None
 
     def key(self, columns: tuple[str, ...]) -> tuple:

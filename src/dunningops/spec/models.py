@@ -217,6 +217,40 @@ class Safety(Model):
     min_objects: int = Field(default=10, ge=0, description="the share applies once the store holds this many objects")
 
 
+class Daemon(Model):
+    """`dunningops daemon`: how often each cycle runs, and its one HTTP server."""
+
+    send_every_minutes: int = Field(
+        default=15, ge=1, le=1440, description="the send cycle's interval; it sends only inside the sending window"
+    )
+    import_every_minutes: int = Field(default=5, ge=1, le=1440, description="the import cycle's interval")
+    host: str = Field(
+        default="127.0.0.1",
+        pattern=r"^[A-Za-z0-9.:-]{1,253}$",
+        description="the address the HTTP server (console, API, links, metrics) listens on",
+    )
+    port: int = Field(default=8780, ge=1, le=65535)
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$",
+        description="where customers and aliases reach the public links (verification, tracking pixel); "
+        "default: http://host:port",
+    )
+
+
+class Console(Model):
+    """The team console: who signs in and how long a session lasts."""
+
+    session_minutes: int = Field(default=480, ge=5, le=43200, description="a session ends this long after sign-in")
+    trusted_user_header: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="sign members in from this header set by an authenticating reverse proxy (its value: a member id "
+        "or email); honoured only from trusted_proxies",
+    )
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"], max_length=50)
+
+
 class Settings(Model):
     company: Company
     deliverability: Deliverability
@@ -226,6 +260,8 @@ class Settings(Model):
     alerts: Alerts = Field(default_factory=Alerts)
     portal: Portal = Field(default_factory=Portal)
     safety: Safety = Field(default_factory=Safety)
+    daemon: Daemon = Field(default_factory=Daemon)
+    console: Console = Field(default_factory=Console)
 
 
 # --- people and identities ----------------------------------------------------------------
@@ -344,6 +380,9 @@ class Plan(Model):
         default=True,
         description="invoice-level plans: the invoices of one customer at the same step on the same day "
         "go out in one email (customer-level plans always send one email per customer)",
+    )
+    track_opens: bool = Field(
+        default=False, description="put a tracking pixel in this plan's emails, so the history shows when one was opened"
     )
     steps: list[Step] = Field(min_length=1)
 

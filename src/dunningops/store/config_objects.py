@@ -40,7 +40,7 @@ FIELDS = {
     "alias": ("email", "display_name", "signature"),
     "contact_function": ("label", "labels"),
     "template": ("name", "design", "locales"),
-    "plan": ("name", "level", "assign", "min_contact_delay", "reply_to", "entry", "group_invoices"),
+    "plan": ("name", "level", "assign", "min_contact_delay", "reply_to", "entry", "group_invoices", "track_opens"),
 }
 META = {
     "alias": ("verified", "verified_at", "last_sent_at"),

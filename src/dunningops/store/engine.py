@@ -6,8 +6,9 @@ import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -55,6 +56,8 @@ class Store:
 
     engine: Engine
     url: str
+    # This process's runner on the store (store/runners.py), registered on first send.
+    runner: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def dialect(self) -> str:
@@ -77,6 +80,9 @@ class Store:
             connection.close()
 
     def dispose(self) -> None:
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            runner.close()
         self.engine.dispose()
 
 

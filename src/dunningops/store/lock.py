@@ -1,5 +1,5 @@
-"""Locks between processes sharing one store: the apply lock, the send-cycle run lock, and the
-"sending" lock that tells an interrupted send from one in flight.
+"""Locks between processes sharing one store: the apply lock, the send-cycle run lock, the
+import-cycle lock and the daemon lock.
 
 * The apply lock: two applies never interleave. PostgreSQL: a transaction-scoped advisory lock
   (released at commit or rollback, even if the process dies). SQLite: the transaction starts
@@ -9,10 +9,13 @@
   run. PostgreSQL: a session-level advisory lock on a dedicated connection; SQLite: an OS file
   lock (``flock``) on a file beside the database. Both go when the process dies, so a killed
   run never leaves a stale lock behind. The ``send`` row of ``locks`` says who holds it, since when.
-* The sending lock (``sending``, ``nobody_sending``): every process holds it *shared* from before
-  it records a message ``sending`` until that message's outcome is committed. Whoever takes it
-  *exclusively* (without waiting) therefore knows that every ``sending`` row left is one whose
-  process died mid-send: it may or may not have left, and is reported ``unknown`` at once.
+  On PostgreSQL the run lock is taken *shared*: send cycles (several daemons, a `run send` from
+  cron) run side by side and share the due steps by claiming them (dunning/claims.py); only the
+  ending of pauses is done by one of them at a time (``pause_ends_lock``).
+* The daemon lock (``daemon_lock``): on SQLite, one daemon per store.
+
+Which process wrote a ``sending`` message or a ``claimed`` step, and whether it is still alive,
+is store/runners.py's business.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from dunningops.store.schema import LockRow
 # Any constant works; this one spells "dunn" so it is recognisable in pg_locks.
 APPLY_LOCK_KEY = 0x64756E6E
 SEND_CYCLE_LOCK_KEY = 0x64756E6E0002
-SENDING_LOCK_KEY = 0x64756E6E0003
+PAUSE_ENDS_LOCK_KEY = 0x64756E6E0003
 IMPORT_CYCLE_LOCK_KEY = 0x64756E6E0004
 POLL_S = 0.1
 
@@ -176,15 +179,19 @@ def _acquire_within(lock: _FileLock | _AdvisoryLock | _NoLock, timeout_s: float,
 
 @contextmanager
 def send_cycle_lock(store, *, timeout_s: float = 30.0) -> Iterator[None]:
-    """Hold the send-cycle run lock for the block, waiting up to ``timeout_s`` for another run to end.
+    """Hold the send-cycle run lock for the block. SQLite: exclusive, waiting up to ``timeout_s`` for
+    another run to end. PostgreSQL: shared, at once (cycles side by side share the due steps).
 
     Raises:
-        LockError: another send cycle still held it after ``timeout_s``; nothing was done.
+        LockError: SQLite: another send cycle still held it after ``timeout_s``; nothing was done.
     """
     lock = _lock(store.engine, SEND_CYCLE_LOCK_KEY, "send-cycle")
-    _acquire_within(
-        lock, timeout_s, lambda: f"another send cycle is running on this store ({_who_runs(store.engine)}); nothing was sent"
-    )
+    if isinstance(lock, _AdvisoryLock):
+        lock.acquire(shared=True)  # side by side: the claims keep them apart
+    else:
+        _acquire_within(
+            lock, timeout_s, lambda: f"another send cycle is running on this store ({_who_runs(store.engine)}); nothing was sent"
+        )
     try:
         _write_holder(store, _holder(), datetime.now(UTC))
         yield
@@ -210,6 +217,14 @@ def import_cycle_lock(store, *, timeout_s: float = 30.0) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def pause_ends_lock(session: Session) -> bool:
+    """PostgreSQL: whether this transaction may end the pauses past their date (one send cycle at a
+    time does it; the others skip it). SQLite: always (the run lock already excludes other cycles)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PAUSE_ENDS_LOCK_KEY}))
 
 
 def _write_holder(store, holder: str | None, since: datetime | None) -> None:
@@ -241,30 +256,28 @@ def send_cycle_holder(bind: Engine | Connection) -> str | None:
     return _who_runs(_engine(bind))
 
 
-# --- the sending lock ---------------------------------------------------------------------
+# --- the daemon lock ---------------------------------------------------------------------
 
 
 @contextmanager
-def sending(bind: Engine | Connection) -> Iterator[None]:
-    """Held (shared) from before messages are recorded ``sending`` until their outcomes are committed."""
-    lock = _lock(bind, SENDING_LOCK_KEY, "sending")
-    lock.acquire(shared=True, wait=True)  # an exclusive holder only ever holds it for a few statements
+def daemon_lock(store) -> Iterator[None]:
+    """SQLite: one daemon per store (a second one is refused at once). PostgreSQL: daemons share the work.
+
+    Raises:
+        LockError: on SQLite, another daemon runs on this store.
+    """
+    engine = store.engine
+    if engine.dialect.name == "postgresql":
+        yield
+        return
+    path = _sqlite_file(engine, "daemon")
+    lock: _FileLock | _NoLock = _FileLock(path) if path else _NoLock()
+    if not lock.acquire(wait=False):
+        raise LockError(
+            "another daemon is already running on this store; on SQLite one daemon runs at a time "
+            "(several daemons share the work on PostgreSQL)"
+        )
     try:
         yield
     finally:
         lock.release()
-
-
-@contextmanager
-def nobody_sending(bind: Engine | Connection) -> Iterator[bool]:
-    """Try the sending lock exclusively, without waiting; yields whether it is held.
-
-    Inside a block that got it, every ``sending`` row belongs to a process that died mid-send.
-    """
-    lock = _lock(bind, SENDING_LOCK_KEY, "sending")
-    got = lock.acquire(wait=False)
-    try:
-        yield got
-    finally:
-        if got:
-            lock.release()

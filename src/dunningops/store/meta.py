@@ -1,4 +1,4 @@
-"""Facts about the store itself (``store_meta``): the organisation's tag."""
+"""Facts about the store itself (``store_meta``): the organisation's tag, the links' signing key."""
 
 from __future__ import annotations
 
@@ -17,3 +17,12 @@ def organisation_tag(session: Session) -> str:
     organisations), and the read is one primary-key lookup per batch of messages.
     """
     return session.execute(select(meta.c.value).where(meta.c.key == "organisation")).scalar_one()
+
+
+def signing_key(session: Session) -> bytes:
+    """The key of the public links' HMAC signatures (written once by migration 0007).
+
+    In the store, not the config: every daemon of one store signs and checks with the same key,
+    and nobody who writes the config can read or choose it.
+    """
+    return bytes.fromhex(session.execute(select(meta.c.value).where(meta.c.key == "signing_key")).scalar_one())

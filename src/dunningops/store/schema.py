@@ -135,6 +135,7 @@ class PlanRow(Timestamps, Base):
     reply_to: Mapped[str | None] = mapped_column(String(320))
     entry: Mapped[str] = mapped_column(String(16), default="first_step")  # E7: first_step | by_age
     group_invoices: Mapped[bool] = mapped_column(Boolean, default=True)
+    track_opens: Mapped[bool] = mapped_column(Boolean, default=False)  # E6 "opened": a tracking pixel in its emails
 
 
 class PlanStepRow(Base):
@@ -336,6 +337,9 @@ class MessageRow(Base):
     performed_by: Mapped[str | None] = mapped_column(String(63))  # A8: the member, for manual emails
     created_at: Mapped[datetime] = _ts()
     sent_at: Mapped[datetime | None] = _ts()
+    # The process that recorded it (runners): a `sending` row whose runner is dead may have left.
+    runner_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    opened_at: Mapped[datetime | None] = _ts()  # E6: first load of its tracking pixel (track_opens)
 
 
 class ActionRow(Base):
@@ -350,10 +354,13 @@ class ActionRow(Base):
     # The invoice the step was timed from: each invoice (invoice-level plan) or the
     # customer's oldest open invoice (customer-level plan).
     anchor_invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
-    outcome: Mapped[str] = mapped_column(String(16))  # sent | todo
+    # claimed (a runner is preparing it; deleted if that runner dies before sending) | sent | todo
+    outcome: Mapped[str] = mapped_column(String(16))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     todo_id: Mapped[int | None] = mapped_column(ForeignKey("todos.id", ondelete="SET NULL"))
     performed_at: Mapped[datetime] = _ts()
+    # While ``claimed``: the runner preparing it (store/runners.py); cleared once sent or made a to-do.
+    runner_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class TodoRow(Base):
@@ -471,3 +478,7 @@ class AlertRow(Base):
     created_at: Mapped[datetime] = _ts()
     acked_at: Mapped[datetime | None] = _ts()
     acked_by: Mapped[str | None] = mapped_column(String(63))
+
+
+# The running service's tables live in their own module, on the same Base.
+from dunningops.store.schema_daemon import ActivityRow, ApiTokenRow, ConsoleSessionRow, CredentialRow, RunnerRow  # noqa: E402, F401
