@@ -63,11 +63,9 @@ def fill(store, folder: Path, n: int, work: Path) -> None:
     with store.session() as s:
         s.execute(update(AliasRow).values(verified=True))
         s.execute(update(OutboxRow).values(delivered_at=APPLIED))  # its confirmation went out long ago
-    rows = {
-        "customers": ["external_id,name,country,locale,currency,account_manager,plan"],
-        "contacts": ["customer_external_id,email,name,phone,job,functions,primary"],
-        "invoices": ["external_id,customer_external_id,number,issue_date,due_date,amount,outstanding,currency,document_url,status"],
-    }
+    from cycle_helpers import CONTACTS, CUSTOMERS, INVOICES
+
+    rows = {"customers": [CUSTOMERS.strip()], "contacts": [CONTACTS.strip()], "invoices": [INVOICES.strip()]}
     for i in range(1, n + 1):
         c = f"C{i:06d}"
         rows["customers"].append(f"{c},Client {i},FR,fr_FR,EUR,,")
