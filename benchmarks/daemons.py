@@ -46,24 +46,41 @@ SCHEMA = "dunningops-bench-daemons/1"
 GOAL = "~2× the throughput of one daemon, zero duplicates (performance.md)"
 
 
-def sender(config: Path, url: str, at: str) -> subprocess.Popen:
+def sender(config: Path, url: str, at: str, log_file) -> subprocess.Popen:
     env = {**os.environ, "DUNNINGOPS_NOW": at, "PYTHONUNBUFFERED": "1"}
     argv = [DUNNINGOPS, "daemon", "--once", "--config", str(config), "--database-url", url]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    # Its JSON log lines (one per message) go to a file: a pipe nobody reads would stop it.
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log_file, env=env)
 
 
-def run_senders(count: int, config: Path, url: str, at: str) -> dict:
+def _cpu_ticks() -> tuple[int, int]:
+    """The whole machine's (busy, total) CPU ticks since boot (/proc/stat): is it saturated?"""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def run_senders(count: int, config: Path, url: str, at: str, work: Path) -> dict:
+    logs = [(work / f"sender-{i}.log").open("w+b") for i in range(count)]
+    busy_before, total_before = _cpu_ticks()
     started = time.monotonic()
-    processes = [sender(config, url, at) for _ in range(count)]
+    processes = [sender(config, url, at, f) for f in logs]
     cpu = 0.0
-    for p in processes:
+    for p, f in zip(processes, logs, strict=True):
         _, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
         cpu += usage.ru_utime + usage.ru_stime
-        err = p.stderr.read() if p.stderr else ""
+        f.seek(0)
+        err = f.read().decode(errors="replace")
+        f.close()
         if p.returncode != 0:
             raise RuntimeError(f"a sender exited {p.returncode}: {err[-2000:]}")
-    return {"seconds": time.monotonic() - started, "cpu_s": round(cpu, 2)}
+    seconds = time.monotonic() - started
+    busy_after, total_after = _cpu_ticks()
+    machine = (busy_after - busy_before) / max(1, total_after - total_before)
+    # cpu_s: the senders' own user+system seconds; machine_busy: the share of all cores busy
+    # (senders, PostgreSQL, the sink, anything else) during the run.
+    return {"seconds": seconds, "cpu_s": round(cpu, 2), "machine_busy": round(machine, 2)}
 
 
 def check(url: str, n: int) -> dict:
@@ -75,14 +92,15 @@ def check(url: str, n: int) -> dict:
         shares = [r[0] for r in conn.execute("SELECT count(*) FROM messages GROUP BY runner_id ORDER BY 1").fetchall()]
     ok = status == Counter({"sent": n}) and per_customer == 1 and actions == Counter({"sent": n})
     if not ok:
-        raise RuntimeError(f"duplicates or gaps: messages {dict(status)}, max per customer {per_customer}, actions {dict(actions)}")
+        raise RuntimeError(
+            f"duplicates or gaps: messages {dict(status)}, max per customer {per_customer}, actions {dict(actions)}"
+        )
     return {"messages": dict(status), "max_per_customer": per_customer, "shares": shares}
 
 
 def bench_size(n: int, admin_dsn: str, make_url, work: Path, port: int, repeat: int) -> dict:
     sys.path.insert(0, str(TESTS))
     from daemons_helpers import AT, fill, write_config  # type: ignore[import-not-found]
-
     from dunningops.store import open_store
 
     config = write_config(work / f"config-{n}", port)
@@ -100,7 +118,7 @@ def bench_size(n: int, admin_dsn: str, make_url, work: Path, port: int, repeat: 
                 conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
             target = url.rsplit("/", 1)[0] + f"/{name}"
             log(f"[{n:,}] {label} sender(s), run {rep + 1} of {repeat}")
-            timing = run_senders(count, config, target, AT)
+            timing = run_senders(count, config, target, AT, work)
             runs[label].append({**timing, **check(target, n), "per_s": round(n / timing["seconds"], 1)})
             with psycopg.connect(admin_dsn, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -113,6 +131,7 @@ def bench_size(n: int, admin_dsn: str, make_url, work: Path, port: int, repeat: 
         "one_per_s": round(n / one, 1),
         "two_per_s": round(n / two, 1),
         "ratio": round(one / two, 2),
+        "machine_busy": {k: statistics.median(r["machine_busy"] for r in runs[k]) for k in runs},
         "runs": runs,
     }
 
@@ -145,14 +164,18 @@ def main(argv: list[str] | None = None) -> int:
         admin = pg.make_database("daemons_admin").replace("postgresql+psycopg://", "postgresql://")
         result["sizes"] = [bench_size(n, admin, pg.make_database, work, port, args.repeat) for n in sizes]
     small, large = result["sizes"][0], result["sizes"][-1]
-    result["growth"] = {"reminders": [small["reminders"], large["reminders"]], "one_time_ratio": round(large["one_s"] / small["one_s"], 2)}
+    result["growth"] = {
+        "reminders": [small["reminders"], large["reminders"]],
+        "one_time_ratio": round(large["one_s"] / small["one_s"], 2),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"daemons-{result['timestamp'].replace(':', '').replace('-', '')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for size in result["sizes"]:
         print(
             f"{size['reminders']:,} reminders: one daemon {size['one_s']} s ({size['one_per_s']}/s), "
-            f"two {size['two_s']} s ({size['two_per_s']}/s): {size['ratio']}× (goal ~2×), zero duplicates"
+            f"two {size['two_s']} s ({size['two_per_s']}/s): {size['ratio']}× (goal ~2×), zero duplicates; "
+            f"machine busy {size['machine_busy']['one']:.0%} / {size['machine_busy']['two']:.0%} of {os.cpu_count()} cores"
         )
     print(f"written to {path}")
     return 0

@@ -166,3 +166,6 @@ from http_fixtures import slack_webhook  # noqa: E402,F401
 
 # A real Dovecot IMAP server on loopback (tests/servers.py), and a mailbox of its own per test.
 from imap_fixtures import dovecot, dovecot_tls, imap_mailbox  # noqa: E402,F401
+
+# The web application served for real on loopback (uvicorn).
+from web_fixtures import live_server  # noqa: E402,F401

@@ -1,8 +1,9 @@
 """Several senders on one PostgreSQL store share the work, and a kill never makes one send twice.
 
-Two real processes on a real PostgreSQL server send 10,000 due reminders to a real SMTP server
+Two real daemons (`dunningops daemon --once`, separate processes) on a real PostgreSQL server send 10,000 due reminders to a real SMTP server
 (aiosmtpd, recording every message); one is killed with SIGKILL mid-run. A third run then
-finishes the dead one's business. Counting what the server received: every reminder arrived once,
+finishes the dead one's business. The kill lands wherever the senders are (claiming, rendering or
+in the SMTP transaction); tests/test_at_most_once_kill.py kills one while the server holds a message. Counting what the server received: every reminder arrived once,
 or is reported ``unknown`` (it may have left; then it arrived at most once); none twice; none
 forgotten.
 """
@@ -31,13 +32,21 @@ KILL_AFTER = 2_500  # messages received by the server, all senders together
 
 def _sender(config: Path, url: str, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "DUNNINGOPS_NOW": AT, "PYTHONUNBUFFERED": "1"}
-    argv = [DUNNINGOPS, "run", "send", "--at", AT, "--config", str(config), "--database-url", url, *extra]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    argv = [DUNNINGOPS, "daemon", "--once", "--config", str(config), "--database-url", url, *extra]
+    # Its log (a JSON line per message) goes to a file: a pipe nobody reads would stop it.
+    log = (config.parent / f"daemon-{time.monotonic_ns()}.log").open("w+")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    process.log = log  # type: ignore[attr-defined]
+    return process
 
 
 def _wait(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
+    process.wait(timeout=timeout)
+    log = process.log  # type: ignore[attr-defined]
+    log.seek(0)
+    text = log.read()
+    log.close()
+    return process.returncode, text, text
 
 
 @pytest.fixture

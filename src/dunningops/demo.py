@@ -200,4 +200,8 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
         f"Done. Look around: cd {directory} && dunningops show, dunningops customers list, dunningops todo list, "
         "dunningops inbox list, dunningops alerts list"
     )
+    echo(
+        "Or run it continuously: dunningops member set-password alice, then dunningops daemon: both cycles on a "
+        "schedule, and the team console at http://127.0.0.1:8780/ (sign in as alice)"
+    )
     return directory

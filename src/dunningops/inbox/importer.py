@@ -16,6 +16,7 @@ messages this organisation took (R7: a shared mailbox keeps the other organisati
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +66,7 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     fatal: DunningOpsError | None = None
+    stopped: bool = False  # asked to stop: ended after a committed batch; the next run goes on from there
 
     @property
     def imported(self) -> int:
@@ -137,8 +139,18 @@ def _too_large(source: str, ref: MailRef) -> Incoming:
 class Importer:
     """One run of the import cycle over one source."""
 
-    def __init__(self, store: Store, source: MailSource, config: RunConfig, *, at: datetime, batch_size: int = BATCH):
+    def __init__(
+        self,
+        store: Store,
+        source: MailSource,
+        config: RunConfig,
+        *,
+        at: datetime,
+        batch_size: int = BATCH,
+        stop: threading.Event | None = None,
+    ):
         self.store, self.source, self.config, self.at, self.batch_size = store, source, config, at, batch_size
+        self.stop = stop
         self.report = ImportReport(at, source.key)
         with store.session() as session:
             self.organisation = organisation_tag(session)
@@ -210,6 +222,9 @@ class Importer:
 
                     self.report.alert_ids += record(session, effects.alerts, at=self.at)
             self.report.effects.add(effects)
+            if self.stop is not None and self.stop.is_set():
+                self.report.stopped = True  # the batch in hand is committed; the folder's position says where to go on
+                break
         if not exists:  # an empty folder: remember its UIDVALIDITY, so that a later change is seen
             with self.store.session(write_lock=True) as session:
                 self._save_cursor(session, folder, current.uidvalidity, 0, False)
@@ -257,20 +272,27 @@ def run_import(
     env: Mapping[str, str] | None = None,
     batch_size: int = BATCH,
     lock_timeout_s: float = 30.0,
+    stop: threading.Event | None = None,
 ) -> ImportReport:
-    """One import cycle: every configured folder, then alerts announced and handled mail flagged or moved."""
+    """One import cycle: every configured folder, then alerts announced and handled mail flagged or moved.
+
+    A set ``stop`` (the daemon stopping) ends the import after the batch in hand, committed; mail
+    left to flag or move is handled by the next run.
+    """
     with store.session() as session:
         config = RunConfig.from_store(session)
     with import_cycle_lock(store, timeout_s=lock_timeout_s):
         source = source_factory(config)
         try:
-            importer = Importer(store, source, config, at=at, batch_size=batch_size)
+            importer = Importer(store, source, config, at=at, batch_size=batch_size, stop=stop)
             try:
                 for folder in config.settings.inbox.folders:
+                    if importer.report.stopped:
+                        break
                     importer.import_folder(folder)
             except DunningOpsError as exc:
                 importer.report.fatal = exc  # what was committed stays; the report says where it stopped
-            if importer.report.fatal is None:
+            if importer.report.fatal is None and not importer.report.stopped:
                 importer.handle_pending()
         finally:
             source.close()

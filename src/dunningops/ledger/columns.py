@@ -49,6 +49,7 @@ KINDS: dict[str, tuple[Column, ...]] = {
         Column("job"),
         Column("functions", parse="list"),
         Column("primary", parse="bool"),
+        Column("valid", parse="bool"),  # C10: true marks it valid again, false invalid; empty leaves it
     ),
     "invoices": (
         Column("external_id", True, max_length=128),

@@ -8,7 +8,7 @@ so its summary is exact.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +23,7 @@ from dunningops.ledger.columns import KINDS, make_parsers
 from dunningops.ledger.context import LedgerContext
 from dunningops.ledger.issues import LedgerImportError, RowIssue
 from dunningops.ledger.mapping import Mapping
-from dunningops.ledger.reader import detect_format, read_rows
+from dunningops.ledger.reader import RawRow, detect_format, read_rows
 from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS, converter
 from dunningops.ledger.writes import set_problems, write
 from dunningops.store.engine import Store, store_error
@@ -101,7 +101,7 @@ def import_file(
                 counts.pruned,
                 counts.links_changed,
             )
-            _drop_staging(session, kind)
+            drop_staging(session, kind)
             if dry_run or (confirm is not None and not confirm(summary)):
                 raise _Rollback
     except _Rollback:
@@ -122,9 +122,36 @@ def _store_errors(store: Store) -> Iterator[None]:
 
 
 def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, progress, batch_size) -> None:
+    file_format = detect_format(path, fmt)
+    unit = "line" if file_format == "jsonl" else "row"
+    rows = read_rows(path, file_format, KINDS[kind], mapping)
+    stage_rows(
+        session, kind, rows, summary, source=path.name, unit=unit, mapping=mapping, progress=progress, batch_size=batch_size
+    )
+
+
+def stage_rows(
+    session: Session,
+    kind: str,
+    raw_rows: Iterable[RawRow],
+    summary: ImportSummary,
+    *,
+    source: str,
+    unit: str = "row",
+    mapping: Mapping | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int = BATCH,
+    place: Callable[[int], str] | None = None,
+) -> None:
+    """Parse, check and stage ``raw_rows`` (a file's, or the HTTP API's items) into ``kind``'s staging table.
+
+    Every problem lands in ``summary.issues`` (nothing raises for a bad row); ``place`` words a
+    row number in the messages that point at another row (default: "row N").
+    """
+    mapping = mapping or Mapping()
     ctx = LedgerContext.load(session)
     stg = STAGING[kind]
-    _drop_staging(session, kind)
+    drop_staging(session, kind)
     stg.create(session.connection())
     if kind == "contacts":
         STAGING_FUNCTIONS.create(session.connection())
@@ -132,14 +159,12 @@ def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, p
     parsers = make_parsers(mapping.date_format, mapping.decimal_comma)
     steps = [(c.name, parsers[c.parse], c.required, c.max_length) for c in columns]
     convert = converter(kind, ctx)
-    file_format = detect_format(path, fmt)
-    unit = "line" if file_format == "jsonl" else "row"
     rows, fn_rows = [], []
-    for row_no, raw, read_problems in read_rows(path, file_format, columns, mapping):
+    for row_no, raw, read_problems in raw_rows:
         summary.rows += 1
         reported: Collection[str] = ()
         if read_problems:
-            problems = [RowIssue(path.name, row_no, column, message, unit) for column, message in read_problems]
+            problems = [RowIssue(source, row_no, column, message, unit) for column, message in read_problems]
             reported = {column for column, _ in read_problems}
         else:
             problems = []
@@ -149,18 +174,18 @@ def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, p
                 text = raw.get(name, "")
                 if not text:
                     if required and name not in reported:  # the reader drops a cell it reported (e.g. too big)
-                        problems.append(RowIssue(path.name, row_no, name, "is empty (required)", unit))
+                        problems.append(RowIssue(source, row_no, name, "is empty (required)", unit))
                     continue
                 if len(text) > max_length:
-                    problems.append(RowIssue(path.name, row_no, name, f"is longer than {max_length} characters", unit))
+                    problems.append(RowIssue(source, row_no, name, f"is longer than {max_length} characters", unit))
                     continue
                 try:
                     values[name] = parse(text)
                 except ValueError as exc:
-                    problems.append(RowIssue(path.name, row_no, name, str(exc), unit))
+                    problems.append(RowIssue(source, row_no, name, str(exc), unit))
             staged, links, cell_problems = convert(row_no, values)
             if cell_problems:
-                problems += [RowIssue(path.name, row_no, e.column, str(e), unit) for e in cell_problems]
+                problems += [RowIssue(source, row_no, e.column, str(e), unit) for e in cell_problems]
             # Staged even when invalid (bad cells as NULL), so the set-based checks (duplicates,
             # unknown customers) report this row's other problems too; nothing is written then.
             rows.append(staged)
@@ -174,8 +199,8 @@ def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, p
     _flush(session, stg, rows, fn_rows)
     if progress:
         progress(summary.rows)
-    unit_of = "line" if file_format == "jsonl" else "row"
-    summary.issues.extend(RowIssue(path.name, r, c, m, unit_of) for r, c, m in set_problems(session, kind))
+    found = set_problems(session, kind, place) if place else set_problems(session, kind)
+    summary.issues.extend(RowIssue(source, r, c, m, unit) for r, c, m in found)
 
 
 def _flush(session: Session, stg, rows: list, fn_rows: list) -> None:
@@ -223,7 +248,8 @@ def _reject(session: Session, kind: str, summary: ImportSummary, reject_file: Pa
             out.writerow([issue.file, issue.row, issue.column, issue.message])
 
 
-def _drop_staging(session: Session, kind: str) -> None:
+def drop_staging(session: Session, kind: str) -> None:
+    """Drop ``kind``'s staging tables, if there."""
     # SQLite keeps TEMP tables for the connection's life, and the pool reuses connections.
     STAGING[kind].drop(session.connection(), checkfirst=True)
     STAGING_FUNCTIONS.drop(session.connection(), checkfirst=True)

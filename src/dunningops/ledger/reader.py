@@ -144,21 +144,27 @@ def _jsonl_rows(path, handle, columns, mapping) -> Iterator[RawRow]:
         if not isinstance(record, dict):
             yield number, None, [("", "line is not a JSON object")]
             continue
-        row, problems = {}, []
-        for column in columns:
-            value = record.get(mapping.source(column.name))
-            if value is None:
-                continue
-            if isinstance(value, list):
-                value = ";".join(str(v) for v in value)
-            elif isinstance(value, bool):
-                value = "true" if value else "false"
-            elif isinstance(value, dict):
-                problems.append((column.name, "is a JSON object, not a value"))
-                continue
-            text = str(value).strip()
-            if "\x00" in text:
-                problems.append((column.name, NUL_MESSAGE))
-                continue
-            row[column.name] = text
+        row, problems = json_cells(record, columns, mapping)
         yield number, row, problems
+
+
+def json_cells(record: dict, columns: tuple[Column, ...], mapping: Mapping) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """One JSON object's values as the cells a CSV row would hold, and its problems (JSON Lines, the HTTP API)."""
+    row, problems = {}, []
+    for column in columns:
+        value = record.get(mapping.source(column.name))
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ";".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, dict):
+            problems.append((column.name, "is a JSON object, not a value"))
+            continue
+        text = str(value).strip()
+        if "\x00" in text:
+            problems.append((column.name, NUL_MESSAGE))
+            continue
+        row[column.name] = text
+    return row, problems

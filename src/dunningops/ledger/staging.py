@@ -42,6 +42,7 @@ STAGING: dict[str, Table] = {
         Column("phone", String(64)),
         Column("job", Text),
         Column("is_primary", Boolean),
+        Column("valid", Boolean),  # None: the row leaves the contact's validity as it is
     ),
     "invoices": _table(
         "stg_invoices",
@@ -133,6 +134,7 @@ def converter(kind: str, ctx: LedgerContext) -> RowConverter:
             "phone": v.get("phone") or None,
             "job": v.get("job") or None,
             "is_primary": bool(v.get("primary")),
+            "valid": v.get("valid"),
         }
         links = [{"row_no": row_no, "customer_external_id": customer, "email": email, "function_id": f} for f in functions]
         return staged, links, problems

@@ -6,11 +6,12 @@ twice changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import CursorResult, Result, Table, and_, case, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import CursorResult, Result, Table, and_, case, delete, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS
@@ -28,12 +29,19 @@ class WriteCounts:
     links_changed: int = 0
 
 
-def set_problems(session: Session, kind: str) -> list[tuple[int, str, str]]:
-    """(row, column, message) for problems that involve other rows or the store."""
+def _row_place(row: int) -> str:
+    return f"row {row}"
+
+
+def set_problems(session: Session, kind: str, place: Callable[[int], str] = _row_place) -> list[tuple[int, str, str]]:
+    """(row, column, message) for problems that involve other rows or the store.
+
+    ``place`` words the other row a message points at ("row 3"; the HTTP API says "item 2").
+    """
     stg = STAGING[kind]
     problems: list[tuple[int, str, str]] = []
     key = ("customer_external_id", "email") if kind == "contacts" else ("external_id",)
-    problems += _duplicates(session, stg, key)
+    problems += _duplicates(session, stg, key, place)
     if kind in ("contacts", "invoices"):
         problems += _unknown(session, stg, "customer_external_id", customers, "customer")
     if kind == "payments":
@@ -51,11 +59,13 @@ def set_problems(session: Session, kind: str) -> list[tuple[int, str, str]]:
             .join(first, first.c.customer_external_id == stg.c.customer_external_id)
             .where(stg.c.is_primary.is_(True), stg.c.row_no != first.c.first)
         )
-        problems += [(r, "primary", f"a second primary contact for customer {c!r} (the first is on row {f})") for r, c, f in rows]
+        problems += [
+            (r, "primary", f"a second primary contact for customer {c!r} (the first is on {place(f)})") for r, c, f in rows
+        ]
     return problems
 
 
-def _duplicates(session: Session, stg: Table, key: tuple[str, ...]) -> list[tuple[int, str, str]]:
+def _duplicates(session: Session, stg: Table, key: tuple[str, ...], place: Callable[[int], str]) -> list[tuple[int, str, str]]:
     cols = [stg.c[k] for k in key]
     first = select(*cols, func.min(stg.c.row_no).label("first")).group_by(*cols).having(func.count() > 1).subquery()
     rows = session.execute(
@@ -64,7 +74,7 @@ def _duplicates(session: Session, stg: Table, key: tuple[str, ...]) -> list[tupl
         .where(stg.c.row_no != first.c.first)
     )
     what = " and ".join(key)
-    return [(r[0], key[-1], f"duplicate {what} {'/'.join(map(str, r[2:]))!r} (first on row {r[1]})") for r in rows]
+    return [(r[0], key[-1], f"duplicate {what} {'/'.join(map(str, r[2:]))!r} (first on {place(r[1])})") for r in rows]
 
 
 def _unknown(session: Session, stg: Table, column: str, target: Table, what: str) -> list[tuple[int, str, str]]:
@@ -114,7 +124,15 @@ def _insert_from(session: Session, target: Table, columns: list[str], source) ->
     return added
 
 
+# PostgreSQL: ledger writers (file imports, API upserts) take turns, so that counting the rows to
+# insert and inserting them see the same table (two writers would both count a new id as added,
+# or one would fail on its unique key). SQLite writers take turns by its own write lock.
+LEDGER_WRITE_LOCK_KEY = 0x64756E6E0101
+
+
 def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCounts:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_WRITE_LOCK_KEY})
     stg, counts = STAGING[kind], WriteCounts()
     if kind == "customers":
         values = {c: stg.c[c] for c in ("name", "country", "locale", "currency", "account_manager", "plan_id")}
@@ -132,7 +150,7 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
         cu = customers.alias("cu")
         joins = [cu.c.external_id == stg.c.customer_external_id]
         match = [contacts.c.customer_id == cu.c.id, contacts.c.email == stg.c.email]
-        values = {c: stg.c[c] for c in ("name", "phone", "job")}
+        values = {c: stg.c[c] for c in ("name", "phone", "job")} | _validity(stg, now)
         counts.added, counts.changed = _upsert(
             session,
             contacts,
@@ -141,7 +159,7 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
             values,
             joins,
             now,
-            {"customer_id": cu.c.id, "email": stg.c.email, "is_primary": literal(False), "valid": literal(True)},
+            {"customer_id": cu.c.id, "email": stg.c.email, "is_primary": literal(False)} | _new_validity(stg, now),
         )
         counts.links_changed = _write_links(session)
         _write_primaries(session, now)
@@ -190,6 +208,37 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
         counts.added, counts.changed = _upsert_payments(session, stg, values, joins, now)
         _recompute_outstanding(session, select(stg.c.invoice_external_id))
     return counts
+
+
+INVALID_REASON = "marked invalid in the ledger"
+
+
+def _validity(stg: Table, now: datetime) -> dict:
+    """C10: a row's ``valid`` true marks the contact valid again, false invalid (reason and time kept
+    if it already was); empty leaves it as it is (a bounce's mark stays)."""
+    at = literal(now, contacts.c.invalid_at.type)
+    turns_invalid = and_(stg.c.valid.is_(False), contacts.c.valid.is_not(False))
+    return {
+        "valid": func.coalesce(stg.c.valid, contacts.c.valid),
+        "invalid_reason": case(
+            (stg.c.valid.is_(True), literal(None, contacts.c.invalid_reason.type)),
+            (turns_invalid, literal(INVALID_REASON)),
+            else_=contacts.c.invalid_reason,
+        ),
+        "invalid_at": case(
+            (stg.c.valid.is_(True), literal(None, contacts.c.invalid_at.type)), (turns_invalid, at), else_=contacts.c.invalid_at
+        ),
+    }
+
+
+def _new_validity(stg: Table, now: datetime) -> dict:
+    """The same for a contact the row creates: valid unless the row says otherwise."""
+    invalid = stg.c.valid.is_(False)
+    return {
+        "valid": func.coalesce(stg.c.valid, literal(True)),
+        "invalid_reason": case((invalid, literal(INVALID_REASON)), else_=literal(None, contacts.c.invalid_reason.type)),
+        "invalid_at": case((invalid, literal(now, contacts.c.invalid_at.type)), else_=literal(None, contacts.c.invalid_at.type)),
+    }
 
 
 def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:

@@ -308,6 +308,8 @@ class MessageRow(Base):
     """Every email that left (or tried to leave), E6/A8: status, automatic or not, sender identity."""
 
     __tablename__ = "messages"
+    # Finding the runners of the `sending` rows (history._dead_senders) reads this index alone.
+    __table_args__ = (Index("ix_messages_status_runner_id", "status", "runner_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)  # RFC 5322, for R5 matching
     kind: Mapped[str] = mapped_column(String(24))  # reminder | manual | on_demand | proof | alias_confirmation
@@ -338,7 +340,7 @@ class MessageRow(Base):
     created_at: Mapped[datetime] = _ts()
     sent_at: Mapped[datetime | None] = _ts()
     # The process that recorded it (runners): a `sending` row whose runner is dead may have left.
-    runner_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    runner_id: Mapped[int | None] = mapped_column(Integer)
     opened_at: Mapped[datetime | None] = _ts()  # E6: first load of its tracking pixel (track_opens)
 
 

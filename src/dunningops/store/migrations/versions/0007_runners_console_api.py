@@ -39,7 +39,7 @@ def upgrade() -> None:
     )
     op.add_column("messages", sa.Column("runner_id", sa.Integer(), nullable=True))
     op.add_column("messages", sa.Column("opened_at", sa.DateTime(timezone=True), nullable=True))
-    op.create_index(op.f("ix_messages_runner_id"), "messages", ["runner_id"], unique=False)
+    op.create_index("ix_messages_status_runner_id", "messages", ["status", "runner_id"], unique=False)
     op.add_column("actions", sa.Column("runner_id", sa.Integer(), nullable=True))
     op.create_index(op.f("ix_actions_runner_id"), "actions", ["runner_id"], unique=False)
     with op.batch_alter_table("plans", schema=None) as batch_op:
@@ -104,7 +104,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_actions_runner_id"), table_name="actions")
     with op.batch_alter_table("actions", schema=None) as batch_op:
         batch_op.drop_column("runner_id")
-    op.drop_index(op.f("ix_messages_runner_id"), table_name="messages")
+    op.drop_index("ix_messages_status_runner_id", table_name="messages")
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_column("opened_at")
         batch_op.drop_column("runner_id")

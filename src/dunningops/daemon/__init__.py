@@ -1,0 +1,1 @@
+"""`dunningops daemon`: the cycles on a schedule, one HTTP server, structured logs, metrics."""
