@@ -74,7 +74,13 @@ def nobody_can_be_written_to(problem: str) -> str:
 
 
 def list_todos(
-    session: Session, *, status: str | None = OPEN, assignee: str | None = None, kind: str | None = None, limit: int = 200
+    session: Session,
+    *,
+    status: str | None = OPEN,
+    assignee: str | None = None,
+    kind: str | None = None,
+    customer_id: int | None = None,
+    limit: int = 200,
 ) -> list[dict]:
     query = (
         select(
@@ -97,6 +103,8 @@ def list_todos(
         query = query.where(todos.c.status == status)
     if assignee:
         query = query.where(todos.c.assignee == assignee)
+    if customer_id is not None:
+        query = query.where(todos.c.customer_id == customer_id)
     if kind:
         query = query.where(todos.c.kind == kind)
     return [dict(r) for r in session.execute(query).mappings()]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from dunningops.dunning.todos import list_todos
 from dunningops.ledger.queries import customer_id, list_customers, show_customer
 from dunningops.outgoing.history import list_messages
@@ -45,28 +43,7 @@ def customer_todos(ctx: WebContext, call: Call) -> dict[str, Any]:
     status = call.query["status"]
     with ctx.app.session() as session:
         cid = customer_id(session, call.path["external_id"])
-        # list_todos lists everyone's; one customer's are its few rows, the same columns.
-        query = (
-            select(
-                todos.c.id,
-                todos.c.kind,
-                todos.c.status,
-                customers.c.external_id.label("customer"),
-                customers.c.name,
-                todos.c.plan_id,
-                todos.c.step_id,
-                todos.c.assignee,
-                todos.c.reason,
-                todos.c.created_at,
-            )
-            .join(customers, customers.c.id == todos.c.customer_id)
-            .where(todos.c.customer_id == cid)
-            .order_by(todos.c.id)
-            .limit(call.query["limit"])
-        )
-        if status != "all":
-            query = query.where(todos.c.status == status)
-        rows = [dict(r) for r in session.execute(query).mappings()]
+        rows = list_todos(session, status=None if status == "all" else status, customer_id=cid, limit=call.query["limit"])
     return shape(TodoList, {"todos": rows})
 
 
