@@ -201,7 +201,7 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
         "dunningops inbox list, dunningops alerts list"
     )
     echo(
-        "Or run it continuously: dunningops member set-password alice, then dunningops daemon: both cycles on a "
-        "schedule, and the team console at http://127.0.0.1:8780/ (sign in as alice)"
+        "Or run it continuously: dunningops member set-password claire, then dunningops daemon: both cycles on a "
+        "schedule, and the team console at http://127.0.0.1:8780/ (sign in as claire)"
     )
     return directory

@@ -13,7 +13,18 @@ from collections import Counter as Tally
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# The `_created` series (each counter's creation time) double the output and say nothing here.
+disable_created_metrics()
 
 if TYPE_CHECKING:
     from dunningops.dunning.report import CycleReport
