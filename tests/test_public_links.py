@@ -30,6 +30,7 @@ from dunningops.outgoing.letter import Letter
 from dunningops.reconcile.apply import apply_config
 from dunningops.spec import load_config
 from dunningops.spec.models import Settings
+from dunningops.store.activity import recent_activity
 from dunningops.store.meta import signing_key
 from dunningops.store.schema import AliasRow, MessageRow
 from dunningops.transport.maildir import MaildirTransport
@@ -155,10 +156,18 @@ def test_a3_link_shows_then_confirms_and_the_send_cycle_uses_the_alias(site: Sit
         assert billing[1:] == (True, SENT + timedelta(hours=2), None)
         assert [a for a in site.aliases() if a[0] != "billing"] == [a for a in before if a[0] != "billing"]
 
+        # On the record, once: a link has no member behind it.
+        with site.app.session() as s:
+            assert [(a["via"], a["action"], a["target"], a["member_id"]) for a in recent_activity(s)] == [
+                ("link", "alias.verify", "billing", None)
+            ]
+
         again = http.post(site.local(link))
         assert again.status_code == 200 and again.text == http.get(site.local(link)).text
         assert _text(again.text) == snapshot(name="already confirmed page")
         assert next(a for a in site.aliases() if a[0] == "billing") == billing  # verified_at not moved
+        with site.app.session() as s:
+            assert len(recent_activity(s)) == 1
 
     # The code of the same email is spent too; the send cycle now writes from the alias.
     with site.app.session() as s, pytest.raises(Exception, match="matches no alias"):

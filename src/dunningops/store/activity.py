@@ -27,7 +27,7 @@ def record_activity(
 
     Args:
         member: the member's id (None: nobody signed in, e.g. a token-less system action).
-        via: console | api | cli.
+        via: console | api | cli | link (a public link: nobody signed in).
         action: a dotted verb, e.g. ``todo.done``, ``inbox.relink``, ``customers.upsert``.
     """
     session.execute(

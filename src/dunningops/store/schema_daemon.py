@@ -74,7 +74,7 @@ class ActivityRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = _ts()
     member_id: Mapped[str | None] = mapped_column(String(63), index=True)
-    via: Mapped[str] = mapped_column(String(12))  # console | api | cli
+    via: Mapped[str] = mapped_column(String(12))  # console | api | cli | link (a public link, nobody signed in)
     action: Mapped[str] = mapped_column(String(48))  # e.g. todo.done, inbox.relink, customers.upsert
     target: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(JSON)

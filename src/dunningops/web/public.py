@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from dunningops import signing
 from dunningops.dunning import aliases
 from dunningops.outgoing import tracking
+from dunningops.store.activity import record_activity
 from dunningops.store.meta import signing_key
 from dunningops.web.context import WebContext
 
@@ -70,8 +71,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         # A writer on SQLite begins IMMEDIATE: a read turned write would fail, not wait, beside another writer.
         with ctx.app.store.session(write_lock=writes) as session:
             if writes:
-                # A3: the same write as `alias verify CODE`, committed with this session.
+                # A3: the same write as `alias verify CODE`, committed with this session, and on the record.
                 alias = aliases.verify_link(session, key(), token, now)
+                if alias is not None and not alias.verified:
+                    record_activity(session, member=None, via="link", action="alias.verify", at=now, target=alias.id)
             else:
                 alias = aliases.alias_of_link(session, key(), token, now)
         if alias is None:
