@@ -16,6 +16,7 @@ real SMTP server's.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from cycle_helpers import paris, setup_store
 from dunningops.app import App
@@ -173,20 +174,34 @@ def _config(app: App):
 # --- a big ledger -------------------------------------------------------------------------------
 
 
-def fill_big(world: World, customers: int = 100_000, messages: int = 1_000_000) -> None:
-    """Customers K000001… (one open invoice each) and ``messages`` reminders spread over them, in a few
-    INSERT … SELECT statements (generate_series / a recursive CTE): seconds, not minutes."""
+def fill_big(
+    world: World,
+    customers: int = 100_000,
+    messages: int = 1_000_000,
+    *,
+    invoices_per_customer: int = 1,
+    todos: int = 0,
+    received: int = 0,
+) -> None:
+    """Customers K000001… (``invoices_per_customer`` open invoices each), ``messages`` reminders spread
+    over them (message i to customer i mod n: with n | m, each gets m / n), and, if asked, ``todos``
+    open to-dos and ``received`` linked replies for the first customers (K000001…, one each in turn),
+    in a few INSERT … SELECT statements (generate_series / a recursive CTE): seconds, not minutes."""
     from sqlalchemy import text
 
     postgres = world.app.store.dialect == "postgresql"
     with world.app.store.session() as s:
         first = s.scalar(text("SELECT coalesce(max(id), 0) + 1 FROM customers"))
         if postgres:
-            seq, pad, false, when = "SELECT generate_series(1, :n) AS i", "lpad(i::text, 6, '0')", "false", "now()"
+            seq, pad, false, true, when = "SELECT generate_series(1, :n) AS i", "lpad(i::text, 6, '0')", "false", "true", "now()"
             due = "DATE '2026-11-01'"
         else:
             seq = "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :n) SELECT i FROM seq"
-            pad, false, when, due = "printf('%06d', i)", "0", "'2026-11-02 00:00:00'", "'2026-11-01'"
+            pad, false, true, when, due = "printf('%06d', i)", "0", "1", "'2026-11-02 00:00:00'", "'2026-11-01'"
+
+        def series(name: str) -> str:
+            return seq.replace(":n", f":{name}")
+
         s.execute(
             text(
                 "INSERT INTO customers (external_id, name, country, locale, currency, origin, created_at, updated_at) "
@@ -194,26 +209,82 @@ def fill_big(world: World, customers: int = 100_000, messages: int = 1_000_000) 
             ),
             {"n": customers},
         )
+        # Invoice j of customer c: 'INV<c>-<j>' (j from 1); the first keeps the old 'INV<c>'.
         s.execute(
             text(
                 "INSERT INTO invoices (external_id, customer_id, number, due_date, amount_cents, reported_outstanding_cents, "
                 "outstanding_cents, currency, reported_status, status, paused, created_at, updated_at) "
-                f"SELECT 'INV' || id, id, 'F' || id, {due}, 10000, 10000, 10000, 'EUR', 'open', 'open', {false}, "
-                f"{when}, {when} FROM customers WHERE id >= :first"
-            ).bindparams(first=first)
+                "SELECT 'INV' || c.id || CASE WHEN j.i = 1 THEN '' ELSE '-' || j.i END, c.id, 'F' || c.id || '-' || j.i, "
+                f"{due}, 10000, 10000, 10000, 'EUR', 'open', 'open', {false}, {when}, {when} "
+                f"FROM customers AS c CROSS JOIN ({series('per')}) AS j WHERE c.id >= :first"
+            ),
+            {"first": first, "per": invoices_per_customer},
         )
         s.execute(
             text(
                 "INSERT INTO messages (message_id, kind, automatic, customer_id, from_address, to_addresses, cc_addresses, "
                 "bcc_addresses, subject, invoice_ids, status, created_at, sent_at) "
-                f"SELECT '<big' || i || '@x>', 'reminder', {'true' if postgres else '1'}, :first + (i % :n), 'billing@acme.fr', "
-                f"'[\"x@y.z\"]', '[]', '[]', 'Rappel', '[]', 'sent', {when}, {when} FROM ({seq.replace(':n', ':m')}) AS g"
+                f"SELECT '<big' || i || '@x>', 'reminder', {true}, :first + (i % :n), 'billing@acme.fr', "
+                f"'[\"x@y.z\"]', '[]', '[]', 'Rappel', '[]', 'sent', {when}, {when} FROM ({series('m')}) AS g"
             ),
             {"first": first, "n": customers, "m": messages},
         )
+        if todos:
+            s.execute(
+                text(
+                    "INSERT INTO todos (kind, status, customer_id, reason, payload, created_at) "
+                    f"SELECT 'call', 'open', :first + ((i - 1) % :n), 'Call about ' || i, '{{}}', {when} "
+                    f"FROM ({series('t')}) AS g"
+                ),
+                {"first": first, "n": customers, "t": todos},
+            )
+        if received:
+            s.execute(
+                text(
+                    "INSERT INTO inbox_messages (dedupe_key, source, folder, source_key, message_id, status, kind, "
+                    "from_address, to_addresses, subject, received_at, imported_at, referenced_ids, attachments, details, "
+                    "customer_id, match_by) "
+                    "SELECT 'big-in-' || i, 'maildir', 'INBOX', 'k' || i, '<in' || i || '@y.z>', 'linked', 'reply', "
+                    f"'x@y.z', '[]', 'RE: Rappel', {when}, {when}, '[]', '[]', '{{}}', :first + ((i - 1) % :n), 'sender' "
+                    f"FROM ({series('r')}) AS g"
+                ),
+                {"first": first, "n": customers, "r": received},
+            )
     if postgres:
         with world.app.store.engine.connect() as c:  # fresh statistics, as autovacuum would soon give
             c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+
+
+# --- counting what a page asks the store -------------------------------------------------------------
+
+
+class StatementCounter:
+    """Every SQL statement run on an engine, from any thread (the live server's workers run the pages).
+
+    ``with StatementCounter(engine) as counted: ...`` listens for the block; ``counted.take()`` returns
+    the statements seen since the last ``take()`` and starts again from none.
+    """
+
+    def __init__(self, engine):
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._seen: list[str] = []
+
+    def _listen(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        with self._lock:  # uvicorn's worker threads append while the test thread takes
+            self._seen.append(" ".join(statement.split())[:200])
+
+    def take(self) -> list[str]:
+        with self._lock:
+            seen, self._seen = self._seen, []
+        return seen
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(self.engine, "before_cursor_execute", self._listen)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._listen)
 
 
 # --- a member's client ----------------------------------------------------------------------

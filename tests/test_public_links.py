@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
@@ -22,6 +23,7 @@ from sqlalchemy import select, update
 from cycle_helpers import paris, setup_store
 from dunningops import outgoing, signing
 from dunningops.app import App
+from dunningops.cli import cli
 from dunningops.dunning.aliases import LINK_DAYS, LINK_PURPOSE, deliver_outbox, resend, verify
 from dunningops.dunning.cycle import run_send
 from dunningops.dunning.runconfig import RunConfig
@@ -391,6 +393,9 @@ def test_e6_reminder_of_a_plan_that_tracks_opens_end_to_end(
         with app.session() as s:
             opened = s.execute(select(MessageRow.kind, MessageRow.opened_at).where(MessageRow.opened_at.is_not(None))).all()
         assert opened == [("reminder", COURTESY + timedelta(hours=1))]
+        # The history shows it: `dunningops messages` says "sent, opened".
+        shown = CliRunner().invoke(cli, ["messages", "--config", str(app.config_dir), "--database-url", app.url])
+        assert shown.exit_code == 0 and "sent, opened" in shown.output, shown.output
     finally:
         app.store.dispose()
 

@@ -340,6 +340,8 @@ def messages(app: App, customer, status_, limit, fmt_) -> None:
         r["how"] = "auto" if r["automatic"] else f"manual ({r['performed_by']})" if r["performed_by"] else "manual"
         r["step"] = f"{r['plan_id']}.{r['step_id']}" if r["plan_id"] else r["kind"]
         r["to"] = ", ".join(r["to_addresses"])
+        if r.get("opened_at"):  # E6: its tracking pixel was loaded (a plan with track_opens)
+            r["status"] = f"{r['status']}, opened"
     click.echo(
         render_table(
             rows,

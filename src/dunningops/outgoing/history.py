@@ -302,6 +302,7 @@ def list_messages(
                 messages.c.message_id,
                 messages.c.error,
                 messages.c.sent_at,
+                messages.c.opened_at,
             )
             .outerjoin(customers, customers.c.id == messages.c.customer_id)
             .order_by(messages.c.id.desc())
