@@ -31,13 +31,14 @@ test: lint
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # Plan/apply (benchmarks/README.md), the ledger import and the send cycle (benchmarks/LEDGER_CYCLE.md), the import cycle,
-# two daemons on PostgreSQL against one.
+# two daemons on PostgreSQL against one, the console's pages against an indexed SELECT.
 bench: venv
 	bash scripts/install-deps.sh
 	$(VENV)/bin/python -m benchmarks
 	$(VENV)/bin/python -m benchmarks.ledger_cycle
 	$(VENV)/bin/python -m benchmarks.import_cycle
 	$(VENV)/bin/python -m benchmarks.daemons
+	$(VENV)/bin/python -m benchmarks.console
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis src/*.egg-info

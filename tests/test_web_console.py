@@ -527,9 +527,7 @@ def test_each_page_runs_the_same_few_queries_whatever_the_store_holds(world, liv
         fill_big(world, customers=3_000, messages=30_000, invoices_per_customer=3, todos=1_000, received=1_000)
         big = _statements(http, counted, _pages(world, 3_003, "K003000"))
     changed = {
-        name: (len(small[name]), len(big[name]), big[name])
-        for name in small
-        if abs(len(big[name]) - len(small[name])) > SLACK
+        name: (len(small[name]), len(big[name]), big[name]) for name in small if abs(len(big[name]) - len(small[name])) > SLACK
     }
     assert changed == {}
     # A page is a few statements (its transactions' BEGINs, the member's session, the config included).

@@ -57,6 +57,8 @@ __all__ = ["BATCH", "CycleReport", "mark_interrupted", "run_send"]
 
 actions = ActionRow.__table__
 LOCK_TIMEOUT_S = 30.0
+# Emails recorded `sending` (and handed to the transport) at a time, within a batch.
+SEND_CHUNK = 40
 
 
 def run_send(
@@ -351,16 +353,25 @@ def _send_batch(store: Store, ctx: RunContext, prepared: list[PreparedStep]) -> 
     if not letters:
         return
     assert ctx.transport is not None
-    outgoing.send(
-        store,
-        ctx.transport,
-        letters,
-        at=ctx.at,
-        domain=ctx.domain,
-        reserve=lambda session, recorded: _reserve_steps(session, ctx, recorded),
-        settle=lambda session, outcomes: _settle(session, ctx, outcomes),
-        stop=ctx.stop,
-    )
+    # Recorded `sending` a few at a time: a process killed mid-batch leaves at most one chunk
+    # `unknown` (it may have left); the rest of its claims go back to the next cycle.
+    for start in range(0, len(letters), SEND_CHUNK):
+        if _stopped(ctx):
+            assert ctx.runner is not None
+            with store.session(write_lock=True) as session:
+                keys = [claims.key_of(t) for letter in letters[start:] for t in _targets(letter.tag.decision)]
+                claims.release(session, keys, runner_id=ctx.runner.id)
+            return
+        outgoing.send(
+            store,
+            ctx.transport,
+            letters[start : start + SEND_CHUNK],
+            at=ctx.at,
+            domain=ctx.domain,
+            reserve=lambda session, recorded: _reserve_steps(session, ctx, recorded),
+            settle=lambda session, outcomes: _settle(session, ctx, outcomes),
+            stop=ctx.stop,
+        )
 
 
 def _letter(ctx: RunContext, drafted: compose.Draft) -> Letter:
