@@ -52,7 +52,9 @@ def list_inbox(
     if customer:
         where.append(customers.c.external_id == customer)
     joined = inbox.outerjoin(customers, customers.c.id == inbox.c.customer_id)
-    total = session.execute(select(func.count()).select_from(joined).where(*where)).scalar_one()
+    # The count needs the customers only to filter by one: without, it is an index-only count.
+    counted = joined if customer else inbox
+    total = session.execute(select(func.count()).select_from(counted).where(*where)).scalar_one()
     rows = session.execute(
         select(
             inbox.c.id,
