@@ -15,7 +15,7 @@ finish and gives the rest back: nothing is left ``unknown`` by a clean stop.
 A ``deferred`` reminder's step is due again, and its next send reuses the Message-ID.
 
 The dry run prepares each due step exactly as the real run does (recipients chosen, email
-rendered), so what it says (send, to-do and why, error) is what the real run then does.
+rendered: dunning/prepare.py), so what it says (send, to-do and why, error) is what the real run then does.
 
 First thing, the real run ends the pauses past their date (dunning/pause_ends.py): broken promises
 to pay become to-dos, and alert events on the report. The dry run only lists what would end:
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, update
@@ -38,14 +37,13 @@ from dunningops.alerts import store as alert_store
 from dunningops.dunning import claims, compose, pause_ends, todos
 from dunningops.dunning.aliases import deliver_outbox, pending_confirmations
 from dunningops.dunning.context import BATCH, RunContext
-from dunningops.dunning.recipients import Recipients
+from dunningops.dunning.prepare import PreparedStep, prepare, with_reason
 from dunningops.dunning.report import CycleReport
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import Decision, decide
 from dunningops.errors import ConflictError, InvalidInputError, StoreError
 from dunningops.outgoing.history import mark_interrupted
 from dunningops.outgoing.letter import REMINDER_KEY, Letter, Outcome, Recorded
-from dunningops.render import RenderError
 from dunningops.store.engine import Store
 from dunningops.store.lock import pause_ends_lock, send_cycle_lock
 from dunningops.store.runners import Runner, runner_of
@@ -120,7 +118,7 @@ def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_
         report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
         report.decisions = _decide(session, ctx)
         for batch in _chunks([d for d in report.decisions if d.outcome in ("send", "todo")], batch_size):
-            _prepare(session, ctx, batch)
+            prepare(session, ctx, batch)
 
 
 def _run(
@@ -152,7 +150,7 @@ def _run(
             return
         mine = _claim(store, ctx, batch)
         with store.session() as session:
-            prepared = _prepare(session, ctx, mine)
+            prepared = prepare(session, ctx, mine)
         with store.session(write_lock=True) as session:
             _make_todos(session, ctx, prepared)
             _release_errors(session, ctx, prepared)
@@ -174,7 +172,7 @@ def _run(
             if not mine:
                 continue
             with store.session() as session:
-                prepared = _prepare(session, ctx, mine)
+                prepared = prepare(session, ctx, mine)
             if any(p.outcome == "error" for p in prepared):
                 with store.session(write_lock=True) as session:
                     _release_errors(session, ctx, prepared)
@@ -203,7 +201,7 @@ def _claim(store: Store, ctx: RunContext, batch: list[Decision]) -> list[Decisio
             d.merged = tuple(m for m in d.merged if claims.key_of(m) in got)
             mine.append(d)
         else:
-            d.outcome, d.reason = "wait", _with("taken by another send cycle running at the same time", d.reason)
+            d.outcome, d.reason = "wait", with_reason("taken by another send cycle running at the same time", d.reason)
     return mine
 
 
@@ -216,103 +214,6 @@ def _release_errors(session: Session, ctx: RunContext, prepared: list[PreparedSt
 
 def _decide(session: Session, ctx: RunContext) -> list[Decision]:
     return list(decide(session, ctx.config, ctx.at, calendar=ctx.calendar, today=ctx.today))
-
-
-# --- what each due step becomes (shared by the dry run and the real run) ----------------------
-
-
-@dataclass
-class PreparedStep:
-    decision: Decision
-    outcome: str  # send | todo | error
-    draft: compose.Draft | None = None
-    todo_kind: str | None = None  # email | letter | call | no_recipient
-    payload: dict = field(default_factory=dict)
-
-
-def _prepare(session: Session, ctx: RunContext, batch: list[Decision]) -> list[PreparedStep]:
-    """Recipients and rendering for each due step; updates each decision's outcome and reason to match."""
-    loaded = compose.Batch.load(session, [d.customer_id for d in batch], ctx.today)
-    out = []
-    for d in batch:
-        try:
-            out.append(_prepare_automatic(ctx, loaded, d) if d.outcome == "send" else _prepare_manual(ctx, loaded, d))
-        except RenderError as exc:
-            # Never sent (nor prepared for a person) with a hole in it; the step stays due until the template is fixed.
-            d.outcome, d.reason = "error", _with(f"cannot be rendered: {exc}", d.reason)
-            ctx.report.errors.append(f"{d.customer} {d.plan.id}.{d.step.id}: {exc}")
-            out.append(PreparedStep(d, "error"))
-    return out
-
-
-def _with(reason: str, notes: str) -> str:
-    """What the run will do first, then what decide() noted (merged invoices, entry step)."""
-    return "; ".join(filter(None, (reason, notes)))
-
-
-def _nobody(problem: str | None) -> str:
-    return f"nobody can be written to: {problem}"
-
-
-def _prepare_automatic(ctx: RunContext, loaded: compose.Batch, d: Decision) -> PreparedStep:
-    drafted = compose.draft(ctx.config, ctx.renderer, loaded, d, ctx.today)
-    if isinstance(drafted, Recipients):
-        d.outcome, d.reason = "todo", _with(_nobody(drafted.problem), d.reason)
-        return PreparedStep(d, "todo", todo_kind="no_recipient", payload={"action": "email", "problem": drafted.problem})
-    return PreparedStep(d, "send", draft=drafted)
-
-
-def _prepare_manual(ctx: RunContext, loaded: compose.Batch, d: Decision) -> PreparedStep:
-    payload: dict = {"action": d.step.action, "invoice_ids": [r.id for r in loaded.invoices_for(d)]}
-    if d.step.action == "email":
-        drafted = compose.draft(ctx.config, ctx.renderer, loaded, d, ctx.today)
-        if isinstance(drafted, Recipients):
-            payload["problem"] = drafted.problem
-            d.reason = _with(_nobody(drafted.problem), d.reason)
-        else:
-            payload.update(_prepared_email(drafted))
-        return PreparedStep(d, "todo", todo_kind="email", payload=payload)
-    if d.step.action == "letter":
-        template = compose.template_of(d.step)
-        language, locale = compose.pick_language(ctx.config, template, d.locale)
-        primary = next((c for c in loaded.contacts.get(d.customer_id, []) if c.is_primary), None)
-        sender = compose.resolve(ctx.config, None, d.account_manager, None)
-        context = compose.context(ctx.config, d, loaded.invoices_for(d), primary, sender, ctx.today, locale)
-        letter = ctx.renderer.render(template, language, context)
-        payload.update(
-            {
-                "template": template,
-                "language": language,
-                "subject": letter.subject,
-                "html": letter.html,
-                "text": letter.text,
-            }
-        )
-        return PreparedStep(d, "todo", todo_kind="letter", payload=payload)
-    payload["phones"] = [
-        {"name": c.name, "phone": c.phone, "email": c.email} for c in loaded.contacts.get(d.customer_id, []) if c.phone
-    ]
-    return PreparedStep(d, "todo", todo_kind=d.step.action, payload=payload)
-
-
-def _prepared_email(drafted: compose.Draft) -> dict:
-    """A6: the prepared email, sender preselected; the person sending may change it."""
-    r = drafted.recipients
-    return {
-        "sender": drafted.sender.ref,
-        "from": drafted.sender.from_address,
-        "from_name": drafted.sender.name,
-        "reply_to": drafted.sender.reply_to,
-        "to": [c.email for c in r.to],
-        "cc": [c.email for c in r.cc],
-        "bcc": [c.email for c in r.bcc],
-        "template": drafted.decision.step.template,
-        "language": drafted.language,
-        "subject": drafted.email.subject,
-        "text": drafted.email.text,
-        "html": drafted.email.html,
-        "invoice_ids": drafted.invoice_ids,
-    }
 
 
 def _targets(d: Decision) -> list[Decision]:
