@@ -9,6 +9,20 @@ this package.
 from dunningops.cli.main import cli, main
 
 # Importing the command modules registers their commands on `cli`.
-from dunningops.cli import alerts, config, customers, cycle, daemon, inbox, ledger, members, templates, tokens  # noqa: F401  isort: skip
+from dunningops.cli import (  # noqa: F401  isort: skip
+    adopt,
+    alerts,
+    config,
+    customers,
+    cycle,
+    daemon,
+    drift,
+    github,
+    inbox,
+    ledger,
+    members,
+    templates,
+    tokens,
+)
 
 __all__ = ["cli", "main"]

@@ -18,6 +18,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 
 from dunningops.errors import LockError, StalePlanError, UnsafePlanError
+from dunningops.reconcile.drift import applied_state, forget_older_states, record_baseline
 from dunningops.reconcile.objects import desired_objects, split_address
 from dunningops.reconcile.plan import Change, Plan
 from dunningops.reconcile.planner import build_plan
@@ -82,11 +83,14 @@ def apply_config(
             if expected is not None:
                 _check_not_stale(expected, plan)
             if plan.empty:
+                if not (targets or excludes):
+                    record_baseline(session)  # the store matches the config: drift's first baseline
                 return ApplyResult(plan, applied=False)
             raise_if_unsafe(plan, allow_destroy)
             if confirm is not None and not confirm(plan):
                 return ApplyResult(plan, applied=False)
             outbox = _execute(session, desired, plan, now)
+            state = applied_state(session, desired, plan)  # what `drift` compares the store with later
             apply_id = session.execute(
                 insert(ApplyRow)
                 .values(
@@ -97,9 +101,11 @@ def apply_config(
                     desired_digest=plan.desired_digest,
                     summary=plan.summary(),
                     changes=[{"action": c.action, "address": c.address} for c in plan.changes],
+                    state=state,
                 )
                 .returning(ApplyRow.id)
             ).scalar_one()
+            forget_older_states(session, apply_id)
             for item in outbox:
                 session.execute(insert(OutboxRow).values(**item, created_at=now, apply_id=apply_id))
     except OperationalError as exc:

@@ -172,6 +172,9 @@ class ApplyRow(Base):
     desired_digest: Mapped[str] = mapped_column(String(64))
     summary: Mapped[dict] = mapped_column(JSON)
     changes: Mapped[list] = mapped_column(JSON)  # [{action, address}]
+    # The config objects the apply left ({digest, objects}: reconcile/drift.py), for `drift`;
+    # null for applies made before it was recorded. Deferred: listings never load it.
+    state: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
 
 
 class OutboxRow(Base):

@@ -257,12 +257,17 @@ def todos_page(
 def applies_page(session: Session, *, limit: int = 50, offset: int = 0) -> Page:
     """The audit trail of applies, newest first."""
     total = session.scalar(select(func.count()).select_from(applies)) or 0
-    query = select(applies).order_by(applies.c.id.desc()).limit(limit).offset(offset)
+    query = select(*_apply_columns()).order_by(applies.c.id.desc()).limit(limit).offset(offset)
     return Page([dict(r) for r in session.execute(query).mappings()], total=total, offset=offset, limit=limit)
 
 
+def _apply_columns() -> list:
+    # Not the state the last apply left (drift's record: as big as the config).
+    return [c for c in applies.c if c.name != "state"]
+
+
 def one_apply(session: Session, apply_id: int) -> dict[str, Any]:
-    row = session.execute(select(applies).where(applies.c.id == apply_id)).mappings().first()
+    row = session.execute(select(*_apply_columns()).where(applies.c.id == apply_id)).mappings().first()
     if row is None:
         raise NotFoundError(f"no apply #{apply_id}")
     return dict(row)
