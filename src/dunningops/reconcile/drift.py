@@ -29,7 +29,7 @@ from dunningops.reconcile.objects import KIND_ORDER, desired_objects, digest, sp
 from dunningops.reconcile.plan import Change, Plan
 
 # The plan renderers' own pieces, so that a drift reads exactly like a plan.
-from dunningops.reconcile.render import MARKDOWN_LIMIT, _body_lines, _diff_line
+from dunningops.reconcile.render import MARKDOWN_LIMIT, _body_lines, details_block
 from dunningops.reconcile.render import render_json as _plan_json
 from dunningops.spec.state import DesiredState
 from dunningops.store.config_objects import read_actual
@@ -211,18 +211,7 @@ def render_markdown(drift: Drift, limit: int = MARKDOWN_LIMIT) -> str:
         return text + f"\n_…and {len(rows) - shown_rows} more changes. Run `dunningops drift` for all of them._\n"
     details: list[str] = []
     for change in drift.plan.changes:
-        block = "\n".join(
-            [
-                "",
-                f"<details><summary><code>{change.address}</code> {HEADLINES[change.action]}</summary>",
-                "",
-                "```diff",
-                _headline(change),
-                *(_diff_line(line) for line in _body_lines(change)),
-                "```",
-                "</details>",
-            ]
-        )
+        block = details_block(change, HEADLINES[change.action], _headline(change))
         if len(text) + sum(map(len, details)) + len(block) + footer_room > limit:
             break
         details.append(block)

@@ -143,18 +143,7 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     details: list[str] = []
     shown = 0
     for change in plan.changes:
-        block = "\n".join(
-            [
-                "",
-                f"<details><summary><code>{change.address}</code> {HEADLINES[change.action]}</summary>",
-                "",
-                "```diff",
-                _headline(change),
-                *(_diff_line(line) for line in _body_lines(change)),
-                "```",
-                "</details>",
-            ]
-        )
+        block = details_block(change, HEADLINES[change.action], _headline(change))
         if len(text) + sum(map(len, details)) + len(block) + footer_room > limit:
             break
         details.append(block)
@@ -166,6 +155,22 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
             "Run `dunningops plan` for the whole plan._\n"
         )
     return text
+
+
+def details_block(change: Change, summary: str, headline: str) -> str:
+    """One change folded in a markdown ``<details>``: its address and ``summary``, then ``headline`` and its diff."""
+    return "\n".join(
+        [
+            "",
+            f"<details><summary><code>{change.address}</code> {summary}</summary>",
+            "",
+            "```diff",
+            headline,
+            *(_diff_line(line) for line in _body_lines(change)),
+            "```",
+            "</details>",
+        ]
+    )
 
 
 def _diff_line(line: str) -> str:
