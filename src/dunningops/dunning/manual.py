@@ -65,12 +65,16 @@ def send_todo(
     member: str | None,
     transport_factory: Callable[[RunConfig], Transport],
     text: str | None = None,
+    on_claim: Callable[[Session], None] | None = None,
 ) -> str:
     """Send to-do ``todo_id``'s prepared email, as ``sender`` (default: the one it preselected); returns a line.
 
     A reply to-do has no prepared email: ``text`` is the answer, sent to the customer who wrote, in
     the thread of their message, from ``sender`` (default: the member answering, else the account
-    manager); once sent, the to-do is closed and the customer's plan goes on (R4)."""
+    manager); once sent, the to-do is closed and the customer's plan goes on (R4).
+
+    ``on_claim`` writes in the transaction that takes the to-do and records the email `sending`
+    (the console records there what the member did)."""
     with store.session() as session:
         config = RunConfig.from_store(session)
         todo = todos.get(session, todo_id)
@@ -126,6 +130,8 @@ def send_todo(
         if taken != 1:
             raise ConflictError(f"to-do #{todo_id} is already closed (another send took it first)")
         enforce_caps(session, config, at, len(recorded))  # T6: manual emails count
+        if on_claim is not None:
+            on_claim(session)
 
     def settle(session: Session, outcomes: list[Outcome]) -> None:
         if outcomes[0].status in ("deferred", "failed"):  # nothing left: the to-do is open again

@@ -139,21 +139,15 @@ def todo_send(ask: Ask) -> Response:
         answer = ask.field("answer", max_length=MAX_ANSWER)
         if answer is not None and not answer.strip():
             raise InvalidInputError("write the answer to send")
-    try:
-        send_todo(
-            ask.app.store,
-            todo_id,
-            at=ask.now,
-            sender=sender,
-            member=ask.member_id,
-            transport_factory=ask.app.transport,
-            text=answer,
-        )
-    finally:
-        # The send commits its own transactions (recorded `sending`, then the outcome); what the member
-        # did is recorded once the to-do is closed by them, sent or perhaps sent (unknown).
-        with ask.change() as session:
-            after = todos.get(session, todo_id)
-            if after["status"] == "sent" and after["closed_by"] == ask.member_id and todo["status"] == "open":
-                ask.record(session, "todo.send", f"todo:{todo_id}", sender=sender, customer=todo["customer"])
+    send_todo(
+        ask.app.store,
+        todo_id,
+        at=ask.now,
+        sender=sender,
+        member=ask.member_id,
+        transport_factory=ask.app.transport,
+        text=answer,
+        # What the member did, in the transaction that takes the to-do (before the email leaves).
+        on_claim=lambda session: ask.record(session, "todo.send", f"todo:{todo_id}", sender=sender, customer=todo["customer"]),
+    )
     return ask.redirect(f"/todos/{todo_id}", "sent")
