@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dunningops.inbox import headers, parse, reply
-from dunningops.inbox.bounces import categorise, make_bounce, status_in_text
+from dunningops.inbox.statuses import categorise, make_bounce, status_in_text
 from dunningops.inbox.classify import Classification
 from dunningops.inbox.parse import (
     MAX_TEXT_CHARS,
