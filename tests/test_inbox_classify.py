@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dunningops.inbox import headers, parse, reply
-from dunningops.inbox.statuses import categorise, make_bounce, status_in_text
 from dunningops.inbox.classify import Classification
 from dunningops.inbox.parse import (
     MAX_TEXT_CHARS,
@@ -29,6 +28,7 @@ from dunningops.inbox.parse import (
     parse_message,
     to_json,
 )
+from dunningops.inbox.statuses import categorise, make_bounce, status_in_text
 
 MAIL = Path(__file__).parent / "mail"
 EXPECTED: dict[str, Any] = yaml.safe_load((MAIL / "expected.yaml").read_text(encoding="utf-8"))
