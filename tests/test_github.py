@@ -297,6 +297,7 @@ def _action_step(tmp_path: Path, command: str, env: dict[str, str]) -> subproces
         "DUNNINGOPS_DATABASE_URL": "",
         "DUNNINGOPS_CONFIG": defaults["config"],
         "PLAN_FORMAT": defaults["plan-format"],
+        "IMPACT_DAYS": defaults["impact-days"],
         "OUT": str(tmp_path / "out"),
         "COMMENT_TOKEN": "",
         "MARKER": defaults["marker"],
@@ -316,6 +317,7 @@ def test_action_plans_posts_and_applies_the_saved_plan(github: FakeGitHub, v1: P
     assert (tmp_path / "out" / "plan.json").exists()
     (body,) = github.bodies(PR)
     assert body.startswith(MARKER + "\n### dunningops plan\n\n**Plan: ")
+    assert "\n### Impact on customers\n\n**No change for customers in the next 30 days (2026-11-20 → 2026-12-19).**\n" in body
     assert (tmp_path / "s.md").read_text().startswith("### dunningops plan")
     assert (tmp_path / "github_output").read_text() == f"plan-file={tmp_path / 'out' / 'plan.json'}\n"
 
@@ -325,6 +327,22 @@ def test_action_plans_posts_and_applies_the_saved_plan(github: FakeGitHub, v1: P
     again = _action_step(tmp_path, "apply", env)  # the same plan again: the store has moved on
     assert again.returncode == 1
     assert again.stderr == "Error: the store changed since this plan was made (another apply?); run `dunningops plan` again\n"
+
+
+@pytest.mark.parametrize(("days", "shown"), [("7", "in the next 7 days"), ("0", None)])
+def test_action_plan_impact_days(v1: Path, sqlite_url: str, tmp_path: Path, days: str, shown: str | None):
+    env = {"DUNNINGOPS_CONFIG": str(v1), "DUNNINGOPS_DATABASE_URL": sqlite_url, "DUNNINGOPS_NOW": "2026-11-20T09:00:00+00:00"}
+    planned = _action_step(tmp_path, "plan", {**env, "IMPACT_DAYS": days, "PLAN_FORMAT": "json"})
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    markdown = (tmp_path / "out" / "plan.md").read_text()
+    # After validate's line, the plan again in the log, in plan-format, with the same impact.
+    logged = json.loads(planned.stdout[planned.stdout.index("\n{") :])
+    if shown is None:
+        assert "Impact on customers" not in markdown and "impact" not in logged
+    else:
+        assert f"**No change for customers {shown} (2026-11-20 → 2026-11-26).**" in markdown
+        assert logged["impact"]["end"] == "2026-11-26"
+    assert "impact" not in (tmp_path / "out" / "plan.json").read_text()  # the saved plan is the plan alone
 
 
 def test_action_shows_config_errors_and_refuses_apply_without_a_plan(v1: Path, sqlite_url: str, tmp_path: Path):

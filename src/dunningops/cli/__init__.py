@@ -17,6 +17,7 @@ from dunningops.cli import (  # noqa: F401  isort: skip
     cycle,
     daemon,
     drift,
+    forecast,
     github,
     inbox,
     ledger,

@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from dunningops.app import App
+from dunningops.cli.forecast import days_option
 from dunningops.cli.main import cli
-from dunningops.cli.options import LIMIT, address_options, format_option, pass_app
-from dunningops.cli.output import EXIT_CHANGES, finish
+from dunningops.cli.options import AT, LIMIT, address_options, format_option, pass_app
+from dunningops.cli.output import EXIT_CHANGES, EXIT_IMPACT_GATE, finish
 
 
 @cli.command()
@@ -60,26 +62,92 @@ def fmt(app: App, check: bool) -> None:
     finish(code=1 if check and changed else 0)
 
 
+# plan --max-added / --max-moved-earlier exceeded (EXIT_IMPACT_GATE, 4). It wins over
+# --detailed-exitcode's 2: a CI step that gates on the impact must fail whether or not the plan has changes.
+GATE_COUNT = click.IntRange(0, 10**9)
+
+
+def impact_gates(impact, max_added: int | None, max_moved_earlier: int | None) -> list[str]:
+    """One line per gate the impact exceeds (reminder emails added, moved earlier)."""
+    lines = []
+    for change, limit, option, verb in (
+        ("added", max_added, "--max-added", "be added"),
+        ("earlier", max_moved_earlier, "--max-moved-earlier", "move earlier"),
+    ):
+        count = impact.count(change)
+        if limit is not None and count > limit:
+            noun = "reminder" if count == 1 else "reminders"
+            lines.append(f"impact gate: {count:,} {noun} would {verb}, more than {option} {limit:,}")
+    return lines
+
+
 @cli.command()
 @pass_app
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for `apply FILE`.")
 @format_option("text", "markdown", "json")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
 @address_options
-def plan(app: App, out, fmt_, detailed_exitcode, target, exclude) -> None:
-    """Show what apply would change in the store."""
+@click.option(
+    "--impact",
+    is_flag=True,
+    help="Also show what the change does to customers: reminders and to-dos added, removed, moved, changed.",
+)
+@days_option("Days the impact covers, from the day of --at.")
+@AT
+@click.option(
+    "--max-added", type=GATE_COUNT, metavar="N", help="Exit 4 when more than N reminders would be added (implies --impact)."
+)
+@click.option(
+    "--max-moved-earlier",
+    type=GATE_COUNT,
+    metavar="N",
+    help="Exit 4 when more than N reminders would move earlier (implies --impact).",
+)
+@click.pass_context
+def plan(
+    ctx: click.Context, app: App, out, fmt_, detailed_exitcode, target, exclude, impact, days, at_, max_added, max_moved_earlier
+) -> None:
+    """Show what apply would change in the store.
+
+    With --impact, also what the change does to customers over the next --days days:
+    the send cycle simulated with the applied config and with this one (assuming no
+    payment arrives and nobody replies). --out saves the plan alone.
+
+    Exit codes: 0 done, 1 error, 2 changes present (with --detailed-exitcode), 3 the
+    store cannot be used, 4 an impact gate exceeded (--max-added, --max-moved-earlier:
+    the output is printed first, and 4 wins over 2).
+    """
     from dunningops.reconcile import build_plan
     from dunningops.reconcile.render import RENDERERS
     from dunningops.reconcile.saved import save_plan
     from dunningops.store.config_objects import read_actual
 
+    gated = max_added is not None or max_moved_earlier is not None
+    impact = impact or gated
+    if not impact and (at_ is not None or ctx.get_parameter_source("days") is not ParameterSource.DEFAULT):
+        raise click.UsageError("--days and --at are for --impact")
+    if impact and (target or exclude):
+        raise click.UsageError("--impact shows the whole config's effect on customers: do not pass --target/--exclude with it")
     desired = app.load_config()
     with app.session() as session:
         result = build_plan(desired, read_actual(session), targets=target, excludes=exclude)
-    click.echo(RENDERERS[fmt_](result), nl=False)
+    gates: list[str] = []
+    if impact:
+        from dunningops.forecast.render import render_plan_with_impact
+        from dunningops.forecast.run import impact as impact_of
+
+        effect = impact_of(app.store, desired, at=at_ or app.now(), days=days)
+        click.echo(render_plan_with_impact(result, effect, fmt_), nl=False)
+        gates = impact_gates(effect, max_added, max_moved_earlier)
+    else:
+        click.echo(RENDERERS[fmt_](result), nl=False)
     if out:
         save_plan(result, out)
         click.echo(f"Saved the plan to {out}; apply it with `dunningops apply {out}`.", err=True)
+    for line in gates:
+        click.echo(line, err=True)
+    if gates:
+        finish(code=EXIT_IMPACT_GATE)
     finish(code=EXIT_CHANGES if detailed_exitcode and not result.empty else 0)
 
 

@@ -81,7 +81,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     YAML in git; `plan` shows what would change in the store, `apply` makes it so.
 
     Exit codes: 0 done, 1 error (also when part of the work failed), 2 changes
-    present (`plan --detailed-exitcode`), 3 a server (store, SMTP) unavailable.
+    present (`plan --detailed-exitcode`), 3 a server (store, SMTP) unavailable,
+    4 an impact gate exceeded (`plan --max-added`, `--max-moved-earlier`).
     """
     ctx.obj = {"debug": debug}
 

@@ -13,6 +13,7 @@ __all__ = [
     "DECISION_COLUMNS",
     "EXIT_CHANGES",
     "EXIT_ERROR",
+    "EXIT_IMPACT_GATE",
     "EXIT_OK",
     "EXIT_UNAVAILABLE",
     "echo_json",
@@ -27,6 +28,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # an error, or work that finished with some part failed (e.g. reminders that did not render)
 EXIT_CHANGES = 2  # plan --detailed-exitcode: there are changes
 EXIT_UNAVAILABLE = 3  # a server the work needs (store, SMTP) cannot be used
+EXIT_IMPACT_GATE = 4  # plan --max-added / --max-moved-earlier: the change does more to customers than allowed
 
 
 def to_json(data: Any) -> str:

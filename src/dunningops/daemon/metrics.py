@@ -7,7 +7,6 @@ picture at the last send cycle (every due step, and the ones that wait or are sk
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter as Tally
 from datetime import datetime
@@ -23,6 +22,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from dunningops.dunning.reasons import WAITING_REASONS, waiting_reason
+
 # The `_created` series (each counter's creation time) double the output and say nothing here.
 disable_created_metrics()
 
@@ -35,27 +36,7 @@ __all__ = ["CYCLES", "MESSAGE_STATUSES", "WAITING_REASONS", "Metrics", "waiting_
 CYCLES = ("send", "import")
 MESSAGE_STATUSES = ("sent", "failed", "deferred", "unknown")
 IMPORT_KINDS = ("reply", "auto_reply", "bounce", "complaint", "quarantined")
-# decide()'s reasons (dunning/schedule.py, dunning/calendar.py why_not) are sentences for people;
-# a metric needs a few stable values. First match wins; anything new counts as "other".
-_REASONS = (
-    ("paused", re.compile(r"^(customer|invoice) paused")),
-    ("reply", re.compile(r"^waiting for the reply to-do")),
-    ("min_delay", re.compile(r"minimum delay")),
-    ("caps", re.compile(r"^sending cap reached")),
-    ("new_step", re.compile(r"^new automatic step")),
-    ("holiday", re.compile(r"^public holiday")),
-    ("window", re.compile(r"^(outside the sending window|not a sending day)")),
-)
-WAITING_REASONS = (*(name for name, _ in _REASONS), "other")
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
-
-
-def waiting_reason(reason: str) -> str:
-    """The stable category of a decision's reason for waiting (or being skipped)."""
-    for name, pattern in _REASONS:
-        if pattern.search(reason):
-            return name
-    return "other"
 
 
 class Metrics:

@@ -138,14 +138,20 @@ def context(
     )
 
 
+def address(config: RunConfig, batch: Batch, d: Decision) -> tuple[rcpt.Recipients, Sender | None]:
+    """Who an email step goes to (C6, C9) and from (A2, A3): the sender is None when nobody can receive it."""
+    who = rcpt.choose(d.step, batch.contacts.get(d.customer_id, []), tz=ZoneInfo(config.settings.company.timezone))
+    if who.problem:
+        return who, None
+    return who, resolve(config, d.step.sender, d.account_manager, d.plan.reply_to)
+
+
 def draft(config: RunConfig, renderer: Renderer, batch: Batch, d: Decision, today: date) -> Draft | rcpt.Recipients:
     """The email for a due email step (with the invoices of the decisions merged into it), or the
     Recipients (with its problem, in words a person can act on) when nobody can receive it."""
-    who = rcpt.choose(d.step, batch.contacts.get(d.customer_id, []), tz=ZoneInfo(config.settings.company.timezone))
-    if who.problem:
+    who, sender = address(config, batch, d)
+    if sender is None:
         return who
-    plan = d.plan
-    sender = resolve(config, d.step.sender, d.account_manager, plan.reply_to)
     template = template_of(d.step)
     language, locale = pick_language(config, template, d.locale)
     rows = batch.invoices_for(d)

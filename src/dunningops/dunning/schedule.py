@@ -115,12 +115,17 @@ def invoice_paused(table, today: date) -> ColumnElement[bool]:
     return and_(table.c.paused.is_(True), or_(table.c.paused_until.is_(None), table.c.paused_until >= today))
 
 
-def due_query(config: RunConfig, today: date):
-    """The due rows, oldest due first: one statement whatever the ledger's size."""
+def due_query(config: RunConfig, today: date, *, paused_on: date | None = None):
+    """The due rows, oldest due first: one statement whatever the ledger's size.
+
+    Args:
+        paused_on: the day whose invoice pauses choose customer-level anchors (default ``today``);
+            the forecast asks for the rows due by the window's last day, anchored as of its first.
+    """
     assignments = {pid: p.assign for pid, p in config.plans.items()}
     plan_id = plan_expression(assignments, customers)
     by_level = {lvl: [p for p, cfg in config.plans.items() if cfg.level == lvl] for lvl in ("customer", "invoice")}
-    paused = case((invoice_paused(invoices, today), 1), else_=0)
+    paused = case((invoice_paused(invoices, paused_on or today), 1), else_=0)
     base = (
         select(
             customers.c.id.label("customer_id"),
@@ -226,6 +231,9 @@ def due_query(config: RunConfig, today: date):
             case((invoice_paused(anchor, today), 1), else_=0).label("invoice_paused"),
             anchor.c.paused_until.label("invoice_paused_until"),
             anchor.c.pause_reason.label("invoice_pause_reason"),
+            # For the forecast, which judges these rows again on later days.
+            anchor.c.paused.label("invoice_paused_flag"),
+            next_step.c.last_done,
         )
         .join(steps, and_(steps.c.plan_id == next_step.c.plan_id, steps.c.position == next_step.c.position))
         .join(customers, customers.c.id == next_step.c.customer_id)
@@ -268,20 +276,37 @@ def decide(
         return
     calendar = calendar or SendingCalendar(config.settings)
     today = today or calendar.local(at).date()
-    caps = config.settings.sending.caps
-    day_count, month_count = sent_counts(session, calendar, at)
-    room = max(0, min(caps.per_day - day_count, caps.per_month - month_count))
-    closed = calendar.why_not(at)
-    steps = {(p.id, s.id): s for p in config.plans.values() for s in p.steps}
-    # Within this run: who already gets an automatic email (the minimum delay), and the decision each
-    # (customer, plan, step) goes out with (group_invoices). Rows come oldest due first, so the
-    # oldest invoice leads; the whole run is kept to attach later invoices to their lead.
-    emailed: set[int] = set()
-    leads: dict[tuple[int, str, str], Decision] = {}
-    decided: list[Decision] = []
-    for row in session.execute(due_query(config, today)).yield_per(5000):
+    rules = RunRules(config, at, calendar, today, *sent_counts(session, calendar, at))
+    decided = [d for row in session.execute(due_query(config, today)).yield_per(5000) if (d := rules.judge(row)) is not None]
+    for d in decided:
+        yield rules.noted(d)
+
+
+class RunRules:
+    """One run's rules, applied to its due rows one at a time in the due query's order (oldest due
+    first): pauses, R4/R9, minimum delay, E3, window, grouping, caps (T6).
+
+    The send cycle feeds it the rows of ``due_query``; the forecast (forecast/simulate.py) feeds it
+    the same rows as each simulated day sees them, so that both decide with this one code.
+    """
+
+    def __init__(self, config: RunConfig, at: datetime, calendar: SendingCalendar, today: date, day_count: int, month_count: int):
+        self.config, self.at, self.calendar, self.today = config, at, calendar, today
+        caps = self.caps = config.settings.sending.caps
+        self.room = max(0, min(caps.per_day - day_count, caps.per_month - month_count))
+        self.closed = calendar.why_not(at)
+        self.steps = {(p.id, s.id): s for p in config.plans.values() for s in p.steps}
+        # Within this run: who already gets an automatic email (the minimum delay), and the decision each
+        # (customer, plan, step) goes out with (group_invoices). Rows come oldest due first, so the
+        # oldest invoice leads; the whole run is kept to attach later invoices to their lead.
+        self.emailed: set[int] = set()
+        self.leads: dict[tuple[int, str, str], Decision] = {}
+
+    def judge(self, row) -> Decision | None:
+        """The decision for one due row; None when it goes out with an earlier row's (its ``merged``)."""
+        config, today, at, calendar = self.config, self.today, self.at, self.calendar
         plan = config.plans[row.plan_id]
-        step = steps[(plan.id, row.step_id)]
+        step = self.steps[(plan.id, row.step_id)]
         d = Decision(
             customer_id=row.customer_id,
             customer=row.external_id,
@@ -315,32 +340,34 @@ def decide(
             first = calendar.next_working_day_start(step.created_at or at)
             if at < first:  # E3
                 d.outcome, d.reason = "wait", f"new automatic step: first sends from {first:%Y-%m-%d %H:%M}"
-            elif closed:
-                d.outcome, d.reason = "wait", closed
+            elif self.closed:
+                d.outcome, d.reason = "wait", self.closed
         if d.outcome in ("send", "todo"):
             key = (d.customer_id, plan.id, step.id)
-            lead = leads.get(key) if plan.level == "invoice" and plan.group_invoices else None
+            lead = self.leads.get(key) if plan.level == "invoice" and plan.group_invoices else None
             if lead is not None:
                 lead.merged += (d,)
-                continue
-            if d.customer_id in emailed and plan.min_contact_delay_days:
+                return None
+            if d.customer_id in self.emailed and plan.min_contact_delay_days:
                 # The example config's promise: two emails to one customer are min_contact_delay
                 # apart "whatever the invoice", within a run as across runs. As across runs, what
                 # counts is an email that goes out (a to-do's email counts once a person sends it),
                 # and it holds back every kind of step.
                 d.outcome = "wait"
                 d.reason = f"another email to this customer goes out in this run, minimum delay {plan.min_contact_delay_days}d"
-            elif step.automatic and room <= 0:  # T6
-                d.outcome, d.reason = "wait", f"sending cap reached ({caps.per_day}/day, {caps.per_month}/month)"
+            elif step.automatic and self.room <= 0:  # T6
+                d.outcome, d.reason = "wait", f"sending cap reached ({self.caps.per_day}/day, {self.caps.per_month}/month)"
             else:
                 if step.automatic:
-                    room -= 1
-                    emailed.add(d.customer_id)
-                leads[key] = d
-        decided.append(d)
-    for d in decided:
-        d.reason = "; ".join(filter(None, (d.reason, _entry_note(d, today), _merged_note(d))))
-        yield d
+                    self.room -= 1
+                    self.emailed.add(d.customer_id)
+                self.leads[key] = d
+        return d
+
+    def noted(self, d: Decision) -> Decision:
+        """``d`` with the notes known once the whole run is judged (entry step, invoices merged into it)."""
+        d.reason = "; ".join(filter(None, (d.reason, _entry_note(d, self.today), _merged_note(d))))
+        return d
 
 
 def _entry_note(d: Decision, today: date) -> str:

@@ -1,0 +1,1 @@
+"""The send cycle simulated over a window: `dunningops forecast` and `dunningops plan --impact`."""
