@@ -26,9 +26,9 @@ def days_option(help_text: str):
 def forecast_command(app: App, days: int, at_, fmt_) -> None:
     """Show what the send cycle will do with the applied config, day by day.
 
-    Simulates one send cycle per working day at the sending window's start and writes
-    nothing: the reminders and to-dos of each day, what the caps hold back, and the
-    totals by plan and step. It assumes that no payment arrives and that nobody
+    Simulates the send cycles the daemon runs (every settings.daemon.send_every_minutes
+    inside the sending window, on working days) and writes nothing: the reminders and
+    to-dos of each day, what the caps hold back, and the totals by plan and step. It assumes that no payment arrives and that nobody
     replies or acts on the to-dos.
     """
     from dunningops.forecast.render import FORECAST_RENDERERS
