@@ -172,7 +172,9 @@ def test_e7_impact_of_a_later_first_reminder(run, shop):
     plan_end = text.index("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy.")
     assert text.index("Impact on customers") > plan_end  # the impact comes after the plan
     assert "\nOver the next 30 days (2026-12-01 → 2026-12-30): 6 reminders move later, 1 added.\n" in text
-    assert "> standard / first-reminder: 6 reminders move 1–3 days later\n" in text
+    # Acme's first reminder was due on Friday the 4th; 7 days makes it Sunday the 6th: Monday the 7th.
+    line = "> standard / first-reminder: 6 reminders move 1–3 days later; 1 of them goes on the working day after a weekend or holiday\n"
+    assert line in text
     assert "Acme SA (C0042): 2026-12-04 → 2026-12-07, 1 200.00 EUR" in text  # Friday → Monday
     data = json.loads(_impact(run, shop, "--format", "json").stdout)  # one document: the plan, and its impact
     assert data["summary"] == {"add": 0, "change": 1, "replace": 0, "destroy": 0}
@@ -180,6 +182,7 @@ def test_e7_impact_of_a_later_first_reminder(run, shop):
     assert (later["change"], later["outcome"], later["plan"], later["step"]) == ("later", "send", "standard", "first-reminder")
     assert later["count"] == data["impact"]["summary"]["reminders"]["later"] == len(later["examples"]) + 3
     assert later["shift_days"] == {"min": 1, "max": 3}
+    assert later["after_closed_day"] == 1
     # E7 (by_age): an invoice 5 days overdue no longer enters at the first reminder but at the courtesy email.
     assert (added["change"], added["step"], added["examples"][0]["customer"]) == ("added", "courtesy", "C0047")
 

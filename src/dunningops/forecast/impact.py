@@ -38,12 +38,14 @@ class Line:
     examples: list[dict[str, Any]] = field(default_factory=list)
     what: set[str] = field(default_factory=set)  # content: template | sender | recipients | kind
     beyond: int = 0  # moved: from or to a day past the window (the step's due date is known, its day is not)
+    after_closed_day: int = 0  # on the next working day after a weekend or holiday its due day fell on
 
     def add(self, before: Event | None, after: Event | None, *, due_outside: date | None = None) -> None:
         e = after or before
         assert e is not None
         self.count += 1
         self.beyond += due_outside is not None
+        self.after_closed_day += bool(after and after.after_closed_day)
         self.customers.add(e.customer_id)
         self.amounts[e.currency] += e.amount_cents
         if before and after and before.day != after.day:
@@ -64,6 +66,7 @@ class Line:
             "amounts": dict(sorted(self.amounts.items())),
             "shift_days": {"min": min(self.shifts), "max": max(self.shifts)} if self.shifts else None,
             "beyond_window": self.beyond,
+            "after_closed_day": self.after_closed_day,
             "what": sorted(self.what),
             "examples": self.examples,
         }

@@ -38,6 +38,8 @@ class Event:
     currency: str
     invoices: int  # how many invoices the step covers
     merged: int = 0  # other invoice-level targets of the customer that go out with this one
+    # Its due day, inside the window, had no send cycle (a weekend, a public holiday): it goes on the next one.
+    after_closed_day: bool = False
 
     @property
     def key(self) -> tuple[str, str, int, int]:

@@ -119,7 +119,9 @@ def _shift(line: Line) -> str:
 def _detail(line: Line) -> str:
     """What sets the line apart: the shift of a move, what changed in the content."""
     if line.change in ("earlier", "later"):
-        return _shift(line)
+        return _shift(line) + _closed_days(line)
+    if line.change == "added":
+        return _closed_days(line).removeprefix("; ")
     if line.change == "content":
         return "changed: " + ", ".join(sorted(line.what))
     return ""
@@ -165,9 +167,18 @@ def _phrase(line: Line) -> str:
     several = line.count != 1
     noun = NOUNS[line.outcome][several]
     if line.change in ("earlier", "later"):
-        return f"{line.count:,} {noun} {'move' if several else 'moves'} {_shift(line)}"
+        return f"{line.count:,} {noun} {'move' if several else 'moves'} {_shift(line)}{_closed_days(line)}"
     detail = ", ".join(sorted(line.what))
-    return f"{line.count:,} {noun} {VERBS[line.change][several]}" + (f" ({detail})" if detail else "")
+    return f"{line.count:,} {noun} {VERBS[line.change][several]}" + (f" ({detail})" if detail else "") + _closed_days(line)
+
+
+def _closed_days(line: Line) -> str:
+    """'; 12 of them on the working day after a weekend or holiday', for moves and additions."""
+    n = line.after_closed_day
+    if not n or line.change not in ("earlier", "later", "added"):
+        return ""
+    who = "it goes" if line.count == 1 else "1 of them goes" if n == 1 else f"{n:,} of them go"
+    return f"; {who} on the working day after a weekend or holiday"
 
 
 def render_impact_text(impact: Impact) -> str:

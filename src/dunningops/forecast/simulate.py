@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -155,6 +155,7 @@ def simulate(session: Session, config: RunConfig, *, start: datetime, days: int 
     rows = session.execute(due_query(config, window[-1].day, paused_on=first)).yield_per(5000)
     active = [Target(row, config.plans[row.plan_id], order) for order, row in enumerate(rows)]
     forecast.targets = len(active)
+    closed = {d.day for d in window if not d.cycles}  # the window's days without a send cycle
     by_customer: dict[int, list[Target]] = defaultdict(list)
     for t in active:
         by_customer[t.customer_id].append(t)
@@ -189,7 +190,7 @@ def simulate(session: Session, config: RunConfig, *, start: datetime, days: int 
                 for m in d.merged:
                     performed.update(_targets_of(m, by_customer))
             emails = sum(day.sent.values())
-            sent = _perform(session, config, today, day, acting, forecast.events)
+            sent = _perform(session, config, day, acting, forecast.events, closed)
             if len(forecast.events) > MAX_EVENTS:
                 raise InvalidInputError(
                     f"the simulation stopped at {day.day}: more than {MAX_EVENTS:,} steps would be performed "
@@ -256,14 +257,26 @@ def _targets_of(d: Decision, by_customer: dict[int, list[Target]]) -> dict[int, 
     return {id(t): t for t in by_customer[d.customer_id] if t.plan_id == d.plan.id and t.anchor_id == d.anchor_invoice_id}
 
 
+def _days(first: date, end: date) -> Iterator[date]:
+    """The days from ``first`` to the day before ``end``."""
+    while first < end:
+        yield first
+        first += timedelta(days=1)
+
+
 def _perform(
-    session: Session, config: RunConfig, today: date, day: Day, acting: list[tuple[Decision, Target]], events: list[Event]
+    session: Session,
+    config: RunConfig,
+    day: Day,
+    acting: list[tuple[Decision, Target]],
+    events: list[Event],
+    closed: set[date],
 ) -> set[int]:
     """What each acting decision becomes (an email, or a to-do), recorded as events; the customers emailed."""
     emailed: set[int] = set()
     for start in range(0, len(acting), LOAD_BATCH):
         chunk = acting[start : start + LOAD_BATCH]
-        loaded = compose.Batch.load(session, [d.customer_id for d, _ in chunk], today)
+        loaded = compose.Batch.load(session, [d.customer_id for d, _ in chunk], day.day)
         for d, _t in chunk:
             outcome, kind = d.outcome, None if d.outcome == "send" else d.step.action
             sender: str | None = None
@@ -283,7 +296,11 @@ def _perform(
             rows = loaded.invoices_for(d)
             for target in (d, *d.merged):
                 covered = [r for r in rows if r.id == target.anchor_invoice_id] if d.plan.level == "invoice" else rows
-                events.append(_event(day.day, target, outcome, kind, sender, recipients, covered, len(d.merged)))
+                event = _event(day.day, target, outcome, kind, sender, recipients, covered, len(d.merged))
+                due = target.due_since
+                if due is not None and due in closed and all(c in closed for c in _days(due, day.day)):
+                    event = dataclasses.replace(event, after_closed_day=True)
+                events.append(event)
     return emailed
 
 
