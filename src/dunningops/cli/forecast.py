@@ -28,8 +28,8 @@ def forecast_command(app: App, days: int, at_, fmt_) -> None:
 
     Simulates the send cycles the daemon runs (every settings.daemon.send_every_minutes
     inside the sending window, on working days) and writes nothing: the reminders and
-    to-dos of each day, what the caps hold back, and the totals by plan and step. It assumes that no payment arrives and that nobody
-    replies or acts on the to-dos.
+    to-dos of each day, what the caps hold back, and the totals by plan and step. It
+    assumes that no payment arrives and that nobody replies or acts on the to-dos.
     """
     from dunningops.forecast.render import FORECAST_RENDERERS
     from dunningops.forecast.run import forecast
