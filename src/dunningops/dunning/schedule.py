@@ -35,6 +35,7 @@ from sqlalchemy import ColumnElement, Date, Integer, String, and_, case, func, l
 from sqlalchemy.orm import Session
 
 from dunningops.dunning.calendar import SendingCalendar
+from dunningops.dunning.reasons import waiting_reason
 from dunningops.dunning.runconfig import PlanConfig, RunConfig, StepConfig
 from dunningops.ledger.assignment import plan_expression
 from dunningops.outgoing.history import COUNTED_KINDS
@@ -45,9 +46,11 @@ actions, messages, todos = ActionRow.__table__, MessageRow.__table__, TodoRow.__
 # What counts as contacting a customer, for the plan's minimum delay.
 CONTACT_KINDS = ("reminder", "manual", "on_demand")
 COUNTED = ("sending", "sent", "unknown")  # what the caps count (T6): what left or may have left
+# Why a step waits within a run: another email to the customer goes out in it (the minimum delay).
+IN_RUN = "another email to this customer goes out in this run"
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     customer_id: int
     customer: str  # external id
@@ -59,6 +62,8 @@ class Decision:
     threshold: date  # invoices due on or before it are covered by this step
     outcome: str  # send | todo | wait | skip
     reason: str = ""
+    # Why it waits or is skipped, as one of dunning/reasons.py's categories (set with ``reason`` by RunRules).
+    category: str = ""
     account_manager: str | None = None
     locale: str | None = None
     invoice_ids: list[int] = field(default_factory=list)
@@ -295,16 +300,34 @@ class RunRules:
         caps = self.caps = config.settings.sending.caps
         self.room = max(0, min(caps.per_day - day_count, caps.per_month - month_count))
         self.closed = calendar.why_not(at)
+        self.closed_category = waiting_reason(self.closed) if self.closed else ""
         self.steps = {(p.id, s.id): s for p in config.plans.values() for s in p.steps}
         # Within this run: who already gets an automatic email (the minimum delay), and the decision each
         # (customer, plan, step) goes out with (group_invoices). Rows come oldest due first, so the
         # oldest invoice leads; the whole run is kept to attach later invoices to their lead.
         self.emailed: set[int] = set()
         self.leads: dict[tuple[int, str, str], Decision] = {}
+        # E3's first instant per step, and the company-time day of each last contact: the same few
+        # values for every row, and each costs a calendar walk or a time-zone conversion.
+        self._first: dict[tuple[str, str], datetime] = {}
+        self._days: dict[datetime, date] = {}
+
+    def _contact_day(self, at: datetime) -> date:
+        day = self._days.get(at)
+        if day is None:
+            day = self._days[at] = self.calendar.local(at).date()
+        return day
+
+    def _first_send(self, step: StepConfig) -> datetime:
+        key = (step.plan_id, step.id)
+        first = self._first.get(key)
+        if first is None:
+            first = self._first[key] = self.calendar.next_working_day_start(step.created_at or self.at)
+        return first
 
     def judge(self, row) -> Decision | None:
         """The decision for one due row; None when it goes out with an earlier row's (its ``merged``)."""
-        config, today, at, calendar = self.config, self.today, self.at, self.calendar
+        config, today, at = self.config, self.today, self.at
         plan = config.plans[row.plan_id]
         step = self.steps[(plan.id, row.step_id)]
         d = Decision(
@@ -323,25 +346,28 @@ class RunRules:
         if row.entering and plan.enters_by_age:
             d.skipped = tuple(s.id for s in plan.steps[: step.position])
         if row.paused_until and row.paused_until >= today:
-            d.outcome, d.reason = "skip", f"customer paused until {row.paused_until} ({row.pause_reason or 'no reason given'})"
+            d.outcome, d.category = "skip", "paused"
+            d.reason = f"customer paused until {row.paused_until} ({row.pause_reason or 'no reason given'})"
         elif row.invoice_paused:  # only an invoice-level plan's target can be a paused invoice
             until = f" until {row.invoice_paused_until}" if row.invoice_paused_until else ""
-            d.outcome, d.reason = "skip", f"invoice paused{until} ({row.invoice_pause_reason or 'no reason given'})"
+            d.outcome, d.category = "skip", "paused"
+            d.reason = f"invoice paused{until} ({row.invoice_pause_reason or 'no reason given'})"
         elif row.reply_todo:  # R4, R9
-            d.outcome, d.reason = "skip", f"waiting for the reply to-do #{row.reply_todo}"
+            d.outcome, d.category, d.reason = "skip", "reply", f"waiting for the reply to-do #{row.reply_todo}"
         elif (
             row.last_contact
             and plan.min_contact_delay_days
-            and (today - calendar.local(row.last_contact).date()).days < plan.min_contact_delay_days
+            and (today - self._contact_day(row.last_contact)).days < plan.min_contact_delay_days
         ):
-            d.outcome = "skip"
-            d.reason = f"last contact {calendar.local(row.last_contact).date()}, minimum delay {plan.min_contact_delay_days}d"
+            d.outcome, d.category = "skip", "min_delay"
+            d.reason = f"last contact {self._contact_day(row.last_contact)}, minimum delay {plan.min_contact_delay_days}d"
         elif step.automatic:
-            first = calendar.next_working_day_start(step.created_at or at)
+            first = self._first_send(step)
             if at < first:  # E3
-                d.outcome, d.reason = "wait", f"new automatic step: first sends from {first:%Y-%m-%d %H:%M}"
+                d.outcome, d.category = "wait", "new_step"
+                d.reason = f"new automatic step: first sends from {first:%Y-%m-%d %H:%M}"
             elif self.closed:
-                d.outcome, d.reason = "wait", self.closed
+                d.outcome, d.category, d.reason = "wait", self.closed_category, self.closed
         if d.outcome in ("send", "todo"):
             key = (d.customer_id, plan.id, step.id)
             lead = self.leads.get(key) if plan.level == "invoice" and plan.group_invoices else None
@@ -353,10 +379,11 @@ class RunRules:
                 # apart "whatever the invoice", within a run as across runs. As across runs, what
                 # counts is an email that goes out (a to-do's email counts once a person sends it),
                 # and it holds back every kind of step.
-                d.outcome = "wait"
-                d.reason = f"another email to this customer goes out in this run, minimum delay {plan.min_contact_delay_days}d"
+                d.outcome, d.category = "wait", "min_delay"
+                d.reason = f"{IN_RUN}, minimum delay {plan.min_contact_delay_days}d"
             elif step.automatic and self.room <= 0:  # T6
-                d.outcome, d.reason = "wait", f"sending cap reached ({self.caps.per_day}/day, {self.caps.per_month}/month)"
+                d.outcome, d.category = "wait", "caps"
+                d.reason = f"sending cap reached ({self.caps.per_day}/day, {self.caps.per_month}/month)"
             else:
                 if step.automatic:
                     self.room -= 1

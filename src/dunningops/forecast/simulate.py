@@ -24,6 +24,7 @@ changes when an older invoice's pause ends inside the window (the anchors are th
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
@@ -32,9 +33,8 @@ from sqlalchemy.orm import Session
 
 from dunningops.dunning import compose
 from dunningops.dunning.calendar import SendingCalendar
-from dunningops.dunning.reasons import waiting_reason
 from dunningops.dunning.runconfig import PlanConfig, RunConfig
-from dunningops.dunning.schedule import Decision, RunRules, due_query, sent_counts
+from dunningops.dunning.schedule import IN_RUN, Decision, RunRules, due_query, sent_counts
 from dunningops.errors import InvalidInputError
 from dunningops.forecast.model import Day, Event, Forecast
 
@@ -46,7 +46,6 @@ LOAD_BATCH = 1000  # customers whose contacts and invoices are read at a time
 # The config may come from a pull request, planned on a runner: a plan with a step every day on a
 # large ledger must not fill the machine's memory with the steps it performs.
 MAX_EVENTS = 2_000_000
-IN_RUN = "another email to this customer goes out in this run"  # RunRules' reason, within a run
 
 
 class Target:
@@ -69,6 +68,7 @@ class Target:
         "last_done",
         "locale",
         "name",
+        "offsets",
         "order",
         "pause_reason",
         "paused_until",
@@ -80,7 +80,8 @@ class Target:
         "threshold",
     )
 
-    def __init__(self, row, plan: PlanConfig, order: int):
+    def __init__(self, row, plan: PlanConfig, order: int, offsets: list[int]):
+        self.offsets = offsets  # the plan's steps' offsets in days (shared by its targets)
         self.order = order  # the due query's order (oldest due first): the caps' and the grouping's
         self.account_manager = row.account_manager
         self.anchor_due = row.anchor_due
@@ -119,8 +120,8 @@ class Target:
         if not self.entering:
             position = self.last_done + 1
         elif self.plan.enters_by_age:
-            reached = [s.position for s in steps if self.anchor_due + timedelta(days=s.at_days) <= today]
-            position = max(reached) if reached else 0
+            # The last step whose time the age has reached (offsets strictly increase), else the first.
+            position = max(0, bisect_right(self.offsets, (today - self.anchor_due).days) - 1)
         else:
             position = 0
         step = steps[position]
@@ -153,7 +154,8 @@ def simulate(session: Session, config: RunConfig, *, start: datetime, days: int 
     if not any(p.steps for p in config.plans.values()) or not days:
         return forecast
     rows = session.execute(due_query(config, window[-1].day, paused_on=first)).yield_per(5000)
-    active = [Target(row, config.plans[row.plan_id], order) for order, row in enumerate(rows)]
+    offsets = {pid: [s.at_days for s in p.steps] for pid, p in config.plans.items()}
+    active = [Target(row, config.plans[row.plan_id], order, offsets[row.plan_id]) for order, row in enumerate(rows)]
     forecast.targets = len(active)
     closed = {d.day for d in window if not d.cycles}  # the window's days without a send cycle
     by_customer: dict[int, list[Target]] = defaultdict(list)
@@ -174,17 +176,19 @@ def simulate(session: Session, config: RunConfig, *, start: datetime, days: int 
             rules = RunRules(config, at, calendar, today, sent_today, month_count)
             if k == 0:
                 day.room = rules.room
-            decided = []
+            acting, again = [], []  # again: what the day's next cycle may decide otherwise (see _changed)
             for t in pool:
                 if t.due_on is not None and t.due_on <= today:
                     t.as_of(today)
                     d = rules.judge(t)
-                    if d is not None:
-                        decided.append((d, t))
-            acting = [(d, t) for d, t in decided if d.outcome in ("send", "todo")]
-            for d, t in decided:
-                if d.outcome not in ("send", "todo"):
-                    held[id(t)] = waiting_reason(d.reason)
+                    if d is None:
+                        continue
+                    if d.outcome in ("send", "todo"):
+                        acting.append((d, t))
+                    else:
+                        held[id(t)] = d.category or "other"
+                        if d.outcome == "wait" and (d.category == "caps" or d.reason.startswith(IN_RUN)):
+                            again.append((d, t))
             performed = {id(t): t for _d, t in acting}
             for d, _t in acting:  # the merged targets are performed with their lead
                 for m in d.merged:
@@ -208,7 +212,7 @@ def simulate(session: Session, config: RunConfig, *, start: datetime, days: int 
                     t.last_contact = at
             day.ran += 1
             room = min(caps.per_day - sent_today, caps.per_month - month_count - emails)
-            pool = _changed(performed.values(), decided, today, room=room)
+            pool = _changed(performed.values(), again, today, room=room)
             if not pool:
                 break  # the day's later cycles would judge everything as this one did: they do nothing
         day.waiting.update(held.values())
@@ -240,16 +244,14 @@ def _day(calendar: SendingCalendar, every: timedelta, start: datetime, day: date
     return Day(day=day, at=cycles[0] if cycles else None, closed=closed, cycles=cycles)
 
 
-def _changed(performed: Iterable[Target], decided: list[tuple[Decision, Target]], today: date, *, room: int) -> list[Target]:
+def _changed(performed: Iterable[Target], waited: list[tuple[Decision, Target]], today: date, *, room: int) -> list[Target]:
     """The targets the day's next cycle may decide otherwise, in the due query's order: those that
     performed a step (the next one may be due today: a to-do is not a contact, so overdue manual
-    steps follow one another a cycle apart), and, when the caps leave room again (a step that
-    found nobody to write to took room and became a to-do), those the caps held back."""
+    steps follow one another a cycle apart); those held back by another email of the customer in
+    the same run (there is none left if that one found nobody to write to); and, when the caps
+    leave room again (a step that found nobody took room and became a to-do), those the caps held."""
     changed = {id(t): t for t in performed if t.due_on is not None and t.due_on <= today}
-    # Held back by another email of the customer in this run: none left if that one found nobody.
-    changed.update((id(t), t) for d, t in decided if d.outcome == "wait" and d.reason.startswith(IN_RUN))
-    if room > 0:
-        changed.update((id(t), t) for d, t in decided if d.outcome == "wait" and waiting_reason(d.reason) == "caps")
+    changed.update((id(t), t) for d, t in waited if d.category != "caps" or room > 0)
     return sorted(changed.values(), key=lambda t: t.order)
 
 
