@@ -179,3 +179,21 @@ def test_instants_stored_as_utc_with_offset(database_url: str, v1: Path, tmp_pat
             )) == "courtesy"
     finally:
         store.dispose()
+
+
+def test_a_config_of_more_steps_than_a_compound_select_allows(store):
+    # SQLite refuses a UNION of more than 500 SELECTs: the steps' table is built in chunks.
+    import dataclasses
+
+    with store.session() as session:
+        config = RunConfig.from_store(session)
+        plan = config.plans["standard"]
+        template = plan.steps[0]
+        steps = tuple(
+            dataclasses.replace(template, id=f"s{i:04d}", position=i, at_days=-10 + i, action="call", send="manual", template=None)
+            for i in range(1200)
+        )
+        config = dataclasses.replace(config, plans={**config.plans, "standard": dataclasses.replace(plan, steps=steps)})
+        due = {d.customer: (d.step.id, d.outcome) for d in decide(session, config, paris(2026, 11, 24))}
+    # C1's oldest invoice (due 1 November) enters at the first step (E7): a call, a to-do.
+    assert due["C1"] == ("s0000", "todo")

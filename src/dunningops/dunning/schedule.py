@@ -99,7 +99,12 @@ class Decision:
         }
 
 
+# SQLite refuses a compound SELECT of more than 500 terms: the steps' UNION is built in chunks.
+UNION_CHUNK = 400
+
+
 def _steps_table(config: RunConfig, today: date):
+    """The config's steps with their thresholds for ``today``: one row per step."""
     rows = [
         select(
             literal(s.plan_id, String).label("plan_id"),
@@ -110,6 +115,9 @@ def _steps_table(config: RunConfig, today: date):
         for plan in config.plans.values()
         for s in plan.steps
     ]
+    while len(rows) > UNION_CHUNK:
+        chunks = [rows[i : i + UNION_CHUNK] for i in range(0, len(rows), UNION_CHUNK)]
+        rows = [select(union_all(*c).subquery()) if len(c) > 1 else c[0] for c in chunks]
     return union_all(*rows).subquery("run_steps") if len(rows) > 1 else rows[0].subquery("run_steps")
 
 
