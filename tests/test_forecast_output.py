@@ -15,7 +15,13 @@ import pytest
 from cycle_helpers import setup_store
 from dunningops.forecast.impact import Impact, Line
 from dunningops.forecast.model import ASSUMPTIONS, Day, Forecast
-from dunningops.forecast.render import IMPACT_MARKDOWN_LIMIT, MAX_LINES, render_impact_markdown, render_plan_with_impact
+from dunningops.forecast.render import (
+    IMPACT_MARKDOWN_LIMIT,
+    MAX_LINES,
+    render_impact_markdown,
+    render_impact_text,
+    render_plan_with_impact,
+)
 from dunningops.reconcile.plan import Change, FieldChange, Plan
 from dunningops.reconcile.render import MARKDOWN_LIMIT
 from dunningops.reconcile.saved import load_plan
@@ -357,7 +363,9 @@ def test_markdown_of_a_huge_impact_stays_under_its_share_of_a_comment():
     assert f"_…and {600 - MAX_LINES:,} more lines: run `dunningops plan --impact` for all of them._" in text
     assert text.count("<details>") == text.count("</details>") == 1
     assert "_Examples of " in text and "more lines are left out to fit a comment._" in text
-    assert "<b>" not in text and "and 195 more" in text  # names escaped; recipient lists cut
+    # Names escaped; recipients counted by header, their addresses never in a pull-request comment.
+    assert "<b>" not in text and "recipients 200 to → 200 cc" in text and "@example.com" not in text
+    assert "and 195 more" in render_impact_text(impact)  # the terminal lists five, then counts the rest
 
 
 def test_plan_and_huge_impact_fit_one_comment():

@@ -158,8 +158,16 @@ def _example(example: dict[str, Any], escape: Callable[[str], str]) -> str:
     changed = example.get("changed") or {}
     for key in sorted(changed, key=CHANGED.index):
         what = "to-do kind" if key == "todo_kind" else key
-        text += f"; {what} {escape(_shown(changed[key]['before']))} → {escape(_shown(changed[key]['after']))}"
+        shown = _shown if key != "recipients" or escape is not _md else _headcount
+        text += f"; {what} {escape(shown(changed[key]['before']))} → {escape(shown(changed[key]['after']))}"
     return text
+
+
+def _headcount(recipients: list[str]) -> str:
+    """Recipients without their addresses ('1 to, 1 cc'): a pull-request comment may be read by
+    people who see the config but not the ledger's contacts."""
+    counts = Counter(r.split(":", 1)[0] for r in recipients)
+    return ", ".join(f"{counts[h]} {h}" for h in ("to", "cc", "bcc") if counts[h]) or "nobody"
 
 
 def _phrase(line: Line) -> str:
