@@ -31,7 +31,8 @@ test: lint
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # Plan/apply (benchmarks/README.md), the ledger import and the send cycle (benchmarks/LEDGER_CYCLE.md), the import cycle,
-# two daemons on PostgreSQL against one, the console's pages against an indexed SELECT.
+# two daemons on PostgreSQL against one, the console's pages against an indexed SELECT, the impact plan and the
+# forecast against one `run send --dry-run`.
 bench: venv
 	bash scripts/install-deps.sh
 	$(VENV)/bin/python -m benchmarks
@@ -39,6 +40,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.import_cycle
 	$(VENV)/bin/python -m benchmarks.daemons
 	$(VENV)/bin/python -m benchmarks.console
+	$(VENV)/bin/python -m benchmarks.impact
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis src/*.egg-info

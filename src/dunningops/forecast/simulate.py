@@ -24,6 +24,7 @@ changes when an older invoice's pause ends inside the window (the anchors are th
 from __future__ import annotations
 
 import dataclasses
+import sys
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -80,28 +81,36 @@ class Target:
         "threshold",
     )
 
-    def __init__(self, row, plan: PlanConfig, order: int, offsets: list[int]):
+    def __init__(self, row, plan: PlanConfig, order: int, offsets: list[int], customers: dict[int, tuple]):
         self.offsets = offsets  # the plan's steps' offsets in days (shared by its targets)
         self.order = order  # the due query's order (oldest due first): the caps' and the grouping's
-        self.account_manager = row.account_manager
+        # A customer's fields, the same objects for all its targets (a customer has ~10 invoices).
+        shared = customers.get(row.customer_id)
+        if shared is None:
+            shared = customers[row.customer_id] = (
+                row.external_id,
+                row.name,
+                row.locale and sys.intern(row.locale),
+                row.account_manager and sys.intern(row.account_manager),
+                row.pause_reason,
+                row.paused_until,
+                row.last_contact,
+            )
+        (self.external_id, self.name, self.locale, self.account_manager, self.pause_reason, self.paused_until) = shared[:6]
+        self.last_contact = shared[6]
+        self.customer_id = row.customer_id
         self.anchor_due = row.anchor_due
         self.anchor_id = row.anchor_id
-        self.customer_id = row.customer_id
-        self.external_id = row.external_id
         self.invoice_pause_reason = row.invoice_pause_reason
         self.invoice_paused_flag = row.invoice_paused_flag
         self.invoice_paused_until = row.invoice_paused_until
-        self.last_contact = row.last_contact
         self.last_done = row.last_done
-        self.locale = row.locale
-        self.name = row.name
-        self.pause_reason = row.pause_reason
-        self.paused_until = row.paused_until
-        self.plan_id = row.plan_id
+        self.plan_id = plan.id
         self.reply_todo = row.reply_todo
         self.plan = plan
         self.entering = self.last_done is None
-        self.step_id, self.threshold, self.invoice_paused, self.position = "", row.threshold, False, -1
+        self.step_id, self.invoice_paused, self.position = "", False, -1
+        self.threshold: date | None = None  # set by as_of, with the step
         self.due_on: date | None = self._next_due()
 
     def _next_due(self) -> date | None:
@@ -155,7 +164,9 @@ def simulate(session: Session, config: RunConfig, *, start: datetime, days: int 
         return forecast
     rows = session.execute(due_query(config, window[-1].day, paused_on=first)).yield_per(5000)
     offsets = {pid: [s.at_days for s in p.steps] for pid, p in config.plans.items()}
-    active = [Target(row, config.plans[row.plan_id], order, offsets[row.plan_id]) for order, row in enumerate(rows)]
+    customers: dict[int, tuple] = {}
+    active = [Target(row, config.plans[row.plan_id], order, offsets[row.plan_id], customers) for order, row in enumerate(rows)]
+    del customers
     forecast.targets = len(active)
     closed = {d.day for d in window if not d.cycles}  # the window's days without a send cycle
     by_customer: dict[int, list[Target]] = defaultdict(list)
