@@ -162,74 +162,94 @@ def simulate(session: Session, config: RunConfig, *, start: datetime, days: int 
     forecast = Forecast(start=start, days=window, events=[], targets=0, caps=(caps.per_day, caps.per_month))
     if not any(p.steps for p in config.plans.values()) or not days:
         return forecast
-    rows = session.execute(due_query(config, window[-1].day, paused_on=first)).yield_per(5000)
-    offsets = {pid: [s.at_days for s in p.steps] for pid, p in config.plans.items()}
-    customers: dict[int, tuple] = {}
-    active = [Target(row, config.plans[row.plan_id], order, offsets[row.plan_id], customers) for order, row in enumerate(rows)]
-    del customers
-    forecast.targets = len(active)
-    closed = {d.day for d in window if not d.cycles}  # the window's days without a send cycle
-    by_customer: dict[int, list[Target]] = defaultdict(list)
-    for t in active:
-        by_customer[t.customer_id].append(t)
-    # What the caps already count (T6): today's and this month's emails, from the store.
-    before_today, before_month = sent_counts(session, calendar, start)
-    month_of_first = (first.year, first.month)
-    sent_in_month: dict[tuple[int, int], int] = defaultdict(int)
-    caps = config.settings.sending.caps
+    run = _Run(session, config, calendar, forecast, first)
     for day in window:
+        run.day(day)
+    forecast.pending = {t.pending_key(): t.due_on for t in run.active if t.due_on is not None}
+    return forecast
+
+
+class _Run:
+    """One simulation's state between its days: the targets still to act, and the emails counted by the caps."""
+
+    def __init__(self, session: Session, config: RunConfig, calendar: SendingCalendar, forecast: Forecast, first: date):
+        self.session, self.config, self.calendar, self.forecast, self.first = session, config, calendar, forecast, first
+        self.caps = config.settings.sending.caps
+        rows = session.execute(due_query(config, forecast.days[-1].day, paused_on=first)).yield_per(5000)
+        offsets = {pid: [s.at_days for s in p.steps] for pid, p in config.plans.items()}
+        customers: dict[int, tuple] = {}
+        self.active = [Target(row, config.plans[row.plan_id], i, offsets[row.plan_id], customers) for i, row in enumerate(rows)]
+        forecast.targets = len(self.active)
+        self.by_customer: dict[int, list[Target]] = defaultdict(list)
+        for t in self.active:
+            self.by_customer[t.customer_id].append(t)
+        self.closed = {d.day for d in forecast.days if not d.cycles}  # the window's days without a send cycle
+        # What the caps already count (T6): today's and this month's emails, from the store.
+        self.before_today, self.before_month = sent_counts(session, calendar, forecast.start)
+        self.sent_in_month: dict[tuple[int, int], int] = defaultdict(int)
+
+    def day(self, day: Day) -> None:
+        """The day's cycles, in order; a later one only for the targets it may decide otherwise."""
         today, month = day.day, (day.day.year, day.day.month)
-        sent_today = before_today if today == first else 0
+        sent_today = self.before_today if today == self.first else 0
         held: dict[int, str] = {}  # id(target) → why it waits, as last judged today
-        pool = active  # the first cycle judges every due target; a later one only those it may change
+        pool = self.active  # the first cycle judges every due target
         for k, at in enumerate(day.cycles):
-            month_count = (before_month if month == month_of_first else 0) + sent_in_month[month]
-            rules = RunRules(config, at, calendar, today, sent_today, month_count)
+            month_count = (self.before_month if month == (self.first.year, self.first.month) else 0) + self.sent_in_month[month]
+            rules = RunRules(self.config, at, self.calendar, today, sent_today, month_count)
             if k == 0:
                 day.room = rules.room
-            acting, again = [], []  # again: what the day's next cycle may decide otherwise (see _changed)
-            for t in pool:
-                if t.due_on is not None and t.due_on <= today:
-                    t.as_of(today)
-                    d = rules.judge(t)
-                    if d is None:
-                        continue
-                    if d.outcome in ("send", "todo"):
-                        acting.append((d, t))
-                    else:
-                        held[id(t)] = d.category or "other"
-                        if d.outcome == "wait" and (d.category == "caps" or d.reason.startswith(IN_RUN)):
-                            again.append((d, t))
+            acting, again = self._judge(rules, pool, held)
             performed = {id(t): t for _d, t in acting}
             for d, _t in acting:  # the merged targets are performed with their lead
                 for m in d.merged:
-                    performed.update(_targets_of(m, by_customer))
+                    performed.update(_targets_of(m, self.by_customer))
             emails = sum(day.sent.values())
-            sent = _perform(session, config, day, acting, forecast.events, closed)
-            if len(forecast.events) > MAX_EVENTS:
+            sent = _perform(self.session, self.config, day, acting, self.forecast.events, self.closed)
+            if len(self.forecast.events) > MAX_EVENTS:
                 raise InvalidInputError(
                     f"the simulation stopped at {day.day}: more than {MAX_EVENTS:,} steps would be performed "
-                    f"from {first}; simulate fewer days (--days)"
+                    f"from {self.first}; simulate fewer days (--days)"
                 )
             # T6 counts emails, not customers: one customer may get several a day (group_invoices: false).
             emails = sum(day.sent.values()) - emails
             sent_today += emails
-            sent_in_month[month] += emails
+            self.sent_in_month[month] += emails
             for t in performed.values():
                 t.performed()
                 held.pop(id(t), None)
             for customer_id in sent:
-                for t in by_customer[customer_id]:
+                for t in self.by_customer[customer_id]:
                     t.last_contact = at
             day.ran += 1
-            room = min(caps.per_day - sent_today, caps.per_month - month_count - emails)
+            room = min(self.caps.per_day - sent_today, self.caps.per_month - month_count - emails)
             pool = _changed(performed.values(), again, today, room=room)
             if not pool:
                 break  # the day's later cycles would judge everything as this one did: they do nothing
         day.waiting.update(held.values())
-        active = [t for t in active if t.due_on is not None]
-    forecast.pending = {t.pending_key(): t.due_on for t in active if t.due_on is not None}
-    return forecast
+        self.active = [t for t in self.active if t.due_on is not None]
+
+    @staticmethod
+    def _judge(rules: RunRules, pool: list[Target], held: dict[int, str]):
+        """The cycle's decisions for the due targets of ``pool``: the ones that act, and the waits a
+        later cycle of the day may decide otherwise (see ``_changed``); the others' reasons in ``held``."""
+        acting: list[tuple[Decision, Target]] = []
+        again: list[tuple[Decision, Target]] = []
+        today = rules.today
+        for t in pool:
+            if t.due_on is None or t.due_on > today:
+                continue
+            t.as_of(today)
+            d = rules.judge(t)
+            if d is None:  # merged into an earlier target's email or to-do
+                continue
+            if d.outcome in ("send", "todo"):
+                acting.append((d, t))
+            else:
+                held[id(t)] = d.category or "other"
+                if d.outcome == "wait" and (d.category == "caps" or d.reason.startswith(IN_RUN)):
+                    again.append((d, t))
+        return acting, again
 
 
 def _applied_at(config: RunConfig, start: datetime) -> RunConfig:
