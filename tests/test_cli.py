@@ -141,6 +141,9 @@ def test_demo_runs_a_round(run, tmp_path: Path):
     assert "Apply complete!" in result.stdout
     after_apply = result.stdout.split("Apply complete!")[1]
     assert "No changes. The store matches the configuration." in after_apply
+    # The round ends with what the applied config will do next (the forecast).
+    ahead = result.stdout.split("$ dunningops forecast --days 14\n")[1]
+    assert ahead.startswith("Over the next 14 days (") and " reminders to customers, " in ahead.splitlines()[0]
 
 
 def test_example_config_is_in_canonical_form(run, config_dir: Path):

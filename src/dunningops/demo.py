@@ -152,6 +152,18 @@ def _import_round(app: App, sent_at: datetime, echo: Callable[[str], None]) -> N
     echo(render_table(shown, DECISION_COLUMNS).rstrip())
 
 
+def _forecast(app: App, echo: Callable[[str], None]) -> None:
+    """The next two weeks with the applied config: what the engine will send, and what the caps hold back."""
+    from dunningops.forecast.render import caps_line, forecast_headline
+    from dunningops.forecast.run import forecast
+
+    echo("\n$ dunningops forecast --days 14")
+    ahead = forecast(app.store, at=app.now(), days=14)
+    echo(forecast_headline(ahead))
+    echo(caps_line(ahead))
+    echo("(the day-by-day table: dunningops forecast; what a change to config/ does to customers: dunningops plan --impact)\n")
+
+
 def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
     """Copy the example config into ``directory`` and run the round there; returns the directory."""
     directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dunningops-demo-"))
@@ -194,6 +206,7 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
         sent_at = _send_round(app, result.outbox, echo)
         echo("\nCustomers write back:")
         _import_round(app, sent_at, echo)
+        _forecast(app, echo)
     finally:
         app.close()
     echo(

@@ -24,6 +24,8 @@ __all__ = [
     "IMPACT_MARKDOWN_LIMIT",
     "IMPACT_RENDERERS",
     "MAX_LINES",
+    "caps_line",
+    "forecast_headline",
     "impact_headline",
     "render_forecast_json",
     "render_forecast_markdown",
@@ -280,7 +282,7 @@ def render_plan_with_impact(plan: Plan, impact: Impact, fmt: str) -> str:
 # --- the forecast ----------------------------------------------------------------------------
 
 
-def _forecast_headline(forecast: Forecast) -> str:
+def forecast_headline(forecast: Forecast) -> str:
     emails = sum(sum(d.sent.values()) for d in forecast.days)
     todos = sum(sum(d.todos.values()) for d in forecast.days)
     window = _window(len(forecast.days), forecast.start.date(), forecast.end)
@@ -341,7 +343,7 @@ def _step_totals(forecast: Forecast) -> list[dict[str, Any]]:
     return rows
 
 
-def _caps_line(forecast: Forecast, limit: int | None = None) -> str:
+def caps_line(forecast: Forecast, limit: int | None = None) -> str:
     held = [d for d in forecast.days if d.held_by_caps]
     if not held:
         return "The caps hold nothing back in this window."
@@ -357,17 +359,17 @@ def _caps_line(forecast: Forecast, limit: int | None = None) -> str:
 
 def render_forecast_text(forecast: Forecast) -> str:
     """For a terminal: the headline and the assumptions, the days, the totals by step, the caps."""
-    out = [_forecast_headline(forecast), "", "Assumptions:", *(f"  - {a}" for a in ASSUMPTIONS), ""]
+    out = [forecast_headline(forecast), "", "Assumptions:", *(f"  - {a}" for a in ASSUMPTIONS), ""]
     out.append(render_table(_day_rows(forecast), DAY_COLUMNS))
     totals = _step_totals(forecast)
     out.append("By plan and step:")
     out.append(render_table(totals, STEP_COLUMNS) if totals else "No step acts in this window.\n")
-    out.append(_caps_line(forecast))
+    out.append(caps_line(forecast))
     return "\n".join(out) + "\n"
 
 
 def render_forecast_markdown(forecast: Forecast) -> str:
-    out = ["### dunningops forecast", "", f"**{_forecast_headline(forecast)}**", ""]
+    out = ["### dunningops forecast", "", f"**{forecast_headline(forecast)}**", ""]
     out.extend(["_Assumptions: " + "; ".join(ASSUMPTIONS) + "._", ""])
     out.extend(["| day | | cycle | emails | to-dos | held by caps | room |", "|---|---|---|--:|--:|--:|--:|"])
     for row in _day_rows(forecast):
@@ -384,7 +386,7 @@ def render_forecast_markdown(forecast: Forecast) -> str:
         out.append(f"| **total** | | **{total['emails']}** | **{total['todos']}** |")
     else:
         out.append("No step acts in this window.")
-    out.extend(["", _caps_line(forecast, MAX_ROWS)])
+    out.extend(["", caps_line(forecast, MAX_ROWS)])
     return "\n".join(out) + "\n"
 
 
