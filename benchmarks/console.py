@@ -38,7 +38,6 @@ Progress on stderr, the summary on stdout, every figure in ``<out>/console-<time
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -53,7 +52,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from benchmarks.reconcile import log
-from benchmarks.report import git_info, machine_info, timestamp
+from benchmarks.report import git_info, machine_info, timestamp, write_json
 from benchmarks.runner import BenchmarkError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -350,9 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"console-{result['timestamp'].replace(':', '').replace('-', '')}.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = write_json(result, args.out, "console")
     print(summary(result))
     print(f"\npeak RSS {result['peak_rss_mib']} MiB (client, server and store set-up in one process)\nWrote {path}")
     return 0

@@ -22,7 +22,6 @@ seconds (from ``os.wait4``) to show it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ from psycopg import sql
 
 from benchmarks.ledger_cycle import smtp_sink
 from benchmarks.reconcile import log
-from benchmarks.report import git_info, machine_info, timestamp
+from benchmarks.report import git_info, machine_info, timestamp, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -168,9 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "reminders": [small["reminders"], large["reminders"]],
         "one_time_ratio": round(large["one_s"] / small["one_s"], 2),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"daemons-{result['timestamp'].replace(':', '').replace('-', '')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    path = write_json(result, args.out, "daemons")
     for size in result["sizes"]:
         print(
             f"{size['reminders']:,} reminders: one daemon {size['one_s']} s ({size['one_per_s']}/s), "

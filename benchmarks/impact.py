@@ -53,7 +53,7 @@ from benchmarks.ledger_cycle import (
 )
 from benchmarks.ledger_cycle import run_cmd as setup_cmd
 from benchmarks.reconcile import copy_store, log, sqlite_url
-from benchmarks.report import git_info, machine_info, timestamp
+from benchmarks.report import git_info, machine_info, timestamp, write_json
 from benchmarks.runner import WRAPPER, BenchmarkError, Run, Sample, bin_path, clean_env, rss_floor_mib, use_pycache
 
 REPO = Path(__file__).resolve().parent.parent
@@ -585,9 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
         if args.keep:
             log(f"kept the stores in {cache}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"impact-{result['timestamp'].replace(':', '').replace('-', '')}.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = write_json(result, args.out, "impact")
     print(summary(result))
     print(f"\nWrote {path}")
     return 0

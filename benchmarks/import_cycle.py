@@ -63,7 +63,7 @@ from pathlib import Path
 from benchmarks.import_fetch import fill_mailbox
 from benchmarks.ledger_cycle import run_cmd
 from benchmarks.reconcile import copy_store, log, sqlite_url
-from benchmarks.report import git_info, machine_info, timestamp
+from benchmarks.report import git_info, machine_info, timestamp, write_json
 from benchmarks.runner import BenchmarkError, Run, Sample, rss_floor_mib, use_pycache
 
 REPO = Path(__file__).resolve().parent.parent
@@ -1108,9 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"import-cycle-{result['timestamp'].replace(':', '').replace('-', '')}.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = write_json(result, args.out, "import-cycle")
     print(summary(result))
     print(f"\nWrote {path}")
     return code

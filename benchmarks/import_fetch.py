@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmarks.report import git_info, machine_info, timestamp
+from benchmarks.report import git_info, machine_info, timestamp, write_json
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -211,9 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             "time_ratio": round(large["bare_fetch"]["absolute_s"] / small["bare_fetch"]["absolute_s"], 2),
         }
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"import-fetch-{result['timestamp'].replace(':', '').replace('-', '')}.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = write_json(result, args.out, "import-fetch")
     for size in result["sizes"]:
         b = size["bare_fetch"]
         print(

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from benchmarks.postgres import postgres
 from benchmarks.reconcile import copy_store, log, sqlite_url
-from benchmarks.report import git_info, machine_info, timestamp
+from benchmarks.report import git_info, machine_info, timestamp, write_json
 from benchmarks.runner import (
     WRAPPER,
     BenchmarkError,
@@ -586,9 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"ledger-cycle-{result['timestamp'].replace(':', '').replace('-', '')}.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = write_json(result, args.out, "ledger-cycle")
     print(summary(result))
     print(f"\nWrote {path}")
     return 0

@@ -89,12 +89,14 @@ def growth(sizes: list[dict]) -> dict:
     return out
 
 
-def write_json(result: dict, out_dir: Path) -> Path:
+def write_json(result: dict, out_dir: Path, prefix: str = "bench") -> Path:
+    """``<prefix>-<timestamp>.json`` in ``out_dir``; the plan/apply benchmark's also as ``latest.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"bench-{result['timestamp'].replace(':', '').replace('-', '')}.json"
+    path = out_dir / f"{prefix}-{result['timestamp'].replace(':', '').replace('-', '')}.json"
     text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
     path.write_text(text, encoding="utf-8")
-    (out_dir / "latest.json").write_text(text, encoding="utf-8")
+    if prefix == "bench":
+        (out_dir / "latest.json").write_text(text, encoding="utf-8")
     return path
 
 
