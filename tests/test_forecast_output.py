@@ -384,3 +384,16 @@ def test_plan_and_huge_impact_fit_one_comment():
     assert text.startswith("### dunningops plan\n\n**Plan: 0 to add, 100 to change")
     assert re.search(r"^### Impact on customers$", text, re.M)
     assert text.rstrip().endswith("</details>")
+
+
+def test_a_simulation_that_would_fill_memory_stops_with_one_line(run, shop, monkeypatch):
+    # A pull request's config is untrusted: a plan with a step every day on a large ledger must not
+    # fill the runner's memory. The bound is lowered here so that the small ledger reaches it.
+    from dunningops.forecast import simulate
+
+    monkeypatch.setattr(simulate, "MAX_EVENTS", 5)
+    result = _impact(run, shop)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: the simulation stopped at 2026-12-")
+    assert "more than 5 steps would be performed from 2026-12-01; simulate fewer days (--days)" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
