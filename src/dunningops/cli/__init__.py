@@ -20,8 +20,10 @@ from dunningops.cli import (  # noqa: F401  isort: skip
     forecast,
     github,
     inbox,
+    incidents,
     ledger,
     members,
+    notify,
     templates,
     tokens,
 )

@@ -62,6 +62,16 @@ def references(addr: str, fields: dict) -> set[str]:
         alias = (fields.get("portal") or {}).get("notifications_alias")
         if alias:
             refs.add(f"alias.{alias}")
+        # T7, T8, A9: each notification's template, sender and contact functions.
+        for notice in (fields.get("notifications") or {}).values():
+            if not isinstance(notice, dict):
+                continue
+            if notice.get("template"):
+                refs.add(f"template.{notice['template']}")
+            if notice.get("from") and "." in notice["from"]:
+                refs.add(notice["from"])
+            for key in ("to", "cc"):
+                refs.update(f"contact_function.{fn}" for fn in notice.get(key) or [])
     elif kind == "plan":
         for step in fields.get("steps", []):
             for actor in (step.get("from"), step.get("assignee")):
@@ -81,11 +91,26 @@ def rewrite_references(addr: str, fields: dict, renames: dict[str, str]) -> dict
         return fields
     ids = {old: new.split(".", 1)[1] for old, new in renames.items()}
     if kind == "settings":
+        fields = dict(fields)
         portal = dict(fields.get("portal") or {})
         alias = portal.get("notifications_alias")
         if alias and f"alias.{alias}" in ids:
             portal["notifications_alias"] = ids[f"alias.{alias}"]
-            return {**fields, "portal": portal}
+            fields["portal"] = portal
+        notices = {}
+        for name, notice in (fields.get("notifications") or {}).items():
+            if isinstance(notice, dict) and "template" in notice:
+                notice = dict(notice)
+                if f"template.{notice['template']}" in ids:
+                    notice["template"] = ids[f"template.{notice['template']}"]
+                if notice.get("from") in renames:
+                    notice["from"] = renames[notice["from"]]
+                for key in ("to", "cc"):
+                    if key in notice:
+                        notice[key] = [ids.get(f"contact_function.{fn}", fn) for fn in notice[key] or []]
+            notices[name] = notice
+        if notices:
+            fields["notifications"] = notices
         return fields
     steps = []
     for step in fields.get("steps", []):

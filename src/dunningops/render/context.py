@@ -34,6 +34,12 @@ class EmailContext:
         today: the date of sending (company time).
         locale: how amounts and dates are formatted, e.g. ``fr_FR``. The template
             language is chosen by the caller.
+        incident: T8: reference, observations, state, opened_at / closed_at (dates), invoice_number;
+            None outside incident notifications.
+        payment: A9: reference, amount_cents, currency, paid_on (a date), invoice_number,
+            outstanding_cents (what is left on its invoice); None outside portal notifications.
+        rating_url: T8: the signed link of the customer's incident's rating page (the widget's
+            target); None: the widget prints nothing.
     """
 
     company: dict
@@ -44,3 +50,6 @@ class EmailContext:
     signature: str
     today: date
     locale: str
+    incident: dict | None = None
+    payment: dict | None = None
+    rating_url: str | None = None

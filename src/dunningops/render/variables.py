@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from dunningops.render.context import EmailContext, InvoiceData
 from dunningops.render.formatting import long_date, money, money_by_currency
+from dunningops.render.widget import RatingWidget
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,22 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("sender.email", "the sender's address", "comptabilite@example.fr"),
     Variable("signature", "the sender alias's signature, several lines (may be empty)", "Le service Comptabilité clients"),
     Variable("today", "the date of sending, spelt out", "5 octobre 2026"),
+    Variable("incident.reference", "incident notifications: the incident's reference", "INC-0012"),
+    Variable("incident.observations", "incident notifications: its description (several lines)", "Facture contestée : …"),
+    Variable("incident.state", "incident notifications: open or closed, in the customer's language", "clos"),
+    Variable("incident.opened_on", "incident notifications: the day it was opened, spelt out", "2 octobre 2026"),
+    Variable("incident.closed_on", "incident notifications: the day it was closed (may be empty)", "9 octobre 2026"),
+    Variable("incident.invoice_number", "incident notifications: the invoice it is about (may be empty)", "F-2026-0142"),
+    Variable(
+        "rating_widget",
+        "links with which the customer rates how an incident was handled (empty when there is none to rate)",
+        "(widget)",
+    ),
+    Variable("payment.reference", "payment notifications: the payment's reference", "PAY-2026-0087"),
+    Variable("payment.amount", "payment notifications: its amount, with currency", "840,00 €"),
+    Variable("payment.date", "payment notifications: its date, spelt out", "12 octobre 2026"),
+    Variable("payment.invoice_number", "payment notifications: the invoice it pays", "F-2026-0142"),
+    Variable("payment.outstanding", "payment notifications: what is left to pay on that invoice (empty when nothing is)", "360,00 €"),
 )
 
 # Fields of each object a template can reach; "invoice" is an item of ``invoices``.
@@ -111,7 +128,46 @@ def template_vars(ctx: EmailContext) -> dict:
         "sender": _documented("sender", ctx.sender),
         "signature": ctx.signature or "",
         "today": long_date(ctx.today, locale),
+        "incident": _incident(ctx.incident, locale),
+        "payment": _payment(ctx.payment, locale),
+        "rating_widget": RatingWidget(ctx.rating_url, locale.split("_")[0]),
     }
+
+
+_STATE_WORDS = {"fr": {"open": "ouvert", "closed": "clos"}, "en": {"open": "open", "closed": "closed"}}
+
+
+def _incident(incident: dict | None, locale: str) -> Vars:
+    incident = incident or {}
+    words = _STATE_WORDS.get(locale.split("_")[0], _STATE_WORDS["en"])
+    opened, closed = incident.get("opened_on"), incident.get("closed_on")
+    return _documented(
+        "incident",
+        {
+            "reference": incident.get("reference"),
+            "observations": incident.get("observations"),
+            "state": words.get(incident.get("state") or "", incident.get("state")),
+            "opened_on": long_date(opened, locale) if opened else None,
+            "closed_on": long_date(closed, locale) if closed else None,
+            "invoice_number": incident.get("invoice_number"),
+        },
+    )
+
+
+def _payment(payment: dict | None, locale: str) -> Vars:
+    payment = payment or {}
+    currency = payment.get("currency") or "EUR"
+    amount, left, paid_on = payment.get("amount_cents"), payment.get("outstanding_cents"), payment.get("paid_on")
+    return _documented(
+        "payment",
+        {
+            "reference": payment.get("reference"),
+            "amount": money(amount, currency, locale) if amount is not None else None,
+            "date": long_date(paid_on, locale) if paid_on else None,
+            "invoice_number": payment.get("invoice_number"),
+            "outstanding": money(left, currency, locale) if left else None,
+        },
+    )
 
 
 def template_vars_text() -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from dunningops.errors import ConfigIssue
 from dunningops.render import check_template
 from dunningops.spec.paths import MAX_BODY_BYTES, FileProblem, read_inside, resolve_named, resolved
+from dunningops.spec.models import BUILT_IN_ROLES
 from dunningops.spec.state import DesiredState
 from dunningops.spec.types import KINDS, parse_days, split_ref
 
@@ -98,6 +99,16 @@ def check_references(state: DesiredState, issues: list[ConfigIssue]) -> None:
             )
         )
 
+    for mid, member in state.members.items():
+        # T1: a member's role is built in or defined in settings.roles.
+        if member.role not in BUILT_IN_ROLES and member.role not in settings.roles:
+            src = state.sources[f"member.{mid}"]
+            known = ", ".join([*BUILT_IN_ROLES, *settings.roles])
+            issues.append(
+                ConfigIssue(src.file, src.line_of("role"), f"members[{mid}].role", f"unknown role {member.role!r} (known: {known})")
+            )
+    _check_notifications(state, settings, s_src, issues)
+
     defaults = [pid for pid, plan in state.plans.items() if plan.assign.default]
     for pid in defaults[1:]:
         src = state.sources[f"plan.{pid}"]
@@ -161,6 +172,38 @@ def _check_plan(state, pid, plan, removed, language, issues) -> None:
                 add("template", _unknown("template", step.template, state.templates), "template")
             elif language not in template.locales:
                 add("template", f"template {step.template!r} has no body for the company language {language!r}", "template")
+
+
+def _check_notifications(state: DesiredState, settings, s_src, issues: list[ConfigIssue]) -> None:
+    """T7, T8, A9: each notification's template (with the company language), sender and functions."""
+    language = settings.company.language
+    notices = settings.notifications
+    for name in ("debtor", "incident_opened", "incident_closed", "payment_receipt", "payment_failed"):
+        notice = getattr(notices, name)
+        if notice is None:
+            continue
+
+        def add(key: str, message: str, *path: object, name: str = name) -> None:
+            line = s_src.line_of("notifications", name, *path) if path else s_src.line_of("notifications", name)
+            issues.append(ConfigIssue(s_src.file, line, f"settings.notifications.{name}.{key}", message))
+
+        template = state.templates.get(notice.template)
+        if template is None:
+            add("template", _unknown("template", notice.template, state.templates), "template")
+        elif language not in template.locales:
+            add("template", f"template {notice.template!r} has no body for the company language {language!r}", "template")
+        sender = getattr(notice, "from_", None)
+        if sender:
+            problem = _check_actor(state, sender, ("alias", "member", "account_manager"))
+            if problem:
+                add("from", problem, "from")
+        elif not settings.portal.notifications_alias:
+            # A9: portal notifications go out from the alias chosen in settings.
+            add("template", "portal notifications need settings.portal.notifications_alias (the alias they are sent from)")
+        for key in ("to", "cc"):
+            for index, fn in enumerate(getattr(notice, key, [])):
+                if fn not in state.contact_functions:
+                    add(key, _unknown("contact function", fn, state.contact_functions), key, index)
 
 
 def _check_actor(state: DesiredState, ref: str, allowed: tuple[str, ...]) -> str | None:

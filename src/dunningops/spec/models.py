@@ -18,6 +18,7 @@ from dunningops.spec.types import Days, Email, Id
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 AlertChannel = Literal["in_app", "email", "slack"]
+SENDERS = "alias.<id>, account_manager or member.<id>"
 
 
 # Typed default factories: a lambda's list literal would be inferred as list[str].
@@ -44,6 +45,18 @@ class Company(Model):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     logo_url: str | None = None
     brand_color: str = Field(default="#1f4e79", pattern=r"^#[0-9a-fA-F]{6}$")
+    address: list[str] = Field(
+        default_factory=list, max_length=6, description="our postal address, a line each: the letterhead of letters"
+    )
+    legal: str | None = Field(default=None, max_length=300, description="legal mentions printed at the foot of letters")
+
+    @field_validator("address")
+    @classmethod
+    def _address_lines(cls, value: list[str]) -> list[str]:
+        for line in value:
+            if not line.strip() or len(line) > 200 or any(ord(c) < 32 for c in line):
+                raise ValueError(f"{line!r} is not an address line (one line, 1-200 characters)")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -210,6 +223,50 @@ class Portal(Model):
     notifications_alias: Id | None = None
 
 
+class CustomerNotice(Model):
+    """A notification to customers (T7, T8): its template (subject and message, with tags), sender and recipients."""
+
+    enabled: bool = Field(
+        default=True, description="sent by default (T7: to every customer the filters select; T8: for every incident)"
+    )
+    template: Id
+    from_: str = Field(alias="from", description=f"the sender: {SENDERS}")
+    to: list[Id] = Field(default_factory=list, description="contact functions; none = the primary contact")
+    cc: list[Id] = Field(default_factory=list)
+
+
+class PortalNotice(Model):
+    """A9: a portal notification, sent from ``settings.portal.notifications_alias``."""
+
+    enabled: bool = True
+    template: Id
+    to: list[Id] = Field(default_factory=list, description="contact functions; none = the primary contact")
+
+
+class RatingNotice(Model):
+    """T8: the rating widget's links, and who in the team hears of each rating."""
+
+    to: list[Email] = Field(
+        default_factory=list, max_length=100, description="the team's addresses told of each rating; none = alerts.email_to"
+    )
+    link_days: int = Field(default=30, ge=1, le=365, description="a rating link works this many days after it was sent")
+
+
+class Notifications(Model):
+    """Notifications to customers besides the dunning plans (T7, T8, A9), and the team's of ratings (T8)."""
+
+    debtor: CustomerNotice | None = Field(default=None, description="the unpaid-invoice notification (T7)")
+    incident_opened: CustomerNotice | None = Field(default=None, description="sent when an incident is opened")
+    incident_closed: CustomerNotice | None = Field(default=None, description="sent when an incident is closed")
+    payment_receipt: PortalNotice | None = Field(default=None, description="sent when the ledger records a payment")
+    payment_failed: PortalNotice | None = Field(default=None, description="sent when the ledger records a failed payment")
+    rating: RatingNotice = Field(default_factory=RatingNotice)
+
+
+Permission = Literal["templates", "notifications", "send"]
+BUILT_IN_ROLES = ("owner", "admin", "member")
+
+
 class Safety(Model):
     # Like octoDNS's thresholds: an apply that destroys or replaces more than
     # this share of existing objects needs --allow-destroy.
@@ -262,6 +319,21 @@ class Settings(Model):
     safety: Safety = Field(default_factory=Safety)
     daemon: Daemon = Field(default_factory=Daemon)
     console: Console = Field(default_factory=Console)
+    notifications: Notifications = Field(default_factory=Notifications)
+    # T1: roles besides owner and admin (who may do everything), each with its permissions;
+    # `member` may be listed to give plain members some.
+    roles: dict[Id, list[Permission]] = Field(
+        default_factory=dict,
+        description="role → permissions (templates, notifications, send); owner and admin have them all",
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _custom_roles(cls, value: dict[str, list[Permission]]) -> dict[str, list[Permission]]:
+        for role in value:
+            if role in ("owner", "admin"):
+                raise ValueError(f"role {role!r} is built in and has every permission: it cannot be redefined")
+        return value
 
 
 # --- people and identities ----------------------------------------------------------------
@@ -271,7 +343,7 @@ class Member(Model):
     id: Id
     email: Email
     name: str = Field(min_length=1)
-    role: Literal["owner", "admin", "member"] = "member"
+    role: Id = Field(default="member", description="owner, admin, member, or a role of settings.roles (T1)")
 
 
 class Alias(Model):
@@ -331,8 +403,6 @@ class Assign(Model):
     default: bool = Field(default=False, description="customers matched by no other plan get this one")
     where: dict[Literal["country", "currency", "locale"], list[str]] = Field(default_factory=dict)
 
-
-SENDERS = "alias.<id>, account_manager or member.<id>"
 
 
 class Step(Model):

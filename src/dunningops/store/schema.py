@@ -167,6 +167,9 @@ class ApplyRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     applied_at: Mapped[datetime] = _ts()
     actor: Mapped[str] = mapped_column(Text)
+    # T1: the member the actor was found to be (by id or email) and the role that allowed the apply.
+    actor_member: Mapped[str | None] = mapped_column(String(63))
+    actor_role: Mapped[str | None] = mapped_column(String(63))
     git_commit: Mapped[str | None] = mapped_column(String(64))
     plan_digest: Mapped[str] = mapped_column(String(64))
     desired_digest: Mapped[str] = mapped_column(String(64))
@@ -228,6 +231,12 @@ class CustomerRow(Base):
     paused_until: Mapped[date | None] = mapped_column(Date)
     pause_reason: Mapped[str | None] = mapped_column(Text)  # promise to pay, dispute (R9)
     origin: Mapped[str] = mapped_column(String(20), default="import")  # import | manual | incoming_message (R6)
+    # The postal address letters are sent to (the ledger's columns; country is ``country``).
+    address_line1: Mapped[str | None] = mapped_column(Text)
+    address_line2: Mapped[str | None] = mapped_column(Text)
+    postal_code: Mapped[str | None] = mapped_column(String(32))
+    city: Mapped[str | None] = mapped_column(Text)
+    last_notified_at: Mapped[datetime | None] = _ts()  # T7: the last debtor notification sent
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
 
@@ -299,7 +308,7 @@ class PaymentRow(Base):
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
     paid_on: Mapped[date] = mapped_column(Date)
     amount_cents: Mapped[int] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(16))  # payment | credit_note
+    kind: Mapped[str] = mapped_column(String(16))  # payment | credit_note | failed (A9: reduces nothing)
     created_at: Mapped[datetime] = _ts()
 
 
@@ -415,3 +424,4 @@ class PauseRow(Base):
 # The import cycle's and the running service's tables live in their own modules, on the same Base.
 from dunningops.store.schema_daemon import ActivityRow, ApiTokenRow, ConsoleSessionRow, CredentialRow, RunnerRow  # noqa: E402, F401
 from dunningops.store.schema_inbox import AlertRow, InboxFolderRow, InboxMessageRow  # noqa: E402, F401
+from dunningops.store.schema_notices import IncidentRow, PortalNotificationRow, TodoDocumentRow  # noqa: E402, F401

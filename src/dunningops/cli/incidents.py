@@ -1,0 +1,1 @@
+"""`dunningops incident`: open, close, list, show and import customer incidents (T8)."""

@@ -1,0 +1,1 @@
+"""`dunningops notify`: the unpaid-invoice notification to debtors (T7)."""
