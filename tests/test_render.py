@@ -6,7 +6,9 @@ reviewer reads: a change to a template or to the renderer shows up there.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
 from datetime import date
 from pathlib import Path
 
@@ -63,6 +65,12 @@ def _context(locale: str = "fr_FR", *, customer: dict | None = None, contact: di
         signature=signature,
         today=date(2026, 10, 5),
         locale=locale,
+        incident={"reference": "INC-0012", "observations": "Facture F-2026-0142 contestée :\nlivraison incomplète (2 palettes sur 3).",
+                  "state": "closed", "opened_on": date(2026, 9, 20), "closed_on": date(2026, 10, 5),
+                  "invoice_number": "F-2026-0142"},
+        payment={"reference": "PAY-2026-0087", "amount_cents": 84000, "currency": "EUR", "paid_on": date(2026, 10, 4),
+                 "invoice_number": "F-2026-0177", "outstanding_cents": 24050},
+        rating_url="https://relances.ateliers-durand.fr/l/r/TOKEN",
     )
 
 
@@ -252,8 +260,9 @@ def test_template_vars_text(snapshot):
     text = template_vars_text()
     for v in VARIABLES:
         assert v.name in text
-    for tag in (*TAGS, "@Observations@", "@widgetvaluation@"):
+    for tag in TAGS:
         assert tag in text
+    assert "@Observations@" in text and "@widgetvaluation@" in text
     assert text == snapshot
 
 
@@ -298,12 +307,30 @@ def test_t2_unknown_tag_is_an_error():
         _render("text", body)
 
 
-@pytest.mark.parametrize("tag", ["@Observations@", "@widgetvaluation@"])
-def test_t8_unsupported_tags_give_a_clear_error(tag):
-    [(line, message)] = check_template(f"x\n{tag}", "html")
-    assert line == 2 and message.startswith(f"tag {tag} is not supported: ") and "not built yet" in message and "T8" not in message
-    with pytest.raises(RenderError, match=f"tag {tag} is not supported"):
-        _render("text", tag)
+def test_t8_observations_tag_inserts_the_incident_description():
+    email = _render("text", "Objet :\n@Observations@", subject="Demande @Observations@")
+    assert email.text == "Objet :\nFacture F-2026-0142 contestée :\nlivraison incomplète (2 palettes sur 3).\n"
+    assert "\n" not in email.subject
+    ctx = dataclasses.replace(_context(), incident={"observations": "<b>x</b> & y"})
+    html = _render("html", "<p>@Observations@</p>", ctx).html
+    assert html == "<p>&lt;b&gt;x&lt;/b&gt; &amp; y</p>"
+
+
+def test_t8_rating_widget_is_five_links_in_html_and_one_in_text():
+    html = _render("html", "<div>@widgetvaluation@</div>").html
+    links = re.findall(r'href="([^"]+)"', html)
+    assert links == [f"https://relances.ateliers-durand.fr/l/r/TOKEN?score={n}" for n in range(1, 6)]
+    assert "Comment avons-nous traité votre demande ?" in html
+    text = _render("text", "@widgetvaluation@").text
+    assert text == "Comment avons-nous traité votre demande ? Donner votre avis : https://relances.ateliers-durand.fr/l/r/TOKEN\n"
+    english = _render("html", "@widgetvaluation@", ctx=_context("en_GB"), language="en").html
+    assert "How did we handle your request?" in english and "5 out of 5" in english
+
+
+def test_t8_rating_widget_prints_nothing_without_an_incident_to_rate():
+    ctx = dataclasses.replace(_context(), rating_url=None)
+    assert _render("text", "[@widgetvaluation@]", ctx).text == "[]\n"
+    assert _render("html", "[@widgetvaluation@]", ctx).html == "[]"
 
 
 def test_t2_tags_are_not_email_addresses_comments_or_code():

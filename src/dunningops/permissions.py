@@ -13,8 +13,12 @@ permission in the same change that uses it.
 
 from __future__ import annotations
 
+import getpass
+import os
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dunningops.errors import PermissionDeniedError
@@ -77,3 +81,26 @@ def require(
     if who.member is None:
         raise PermissionDeniedError(f"{what}: {actor!r} is not a member; it needs the role {needed}")
     raise PermissionDeniedError(f"{what}: {who.member} has the role {who.role}; it needs the role {needed}")
+
+
+def who_acts(config_dir: Path, given: str | None = None) -> str:
+    """The actor's name: ``given`` (--actor), else DUNNINGOPS_ACTOR, else in CI the author of the
+    commit checked out (who made the change being applied), else git's user.email, else the login."""
+    if given:
+        return given
+    if os.environ.get("DUNNINGOPS_ACTOR"):
+        return os.environ["DUNNINGOPS_ACTOR"]
+    if os.environ.get("CI") == "true" or os.environ.get("GITHUB_ACTIONS") == "true":
+        author = git(config_dir, "log", "-1", "--format=%ae")
+        if author:
+            return author
+    return git(config_dir, "config", "user.email") or getpass.getuser()
+
+
+def git(config_dir: Path, *args: str) -> str | None:
+    """``git -C config_dir args``'s output, or None (no git, not a repository, an error)."""
+    try:
+        out = subprocess.run(["git", "-C", str(config_dir), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

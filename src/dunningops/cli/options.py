@@ -109,4 +109,11 @@ def address_options(f: Callable) -> Callable:
 
 
 MEMBER = click.option("--as", "member", envvar="DUNNINGOPS_MEMBER", help="The member doing it, e.g. alice.")
+# T1: who applies or sends on demand; unset: DUNNINGOPS_ACTOR, the git author in CI, git's user.email (permissions.who_acts).
+ACTOR = click.option(
+    "--actor",
+    "actor",
+    metavar="MEMBER",
+    help="Who does it: a member's id or email (default: $DUNNINGOPS_ACTOR, the commit's author in CI, git's user.email).",
+)
 AT = click.option("--at", "at_", type=INSTANT, metavar="TIMESTAMP", help="The instant to run at (ISO 8601; default: now).")

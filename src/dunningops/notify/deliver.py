@@ -98,7 +98,7 @@ def prepare(
     ids = sorted({n.customer_id for n in notices})
     rows: dict[int, Any] = {}
     for start in range(0, len(ids), 1000):
-        for row in session.execute(
+        for found in session.execute(
             select(
                 customers.c.id,
                 customers.c.external_id,
@@ -112,7 +112,7 @@ def prepare(
                 customers.c.country,
             ).where(customers.c.id.in_(ids[start : start + 1000]))
         ):
-            rows[row.id] = row
+            rows[found.id] = found
     calendar = SendingCalendar(config.settings)
     today = calendar.local(at).date()
     batch = compose.Batch.load(session, ids, today)

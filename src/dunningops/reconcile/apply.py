@@ -6,9 +6,6 @@ the plan that was shown (or saved): what was reviewed is exactly what runs.
 
 from __future__ import annotations
 
-import getpass
-import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 
 from dunningops.errors import LockError, StalePlanError, UnsafePlanError
+from dunningops.permissions import git, who_acts
 from dunningops.reconcile.drift import applied_state, forget_older_states, record_baseline
 from dunningops.reconcile.objects import desired_objects, split_address
 from dunningops.reconcile.plan import Change, Plan
@@ -181,20 +179,9 @@ def _after(change: Change) -> dict:
 
 
 def who_applies(config_dir: Path) -> str:
-    """DUNNINGOPS_ACTOR, else git's user.email, else the login name."""
-    if os.environ.get("DUNNINGOPS_ACTOR"):
-        return os.environ["DUNNINGOPS_ACTOR"]
-    email = _git(config_dir, "config", "user.email")
-    return email or getpass.getuser()
+    """The actor of an apply made without one (permissions.who_acts)."""
+    return who_acts(config_dir)
 
 
 def git_head(config_dir: Path) -> str | None:
-    return _git(config_dir, "rev-parse", "HEAD")
-
-
-def _git(config_dir: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(config_dir), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return git(config_dir, "rev-parse", "HEAD")

@@ -67,7 +67,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("payment.amount", "payment notifications: its amount, with currency", "840,00 €"),
     Variable("payment.date", "payment notifications: its date, spelt out", "12 octobre 2026"),
     Variable("payment.invoice_number", "payment notifications: the invoice it pays", "F-2026-0142"),
-    Variable("payment.outstanding", "payment notifications: what is left to pay on that invoice (empty when nothing is)", "360,00 €"),
+    Variable(
+        "payment.outstanding", "payment notifications: what is left to pay on that invoice (empty when nothing is)", "360,00 €"
+    ),
 )
 
 # Fields of each object a template can reach; "invoice" is an item of ``invoices``.

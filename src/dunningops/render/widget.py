@@ -18,7 +18,7 @@ _WORDS = {
 
 
 class RatingWidget:
-    __slots__ = ("url", "language")
+    __slots__ = ("language", "url")
 
     def __init__(self, url: str | None, language: str):
         self.url = url
@@ -51,6 +51,4 @@ class RatingWidget:
             ).format(self.link(s), s, out_of, "★" * s)
             for s in SCORES
         )
-        return str(
-            Markup('<p style="margin:16px 0 4px;">{}</p><p style="margin:0 0 16px;">{}</p>').format(question, stars)
-        )
+        return str(Markup('<p style="margin:16px 0 4px;">{}</p><p style="margin:0 0 16px;">{}</p>').format(question, stars))

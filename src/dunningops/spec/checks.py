@@ -11,8 +11,8 @@ from pathlib import Path
 
 from dunningops.errors import ConfigIssue
 from dunningops.render import check_template
-from dunningops.spec.paths import MAX_BODY_BYTES, FileProblem, read_inside, resolve_named, resolved
 from dunningops.spec.models import BUILT_IN_ROLES
+from dunningops.spec.paths import MAX_BODY_BYTES, FileProblem, read_inside, resolve_named, resolved
 from dunningops.spec.state import DesiredState
 from dunningops.spec.types import KINDS, parse_days, split_ref
 
@@ -105,7 +105,9 @@ def check_references(state: DesiredState, issues: list[ConfigIssue]) -> None:
             src = state.sources[f"member.{mid}"]
             known = ", ".join([*BUILT_IN_ROLES, *settings.roles])
             issues.append(
-                ConfigIssue(src.file, src.line_of("role"), f"members[{mid}].role", f"unknown role {member.role!r} (known: {known})")
+                ConfigIssue(
+                    src.file, src.line_of("role"), f"members[{mid}].role", f"unknown role {member.role!r} (known: {known})"
+                )
             )
     _check_notifications(state, settings, s_src, issues)
 

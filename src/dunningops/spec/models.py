@@ -241,6 +241,13 @@ class PortalNotice(Model):
     enabled: bool = True
     template: Id
     to: list[Id] = Field(default_factory=list, description="contact functions; none = the primary contact")
+    max_age_days: int = Field(
+        default=7,
+        ge=0,
+        le=366,
+        description="only payments dated within this many days of their import are notified (older ones are history, "
+        "e.g. a first import of the ledger)",
+    )
 
 
 class RatingNotice(Model):
@@ -402,7 +409,6 @@ class Template(Model):
 class Assign(Model):
     default: bool = Field(default=False, description="customers matched by no other plan get this one")
     where: dict[Literal["country", "currency", "locale"], list[str]] = Field(default_factory=dict)
-
 
 
 class Step(Model):
