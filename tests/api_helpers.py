@@ -43,7 +43,7 @@ class Clock:
 def make_app(url: str, config: Path, clock: Clock | None = None) -> App:
     """An App on ``url`` with ``config`` applied (the billing alias verified), on a test clock."""
     app = App(config_dir=config, database_url=url, env={}, clock=clock or Clock())
-    apply_config(app.store, load_config(config), now=APPLIED, actor="t", git_commit=None)
+    apply_config(app.store, load_config(config), now=APPLIED, actor="alice", git_commit=None)  # v1's owner (T1)
     with app.session() as s:
         s.execute(update(AliasRow).where(AliasRow.id == "billing").values(verified=True))
     return app

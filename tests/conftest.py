@@ -138,7 +138,9 @@ def v2(tmp_path: Path) -> Path:
 def run(monkeypatch: pytest.MonkeyPatch):
     """Run the CLI in-process: run("plan", "--config", d) → click Result (stdout and stderr apart)."""
     monkeypatch.setenv("DUNNINGOPS_NOW", PINNED_NOW)
-    monkeypatch.setenv("DUNNINGOPS_ACTOR", "ci@acme.fr")
+    # T1: applies and on-demand sends are made as the owner of tests/fixtures' v1 and v2 (by email, as the
+    # git author would be); a test with another config or member passes --actor.
+    monkeypatch.setenv("DUNNINGOPS_ACTOR", "alice@acme.fr")
     monkeypatch.delenv("DUNNINGOPS_DATABASE_URL", raising=False)
 
     def _run(*args: str, input: str | None = None):

@@ -90,8 +90,9 @@ class World:
     def activity(self) -> list[dict]:
         return self.rows(ActivityRow)
 
-    def apply(self, config_dir: Path) -> None:
-        apply_config(self.app.store, load_config(config_dir), now=self.clock.now, actor="t", git_commit=None)
+    def apply(self, config_dir: Path, actor: str = "alice") -> None:
+        """Apply a changed config, as v1's owner by default (T1)."""
+        apply_config(self.app.store, load_config(config_dir), now=self.clock.now, actor=actor, git_commit=None)
 
 
 def reply_email(sent: dict, sender: str, body: str) -> bytes:

@@ -31,7 +31,7 @@ def store(database_url: str):
 
 
 def _apply(store, config: Path, now=NOW, **kw):
-    return apply_config(store, load_config(config), now=now, actor="test@acme.fr", git_commit="abc123", **kw)
+    return apply_config(store, load_config(config), now=now, actor="alice@acme.fr", git_commit="abc123", **kw)
 
 
 def _plan(store, config: Path, **kw):
@@ -56,7 +56,7 @@ def test_apply_then_plan_is_empty(store, v1: Path):
     # The audit row: who, when, which commit, which plan.
     with store.session() as session:
         row = session.scalars(select(ApplyRow)).one()
-        assert (row.actor, row.git_commit, row.plan_digest) == ("test@acme.fr", "abc123", result.plan.digest)
+        assert (row.actor, row.git_commit, row.plan_digest) == ("alice@acme.fr", "abc123", result.plan.digest)
         assert row.summary == {"add": 13, "change": 0, "replace": 0, "destroy": 0}
         # Steps are rows of their own, in order, with their offset in days for SQL.
         steps = session.execute(select(PlanStepRow.id, PlanStepRow.at_days).order_by(PlanStepRow.position)).all()

@@ -31,7 +31,7 @@ def _plan(config: Path, url: str, **kw) -> Plan:
 def _apply(config: Path, url: str, **kw):
     store = open_store(url)
     try:
-        return apply_config(store, load_config(config), now=NOW, actor="test", git_commit=None, **kw)
+        return apply_config(store, load_config(config), now=NOW, actor="alice", git_commit=None, **kw)
     finally:
         store.dispose()
 

@@ -118,7 +118,7 @@ def test_apply_makes_the_next_plan_empty(backend: str, request: pytest.FixtureRe
         for state in (first, second):
             write_config(work / "config", state, previous)
             desired = load_config(work / "config")
-            apply_config(store, desired, now=NOW, actor="prop", git_commit=None)
+            apply_config(store, desired, now=NOW, actor="owner", git_commit=None)  # every state's owner (T1)
             with store.session() as session:
                 plan = build_plan(desired, read_actual(session))
             assert plan.empty, [(c.action, c.address, c.fields) for c in plan.changes]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import getpass
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ class Actor:
     role: str | None = None
 
 
-def grants(roles: Mapping[str, list[str]], role: str | None) -> frozenset[str]:
+def grants(roles: Mapping[str, Sequence[str]], role: str | None) -> frozenset[str]:
     """The permissions of ``role`` (``roles``: ``settings.roles``)."""
     if role in ALL_POWERFUL:
         return frozenset(PERMISSIONS)
@@ -61,19 +61,24 @@ def identify(members: Mapping[str, Mapping[str, Any]], name: str | None) -> Acto
     return Actor(name)
 
 
-def roles_with(roles: Mapping[str, list[str]], permission: str) -> list[str]:
+def either(names: Sequence[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``: the roles a message names."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def roles_with(roles: Mapping[str, Sequence[str]], permission: str) -> list[str]:
     """The roles that have ``permission``, for messages: owner, admin, then settings.roles'."""
     return [*ALL_POWERFUL, *(r for r, perms in roles.items() if permission in perms)]
 
 
 def require(
-    members: Mapping[str, Mapping[str, Any]], roles: Mapping[str, list[str]], actor: str | None, permission: str, what: str
+    members: Mapping[str, Mapping[str, Any]], roles: Mapping[str, Sequence[str]], actor: str | None, permission: str, what: str
 ) -> Actor:
     """The actor, if their role has ``permission``; else PermissionDeniedError naming ``what`` and the roles needed."""
     who = identify(members, actor)
     if who.member is not None and permission in grants(roles, who.role):
         return who
-    needed = " or ".join(roles_with(roles, permission))
+    needed = either(roles_with(roles, permission))
     if not actor:
         raise PermissionDeniedError(
             f"{what} needs a member whose role may {DESCRIPTIONS[permission]} ({needed}): say who you are with --actor"

@@ -12,7 +12,7 @@ from click.core import ParameterSource
 from dunningops.app import App
 from dunningops.cli.forecast import days_option
 from dunningops.cli.main import cli
-from dunningops.cli.options import AT, LIMIT, address_options, format_option, pass_app
+from dunningops.cli.options import ACTOR, AT, LIMIT, address_options, format_option, pass_app
 from dunningops.cli.output import EXIT_CHANGES, EXIT_IMPACT_GATE, finish
 
 
@@ -103,9 +103,22 @@ def impact_gates(impact, max_added: int | None, max_moved_earlier: int | None) -
     metavar="N",
     help="Exit 4 when more than N reminders would move earlier (implies --impact).",
 )
+@ACTOR
 @click.pass_context
 def plan(
-    ctx: click.Context, app: App, out, fmt_, detailed_exitcode, target, exclude, impact, days, at_, max_added, max_moved_earlier
+    ctx: click.Context,
+    app: App,
+    out,
+    fmt_,
+    detailed_exitcode,
+    target,
+    exclude,
+    impact,
+    days,
+    at_,
+    max_added,
+    max_moved_earlier,
+    actor,
 ) -> None:
     """Show what apply would change in the store.
 
@@ -130,7 +143,9 @@ def plan(
         raise click.UsageError("--impact shows the whole config's effect on customers: do not pass --target/--exclude with it")
     desired = app.load_config()
     with app.session() as session:
-        result = build_plan(desired, read_actual(session), targets=target, excludes=exclude)
+        actual = read_actual(session)
+        result = build_plan(desired, actual, targets=target, excludes=exclude)
+    refused = _refusal(app, result, actual, actor)
     gates: list[str] = []
     if impact:
         from dunningops.forecast.render import render_plan_with_impact
@@ -144,11 +159,26 @@ def plan(
     if out:
         save_plan(result, out)
         click.echo(f"Saved the plan to {out}; apply it with `dunningops apply {out}`.", err=True)
+    if refused:
+        click.echo(f"warning: {refused}; apply will refuse this plan", err=True)
     for line in gates:
         click.echo(line, err=True)
     if gates:
         finish(code=EXIT_IMPACT_GATE)
     finish(code=EXIT_CHANGES if detailed_exitcode and not result.empty else 0)
+
+
+def _refusal(app: App, plan, actual, actor: str | None) -> str | None:
+    """T1: why the actor could not apply ``plan``, or None."""
+    from dunningops.errors import PermissionDeniedError
+    from dunningops.permissions import who_acts
+    from dunningops.reconcile.permissions import authorize
+
+    try:
+        authorize(plan, actual, who_acts(app.config_dir, actor))
+    except PermissionDeniedError as exc:
+        return str(exc)
+    return None
 
 
 @cli.command()
@@ -160,8 +190,14 @@ def plan(
     "--lock-timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True, help="Seconds to wait for another apply."
 )
 @address_options
-def apply(app: App, planfile, auto_approve, allow_destroy, lock_timeout, target, exclude) -> None:
-    """Apply the config to the store (or a plan saved with `plan --out`)."""
+@ACTOR
+def apply(app: App, planfile, auto_approve, allow_destroy, lock_timeout, target, exclude, actor) -> None:
+    """Apply the config to the store (or a plan saved with `plan --out`).
+
+    Changes to templates and notification settings need a member whose role allows them, and
+    members and roles are changed by owners and admins only: the applied config says who.
+    """
+    from dunningops.permissions import who_acts
     from dunningops.reconcile.apply import apply_config
     from dunningops.reconcile.render import render_text
     from dunningops.reconcile.saved import load_plan
@@ -188,6 +224,7 @@ def apply(app: App, planfile, auto_approve, allow_destroy, lock_timeout, target,
         excludes=exclude,
         allow_destroy=allow_destroy,
         confirm=confirm,
+        actor=who_acts(app.config_dir, actor),
         lock_timeout_s=lock_timeout,
     )
     if result.plan.empty:

@@ -10,7 +10,7 @@ import click
 
 from dunningops.app import App
 from dunningops.cli.main import cli
-from dunningops.cli.options import pass_app
+from dunningops.cli.options import ACTOR, pass_app
 
 
 def _file_part(value: str) -> str:
@@ -91,15 +91,23 @@ def template_proof(app: App, name, to, external_id, language) -> None:
 @click.option(
     "--again", is_flag=True, help="Send even if the last send of NAME to a customer was interrupted and may already have arrived."
 )
-def template_send(app: App, name, customers, sender, again) -> None:
-    """Send template NAME now to customers (their primary contact), within the sending caps."""
+@ACTOR
+def template_send(app: App, name, customers, sender, again, actor) -> None:
+    """Send template NAME now to customers (their primary contact), within the sending caps.
+
+    Needs a member whose role may send on demand (owner, admin, or a role given `send`).
+    """
     from dunningops.dunning.ondemand import check_caps, prepare, send_prepared
     from dunningops.dunning.runconfig import RunConfig
     from dunningops.errors import ConflictError
+    from dunningops.permissions import require, who_acts
 
     at = app.now()
     with app.session() as session:
         config = RunConfig.from_store(session)
+        # T1/T5: the applied config says who may send on demand. Proofs (T3) go to colleagues: open to all.
+        who = who_acts(app.config_dir, actor)
+        require(config.members, config.settings.roles, who, "send", f"sending template {name} on demand")
         items = []
         for external_id in customers:
             p = prepare(session, config, name, external_id, at, sender_ref=sender)

@@ -15,9 +15,10 @@ from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 
 from dunningops.errors import LockError, StalePlanError, UnsafePlanError
-from dunningops.permissions import git, who_acts
+from dunningops.permissions import Actor, git, who_acts
 from dunningops.reconcile.drift import applied_state, forget_older_states, record_baseline
 from dunningops.reconcile.objects import desired_objects, split_address
+from dunningops.reconcile.permissions import authorize
 from dunningops.reconcile.plan import Change, Plan
 from dunningops.reconcile.planner import build_plan
 from dunningops.spec.state import DesiredState
@@ -35,6 +36,7 @@ class ApplyResult:
     applied: bool
     apply_id: int | None = None
     outbox: list[dict] = field(default_factory=list)
+    actor: Actor | None = None  # who applied it, as found among the applied members (T1)
 
 
 def raise_if_unsafe(plan: Plan, allow_destroy: bool) -> None:
@@ -70,6 +72,11 @@ def apply_config(
     Args:
         expected: the plan that was saved or shown; refused if the states moved on since.
         confirm: asked with the plan (under the lock) before anything is written.
+        actor: who applies (a member's id or email; default: permissions.who_acts). T1: checked
+            against the members of the store, not of ``desired``.
+
+    Raises:
+        PermissionDeniedError: the actor's role may not make some of the changes; nothing is written.
     """
     if expected is not None:
         targets, excludes = expected.targets, expected.excludes
@@ -77,13 +84,15 @@ def apply_config(
     try:
         with store.session(write_lock=True) as session:
             acquire_apply_lock(session, actor, now, lock_timeout_s)
-            plan = build_plan(desired, objects.read_actual(session), targets=targets, excludes=excludes)
+            actual = objects.read_actual(session)
+            plan = build_plan(desired, actual, targets=targets, excludes=excludes)
             if expected is not None:
                 _check_not_stale(expected, plan)
             if plan.empty:
                 if not (targets or excludes):
                     record_baseline(session)  # the store matches the config: drift's first baseline
                 return ApplyResult(plan, applied=False)
+            who = authorize(plan, actual, actor)  # T1: the applied members decide, before anything is written
             raise_if_unsafe(plan, allow_destroy)
             if confirm is not None and not confirm(plan):
                 return ApplyResult(plan, applied=False)
@@ -94,6 +103,8 @@ def apply_config(
                 .values(
                     applied_at=now,
                     actor=actor,
+                    actor_member=who.member,
+                    actor_role=who.role,
                     git_commit=git_commit or git_head(desired.root),
                     plan_digest=plan.digest,
                     desired_digest=plan.desired_digest,
@@ -110,7 +121,7 @@ def apply_config(
         if "locked" in str(exc.orig).lower():
             raise LockError("another apply holds the store's write lock; try again when it has finished") from exc
         raise
-    return ApplyResult(plan, applied=True, apply_id=apply_id, outbox=outbox)
+    return ApplyResult(plan, applied=True, apply_id=apply_id, outbox=outbox, actor=who)
 
 
 def _check_not_stale(expected: Plan, plan: Plan) -> None:

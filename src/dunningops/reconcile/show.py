@@ -51,6 +51,13 @@ def render_state(actual: dict[str, ActualObject], fmt: str = "text") -> str:
     return "\n".join(lines) + "\n"
 
 
+def actor_label(actor: str, member: str | None, role: str | None) -> str:
+    """``alice (owner)``, ``alice@acme.fr (alice, owner)``, or the bare actor when no member was found (T1)."""
+    if member is None:
+        return actor
+    return f"{member} ({role})" if actor == member else f"{actor} ({member}, {role})"
+
+
 def render_history(rows: list[ApplyRow], fmt: str = "text") -> str:
     if fmt == "json":
         data = [
@@ -58,6 +65,8 @@ def render_history(rows: list[ApplyRow], fmt: str = "text") -> str:
                 "id": r.id,
                 "applied_at": r.applied_at.isoformat(),
                 "actor": r.actor,
+                "actor_member": r.actor_member,
+                "actor_role": r.actor_role,
                 "git_commit": r.git_commit,
                 "plan_digest": r.plan_digest,
                 "summary": r.summary,
@@ -73,7 +82,7 @@ def render_history(rows: list[ApplyRow], fmt: str = "text") -> str:
         s = r.summary
         commit = (r.git_commit or "no commit")[:10]
         lines.append(
-            f"#{r.id}  {_when(r.applied_at)}  {r.actor}  {commit}  "
+            f"#{r.id}  {_when(r.applied_at)}  {actor_label(r.actor, r.actor_member, r.actor_role)}  {commit}  "
             f"+{s['add']} ~{s['change']} -/+{s['replace']} -{s['destroy']}  plan {r.plan_digest[:12]}"
         )
     return "\n".join(lines) + "\n"
