@@ -78,6 +78,25 @@ def ledger_import(app: App, kind, file, file_format, mapping, skip_invalid, reje
     if summary.rejected:
         where = f" (see {reject_file})" if reject_file else ""
         click.echo(f"{summary.rejected} invalid rows were skipped{where}.", err=True)
+    if kind == "payments":
+        _payment_notifications(app, summary)
+
+
+def _payment_notifications(app: App, summary) -> None:
+    """Receipts and failed-payment emails, sent once the import committed (with any left from before)."""
+    from dunningops.notify.portal import send_pending
+
+    if summary.dry_run:
+        if summary.notices:
+            click.echo(f"Payment notifications: {summary.notices} owed by this import (a dry run sends nothing).")
+        return
+    report = send_pending(app.store, at=app.now(), transport_factory=app.transport)
+    for line in report.lines():
+        click.echo(line)
+    for problem in report.problems:
+        click.echo(f"Warning: {problem}", err=True)
+    if report.fatal is not None:
+        click.echo(f"Warning: {report.fatal}; the payment notifications left go out with the next send cycle.", err=True)
 
 
 @ledger.command("generate")

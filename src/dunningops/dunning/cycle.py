@@ -42,6 +42,7 @@ from dunningops.dunning.report import CycleReport
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import Decision, decide
 from dunningops.errors import ConflictError, InvalidInputError, StoreError
+from dunningops.notify import portal
 from dunningops.outgoing.history import mark_interrupted
 from dunningops.outgoing.letter import REMINDER_KEY, Letter, Outcome, Recorded
 from dunningops.store.engine import Store
@@ -132,6 +133,7 @@ def _run(
 ) -> None:
     with store.session(write_lock=True) as session:
         report.unknown = mark_interrupted(session)
+        portal.settle_interrupted(session)  # A9: their notifications follow (never sent again)
         claims.release_dead(session)
     with store.session() as session:
         ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
@@ -157,7 +159,8 @@ def _run(
     auto = [d for d in report.decisions if d.outcome == "send"]
     with store.session() as session:
         outbox = pending_confirmations(session, count=True)
-    if not auto and not outbox:
+        owed = portal.has_pending(session)  # A9: receipts the caps held back (one indexed query)
+    if not auto and not outbox and not (owed and transport_factory is not None):
         return
     if transport_factory is None:
         raise InvalidInputError("sending needs a transport (settings.sending.transport)")
@@ -177,12 +180,23 @@ def _run(
                 with store.session(write_lock=True) as session:
                     _release_errors(session, ctx, prepared)
             _send_batch(store, ctx, prepared)
+        if owed and not _stopped(ctx):
+            # After the reminders, in what the caps leave; the rest waits for the next cycle.
+            _send_portal(store, ctx, transport)
     except TransportError as exc:
         # The transport cannot work as configured: the results are recorded (deferred), the run stops here.
         report.fatal = exc
         report.errors.append(str(exc))
     finally:
         transport.close()
+
+
+def _send_portal(store: Store, ctx: RunContext, transport: Transport) -> None:
+    done = portal.send_pending(store, ctx.config, at=ctx.at, transport=transport)
+    ctx.report.messages += done.messages
+    ctx.report.errors += done.problems
+    if done.fatal is not None:
+        raise done.fatal
 
 
 def _stopped(ctx: RunContext) -> bool:

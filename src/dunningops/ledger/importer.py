@@ -41,6 +41,7 @@ class ImportSummary:
     pruned: int = 0
     links_changed: int = 0
     rejected: int = 0
+    notices: int = 0  # payments: the portal notifications (A9) owed, sent once the import committed
     dry_run: bool = False
     issues: list[RowIssue] = field(default_factory=list)
 
@@ -101,6 +102,7 @@ def import_file(
                 counts.pruned,
                 counts.links_changed,
             )
+            summary.notices = counts.notices
             drop_staging(session, kind)
             if dry_run or (confirm is not None and not confirm(summary)):
                 raise _Rollback

@@ -100,6 +100,7 @@ def import_items(session: Session, kind: str, items: Sequence[object], *, now: d
         raise ItemsError([_item_issue(i) for i in summary.issues], summary.rows)
     counts = write(session, kind, now, prune=False)
     summary.added, summary.changed, summary.links_changed = counts.added, counts.changed, counts.links_changed
+    summary.notices = counts.notices  # A9: the caller sends them once its transaction committed
     drop_staging(session, kind)
     return summary
 

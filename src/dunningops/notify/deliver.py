@@ -49,12 +49,15 @@ class Notice:
     ``invoice_ids``: the invoices it lists (None: every open, unpaused invoice of the customer).
     ``extra``: what the kind adds to the context: ``incident``, ``payment``, ``rating_url``
     (render/context.py's EmailContext fields). ``tag`` is the caller's, handed back.
+    ``reuse_id``: the history row of this notice's earlier ``deferred`` try: sent again with its
+    Message-ID (nothing of it left; a reader who saw the first try recognises the second).
     """
 
     customer_id: int
     invoice_ids: list[int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     tag: Any = None
+    reuse_id: int | None = None
 
 
 @dataclass
@@ -213,6 +216,7 @@ def letters(ready: Sequence[Ready], *, template: str, at: datetime) -> list[Lett
                 language=r.language,
                 sender_ref=r.sender.ref,
                 invoice_ids=tuple(r.invoice_ids),
+                reuse_id=r.notice.reuse_id,
                 tag=r,
             )
         )

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+from dunningops.errors import DunningOpsError
 from dunningops.ledger.importer import ImportSummary
 from dunningops.ledger.items import import_items
 from dunningops.store.activity import record_activity
@@ -60,6 +62,19 @@ def upsert(kind: str) -> Callable[[WebContext, Call], dict[str, Any]]:
                         "links_changed": summary.links_changed,
                     },
                 )
+        if summary.notices:
+            _send_notifications(ctx, now)
         return result(summary)
 
     return handle
+
+
+def _send_notifications(ctx: WebContext, now: datetime) -> None:
+    """A9: the receipts the new payments owe, sent once the upsert committed; what cannot go now
+    (caps, a transport down) stays pending for the next send cycle, and the upsert stands."""
+    from dunningops.notify.portal import send_pending
+
+    try:
+        send_pending(ctx.app.store, ctx.config(), at=now, transport_factory=ctx.app.transport)
+    except DunningOpsError:
+        pass  # what became of each is in the history and the pending rows; the daemon's send cycle goes on
