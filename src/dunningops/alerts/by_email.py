@@ -1,6 +1,9 @@
 """Alerts by email: one email per alert, or a digest of several, to ``settings.alerts.email_to``, from
 the fallback sender, through the one way out (``outgoing.send``): at most once, since each alert's
-email channel is claimed in the transaction that records the message ``sending``."""
+email channel is claimed in the transaction that records the message ``sending``.
+
+Ratings (T8) go to their own addresses: ``settings.notifications.rating.to``, else ``email_to``,
+else the owners, whether announced at once or retried later (the daemon, ``alerts announce``)."""
 
 from __future__ import annotations
 
@@ -46,14 +49,39 @@ def email_text(row: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _letter(row: dict[str, Any], settings: Settings, at: datetime) -> Letter:
+def _owners(store) -> list[str]:
+    from sqlalchemy import select
+
+    from dunningops.store.schema import MemberRow
+
+    with store.session() as session:
+        return list(session.scalars(select(MemberRow.email).where(MemberRow.role == "owner").order_by(MemberRow.id)))
+
+
+def _groups(store, rows: list[dict[str, Any]], settings: Settings) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
+    """The alerts by the addresses their email goes to, in order (one group unless there are ratings)."""
+    team = tuple(settings.alerts.email_to)
+    owners: list[str] | None = None
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        to = team
+        if row["kind"] == "rating":
+            to = tuple(settings.notifications.rating.to) or team
+            if not to:
+                owners = _owners(store) if owners is None else owners
+                to = tuple(owners)
+        groups.setdefault(to, []).append(row)
+    return list(groups.items())
+
+
+def _letter(row: dict[str, Any], settings: Settings, at: datetime, to: tuple[str, ...] = ()) -> Letter:
     company = settings.company.name
     return Letter(
         message=OutgoingMessage(
             message_id="",
             # From the fallback sender, as the other system emails: always an address we may send from.
             from_=Address(settings.deliverability.fallback_sender, company),
-            to=[Address(a) for a in settings.alerts.email_to],
+            to=[Address(a) for a in to or settings.alerts.email_to],
             subject=f"[{company}] {KIND_LABELS.get(row['kind'], 'Alert')}: {one_line(row['title'], MAX_SUBJECT_TITLE)}",
             text=email_text(row),
             headers={"Auto-Submitted": "auto-generated", "X-Dunningops-Alert": str(row["id"])},
@@ -85,6 +113,15 @@ def announce_by_email(
     if transport is None:
         leave_waiting(rows, "email", "no transport to send with", report)
         return
+    groups = _groups(store, rows, settings)
+    if len(groups) > 1:
+        for _, group in groups:
+            announce_by_email(store, group, settings, transport, at, domain, report)
+        return
+    to = groups[0][0] if groups else ()
+    if not to:
+        leave_waiting(rows, "email", "nobody to send the alert to", report)
+        return
     # An import that reads 800 bounces sends the team a few digests, not 800 emails.
     chunks = [rows[start : start + DIGEST_SIZE] for start in range(0, len(rows), DIGEST_SIZE)]
     for n, chunk in enumerate(chunks):
@@ -102,7 +139,7 @@ def announce_by_email(
                     alert_store.set_channel(session, alert_id, "email", _email_outcome(o))
 
         try:
-            letters = [_letter(chunk[0], settings, at) if len(chunk) == 1 else _digest(chunk, settings, at)]
+            letters = [_letter(chunk[0], settings, at, to) if len(chunk) == 1 else _digest(chunk, settings, at, to)]
             outcomes = outgoing.send(store, transport, letters, at=at, domain=domain, reserve=reserve, settle=settle)
             if not outcomes and len(chunk) > 1:
                 # Not claimed as a whole (another process announces some of them): one email each.
@@ -135,7 +172,7 @@ def _ids(ids: list[int]) -> str:
     return ", ".join(f"#{i}" for i in ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
 
 
-def _digest(rows: list[dict[str, Any]], settings: Settings, at: datetime) -> Letter:
+def _digest(rows: list[dict[str, Any]], settings: Settings, at: datetime, to: tuple[str, ...] = ()) -> Letter:
     """Several alerts in one email: a count by kind in the subject, each alert's text in the body."""
     company = settings.company.name
     kinds: dict[str, int] = {}
@@ -147,7 +184,7 @@ def _digest(rows: list[dict[str, Any]], settings: Settings, at: datetime) -> Let
         message=OutgoingMessage(
             message_id="",
             from_=Address(settings.deliverability.fallback_sender, company),
-            to=[Address(a) for a in settings.alerts.email_to],
+            to=[Address(a) for a in to or settings.alerts.email_to],
             subject=f"[{company}] {len(rows)} alerts: {what}",
             text=body,
             headers={"Auto-Submitted": "auto-generated", "X-Dunningops-Alert": ",".join(str(r["id"]) for r in rows)},

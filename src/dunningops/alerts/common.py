@@ -19,6 +19,7 @@ KIND_LABELS = {
     "sending_refused": "Email refused",
     "promise_broken": "Promise broken",
     "quarantined": "Unreadable email",
+    "rating": "Rating",
 }
 CHANNEL_ORDER = ("in_app", "email", "slack")
 MAX_DETAILS = 5  # a Slack line or an email stays short; `alerts show` has them all

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AlertKind = Literal["bounce", "complaint", "sending_refused", "promise_broken", "quarantined"]
-ALERT_KINDS: tuple[AlertKind, ...] = ("bounce", "complaint", "sending_refused", "promise_broken", "quarantined")
+AlertKind = Literal["bounce", "complaint", "sending_refused", "promise_broken", "quarantined", "rating"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("bounce", "complaint", "sending_refused", "promise_broken", "quarantined", "rating")
 
 
 @dataclass(frozen=True)

@@ -194,24 +194,35 @@ class Alerts(Model):
     )
     promise_broken: list[AlertChannel] = Field(default_factory=_in_app_only, description="a promise to pay passed unpaid")
     quarantined: list[AlertChannel] = Field(default_factory=_in_app_only, description="an incoming email could not be read")
+    rating: list[AlertChannel] | None = Field(
+        default=None,
+        description=(
+            "a customer rated how an incident was handled; its email goes to notifications.rating.to, else email_to, "
+            "else the owners; none = the in-app list and that email"
+        ),
+    )
     email_to: list[Email] = Field(default_factory=list)
     slack_webhook_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
 
     @staticmethod
     def kinds() -> tuple[str, ...]:
         """The alert kinds that have a channel list here (alerts/events.py ALERT_KINDS, kept in step by a test)."""
-        return ("bounce", "complaint", "sending_refused", "promise_broken", "quarantined")
+        return ("bounce", "complaint", "sending_refused", "promise_broken", "quarantined", "rating")
 
     def channels_for(self, kind: str) -> list[AlertChannel]:
         """The channels an alert of ``kind`` goes to (an unknown kind: the in-app list only)."""
+        if kind == "rating" and self.rating is None:
+            # T8: by email when these settings know an address; incidents/ratings.py also asks the other sources.
+            return ["in_app", "email"] if self.email_to else ["in_app"]
         return list(getattr(self, kind)) if kind in self.kinds() else ["in_app"]
 
     @model_validator(mode="after")
     def _channels_have_targets(self) -> Alerts:
         for kind in self.kinds():
-            channels = getattr(self, kind)
+            channels = getattr(self, kind) or []
             label = kind.replace("_", " ")
-            if "email" in channels and not self.email_to:
+            # A rating's email has other addresses to go to (notifications.rating.to, the owners).
+            if "email" in channels and not self.email_to and kind != "rating":
                 raise ValueError(f"{label} alerts by email need `email_to`")
             if "slack" in channels and not self.slack_webhook_env:
                 raise ValueError(f"{label} alerts on Slack need `slack_webhook_env` (the variable holding the webhook URL)")
