@@ -12,6 +12,12 @@ from dunningops.cli.output import echo_json, more_line, render_table, to_json
 from dunningops.tables import contacts_table, money
 
 FORMAT = format_option("table", "json")
+# T8: by the rating status of the incidents (customers' or invoices').
+RATING = click.option(
+    "--rating",
+    type=click.Choice(["rated", "unrated", "none"]),
+    help="By their incidents: rated (one has the customer's rating), unrated (incidents, none rated yet), none (no incident).",
+)
 
 
 @cli.group()
@@ -26,16 +32,24 @@ def customers() -> None:
 )
 @click.option("--plan", help="Only customers in this plan (explicit or by the assignment rules).")
 @click.option("--overdue-days", type=DAYS, help="Only customers with an open invoice at least this many days overdue.")
+@RATING
 @click.option("--limit", type=LIMIT, default=100, show_default=True, help="At most this many customers.")
 @click.option("--offset", type=OFFSET, default=0, show_default=True, help="Skip this many first.")
 @FORMAT
-def customers_list(app: App, origin, plan, overdue_days, limit, offset, fmt_) -> None:
+def customers_list(app: App, origin, plan, overdue_days, rating, limit, offset, fmt_) -> None:
     """List customers with their plan, open invoices and outstanding amount (a page of them)."""
     from dunningops.ledger.queries import list_customers
 
     with app.session() as session:
         page = list_customers(
-            session, today=app.now().date(), origin=origin, plan=plan, overdue_days=overdue_days, limit=limit, offset=offset
+            session,
+            today=app.now().date(),
+            origin=origin,
+            plan=plan,
+            overdue_days=overdue_days,
+            rating=rating,
+            limit=limit,
+            offset=offset,
         )
     rows, total = page.rows, page.total
     if fmt_ == "json":
@@ -72,7 +86,9 @@ def customers_list(app: App, origin, plan, overdue_days, limit, offset, fmt_) ->
 @FORMAT
 def customers_show(app: App, external_id, mail_limit, fmt_) -> None:
     """Show one customer: plan, contacts, open invoices, pauses, and its mail sent and received."""
+    from dunningops.dunning.pauses import UNTIL_CLOSED
     from dunningops.ledger.queries import show_customer
+    from dunningops.render.pdf import address_lines
 
     with app.session() as session:
         data = show_customer(session, external_id, app.now().date(), mail_limit=mail_limit)
@@ -85,6 +101,8 @@ def customers_show(app: App, external_id, mail_limit, fmt_) -> None:
         f"plan: {data['plan'] or 'none'}{' (explicit)' if data['plan_id'] else ''}; account manager: "
         f"{data['account_manager'] or 'none'}; origin: {data['origin']}{paused}"
     )
+    if postal := address_lines(data):  # letters are printed with it
+        click.echo(f"postal address: {', '.join(postal)}")
     click.echo("\nContacts:")
     click.echo(contacts_table(data["contacts"]), nl=False)
     click.echo("\nOpen invoices:")
@@ -109,6 +127,8 @@ def customers_show(app: App, external_id, mail_limit, fmt_) -> None:
     click.echo("\nPauses:")
     for p in data["pauses"]:
         p["since"] = f"{p['created_at']:%Y-%m-%d}"
+        if p["until"] == UNTIL_CLOSED:  # an incident's dispute: no date, until it is closed
+            p["until"] = "its incident is closed"
         p["ended"] = f"{p['ended_how']} {p['ended_at']:%Y-%m-%d}" if p["ended_how"] else "active"
     click.echo(
         render_table(
@@ -125,6 +145,28 @@ def customers_show(app: App, external_id, mail_limit, fmt_) -> None:
         ),
         nl=False,
     )
+    if data["incidents"]:
+        click.echo("\nIncidents, newest first:")
+        for i in data["incidents"]:
+            i["opened"] = f"{i['opened_at']:%Y-%m-%d}"
+            i["closed"] = f"{i['closed_at']:%Y-%m-%d}" if i["closed_at"] else ""
+            i["score"] = f"{i['rating']}/5" if i["rating"] is not None else ""
+        click.echo(
+            render_table(
+                data["incidents"],
+                [
+                    ("reference", "REFERENCE"),
+                    ("kind", "KIND"),
+                    ("state", "STATE"),
+                    ("invoice", "INVOICE"),
+                    ("opened", "OPENED"),
+                    ("closed", "CLOSED"),
+                    ("score", "RATING"),
+                    ("rating_message", "MESSAGE"),
+                ],
+            ),
+            nl=False,
+        )
     click.echo("\nMail, newest first:")
     for m in data["mail"]:
         m["when"] = f"{m['at']:%Y-%m-%d %H:%M}" if m["at"] else "-"
@@ -163,20 +205,24 @@ BY = click.option("--by", "member", envvar="DUNNINGOPS_MEMBER", metavar="MEMBER"
 
 
 def _paused_line(what: str, result: dict) -> str:
-    from dunningops.dunning.pauses import LABELS
+    from dunningops.dunning.pauses import LABELS, UNTIL_CLOSED
 
     line = f"{what} paused until {result['until']}: {LABELS[result['reason']]}"
     if replaced := result["replaced"]:
         until = f" until {replaced['until']}" if replaced["until"] else ""
+        if replaced["until"] == UNTIL_CLOSED:
+            until = " until its incident is closed"
         line += f" (replaces the pause{until}, {LABELS.get(replaced['reason'] or '', replaced['reason'] or 'no reason given')})"
     return line + "."
 
 
 def _resumed_line(what: str, result: dict) -> str:
-    from dunningops.dunning.pauses import LABELS
+    from dunningops.dunning.pauses import LABELS, UNTIL_CLOSED
 
     ended = result["ended"]
     until = f" until {ended['until']}" if ended["until"] else ""
+    if ended["until"] == UNTIL_CLOSED:
+        until = " until its incident is closed"
     reason = LABELS.get(ended["reason"] or "", ended["reason"] or "no reason given")
     return f"{what} resumed (the pause{until}, {reason}, ended): its dunning goes on from the step after the last one performed."
 
@@ -221,7 +267,59 @@ def customers_resume(app: App, external_id, fmt_) -> None:
 
 @cli.group()
 def invoices() -> None:
-    """Invoices in the ledger: pauses (a dispute, a promise to pay)."""
+    """Invoices in the ledger: listing, pauses (a dispute, a promise to pay)."""
+
+
+@invoices.command("list")
+@pass_app
+@click.option("--customer", metavar="ID", help="Only this customer's (its external id).")
+@click.option(
+    "--status", type=click.Choice(["open", "paid", "void", "all"]), default="open", show_default=True, help="Their status."
+)
+@RATING
+@click.option("--limit", type=LIMIT, default=100, show_default=True, help="At most this many invoices.")
+@click.option("--offset", type=OFFSET, default=0, show_default=True, help="Skip this many first.")
+@FORMAT
+def invoices_list(app: App, customer, status, rating, limit, offset, fmt_) -> None:
+    """List invoices, oldest due first, with their customer, outstanding amount and pause."""
+    from dunningops.ledger.queries import list_invoices
+
+    with app.session() as session:
+        page = list_invoices(
+            session,
+            today=app.now().date(),
+            customer=customer,
+            status=None if status == "all" else status,
+            rating=rating,
+            limit=limit,
+            offset=offset,
+        )
+    if fmt_ == "json":
+        echo_json({"total": page.total, "offset": offset, "limit": limit, "invoices": page.rows})
+        return
+    for r in page.rows:
+        r["amount"] = money(r["amount_cents"])
+        r["outstanding"] = money(r["outstanding_cents"], r["currency"])
+        r["pause"] = _pause_words(r["paused_until"], r["pause_reason"]) if r["paused"] else ""
+    click.echo(
+        render_table(
+            page.rows,
+            [
+                ("external_id", "ID"),
+                ("number", "NUMBER"),
+                ("customer", "CUSTOMER"),
+                ("due_date", "DUE"),
+                ("days_overdue", "DAYS"),
+                ("status", "STATUS"),
+                ("amount", "AMOUNT"),
+                ("outstanding", "OUTSTANDING"),
+                ("pause", "PAUSED"),
+            ],
+        ),
+        nl=False,
+    )
+    if line := more_line(offset + len(page.rows), page.total, "invoices"):
+        click.echo(line, err=True)
 
 
 @invoices.command("pause")

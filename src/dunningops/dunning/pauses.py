@@ -36,10 +36,14 @@ from dunningops.store.schema import CustomerRow, InvoiceRow, MemberRow, PauseRow
 __all__ = [
     "LABELS",
     "REASONS",
+    "UNTIL_CLOSED",
     "PauseReason",
     "company_today",
+    "end_pause",
+    "hold_invoice",
     "pause_customer",
     "pause_invoice",
+    "relabel_hold",
     "resolve_invoice",
     "resume_customer",
     "resume_invoice",
@@ -56,6 +60,9 @@ LABELS = {"promise": "promise to pay", "dispute": "dispute", "other": "other"}
 MAX_AHEAD = timedelta(days=5 * 365 + 2)
 NOTE_MAX = 2000
 CHUNK = 1000  # ids per IN list (SQLite's variable limit)
+# A hold (an incident's dispute) lasts until it is lifted, not to a date. Its pause row needs one: this
+# day, which no send cycle reaches (pause_ends never ends it); the invoice's copy carries no date.
+UNTIL_CLOSED = date(2199, 12, 31)
 
 
 # --- pausing and resuming, by a person -----------------------------------------------------------
@@ -248,6 +255,64 @@ def pause_invoice(
         "by": by,
         "replaced": replaced,
     }
+
+
+def hold_invoice(
+    session: Session, invoice_id: int, *, reason: PauseReason, label: str, note: str | None, by: str | None, now: datetime
+) -> int:
+    """Pause an open invoice until ``end_pause`` lifts it (no date: an incident's dispute); replaces its
+    active pause. ``label`` is what the invoice's copy says (the dry run, `customers show`). The pause's id."""
+    inv = session.execute(select(invoices.c.customer_id).where(invoices.c.id == invoice_id).with_for_update()).one()
+    _end_active(session, inv.customer_id, invoice_id, now)
+    pause_id = _insert(
+        session, customer_id=inv.customer_id, invoice_id=invoice_id, until=UNTIL_CLOSED, reason=reason, note=note, by=by, now=now
+    )
+    session.execute(
+        update(invoices)
+        .where(invoices.c.id == invoice_id)
+        .values(paused=True, paused_until=None, pause_reason=label, updated_at=now)
+    )
+    return pause_id
+
+
+def relabel_hold(session: Session, pause_id: int, *, label: str, note: str | None, now: datetime) -> bool:
+    """Change what an active hold says (its note, its invoice's copy); False when it has ended."""
+    row = session.execute(
+        update(pauses)
+        .where(pauses.c.id == pause_id, pauses.c.ended_at.is_(None))
+        .values(note=note)
+        .returning(pauses.c.invoice_id)
+    ).first()
+    if row is None:
+        return False
+    session.execute(update(invoices).where(invoices.c.id == row.invoice_id).values(pause_reason=label, updated_at=now))
+    return True
+
+
+def end_pause(session: Session, pause_id: int, *, now: datetime) -> bool:
+    """End pause ``pause_id`` now (``resumed``) if it is still active, and clear its target's copy;
+    False when it had ended already (resumed or replaced by someone: their pause is left alone)."""
+    row = session.execute(
+        update(pauses)
+        .where(pauses.c.id == pause_id, pauses.c.ended_at.is_(None))
+        .values(ended_at=now, ended_how="resumed")
+        .returning(pauses.c.customer_id, pauses.c.invoice_id)
+    ).first()
+    if row is None:
+        return False
+    if row.invoice_id is None:
+        session.execute(
+            update(customers)
+            .where(customers.c.id == row.customer_id)
+            .values(paused_until=None, pause_reason=None, updated_at=now)
+        )
+    else:
+        session.execute(
+            update(invoices)
+            .where(invoices.c.id == row.invoice_id)
+            .values(paused=False, paused_until=None, pause_reason=None, updated_at=now)
+        )
+    return True
 
 
 def resume_invoice(session: Session, invoice_external_id: str, *, by: str | None = None, now: datetime) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import String, and_, case, func, literal, select, union_all
+from sqlalchemy import ColumnElement, String, and_, case, exists, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from dunningops.errors import InvalidInputError, NotFoundError
@@ -17,6 +17,7 @@ from dunningops.store.schema import (
     ContactRow,
     CustomerRow,
     InboxMessageRow,
+    IncidentRow,
     InvoiceRow,
     MessageRow,
     PauseRow,
@@ -28,6 +29,7 @@ invoices = InvoiceRow.__table__
 links = ContactFunctionLinkRow.__table__
 pauses = PauseRow.__table__
 messages, inbox = MessageRow.__table__, InboxMessageRow.__table__
+incidents = IncidentRow.__table__
 MAIL_LIMIT = 20  # `customers show`: the latest emails, sent and received; the rest counted
 
 
@@ -52,6 +54,25 @@ class Page(list):
         return max(0, self.total - self.offset - len(self))
 
 
+# T8: customers and invoices by the rating status of their incidents.
+RATING_STATUSES = ("rated", "unrated", "none")
+
+
+def rating_filter(status: str, column) -> ColumnElement[bool]:
+    """Rows of ``column`` (``customers.c.id`` or ``invoices.c.id``) by their incidents' rating status:
+    rated (one of them is rated), unrated (incidents, none rated yet), none (no incident); EXISTS each."""
+    if status not in RATING_STATUSES:
+        raise InvalidInputError(f"rating status {status!r}: one of {', '.join(RATING_STATUSES)}")
+    owner = incidents.c.customer_id if column.table is customers else incidents.c.invoice_id
+    some = exists().where(owner == column)
+    rated = exists().where(owner == column, incidents.c.rating.is_not(None))
+    if status == "rated":
+        return rated
+    if status == "unrated":
+        return and_(some, ~rated)
+    return ~some
+
+
 def _check_page(limit: int | None, offset: int) -> None:
     if limit is not None and limit < 0:
         raise InvalidInputError(f"limit {limit} is negative (a number of rows, or none for all)")
@@ -66,12 +87,14 @@ def list_customers(
     origin: str | None = None,
     plan: str | None = None,
     overdue_days: int | None = None,
+    rating: str | None = None,
     limit: int | None = 100,
     offset: int = 0,
 ) -> Page:
     """Customers with their plan, contacts, open invoices and outstanding amount, by external id.
 
-    ``limit`` None lists them all; the page's ``total`` counts every customer the filters match.
+    ``rating``: by their incidents' rating status (``rating_filter``). ``limit`` None lists them
+    all; the page's ``total`` counts every customer the filters match.
     """
     _check_page(limit, offset)
     plan_id = plan_expression(applied_assignments(session), customers).label("plan")
@@ -93,6 +116,8 @@ def list_customers(
         filters.append(plan_id == plan)
     if overdue_days is not None:
         filters.append(open_inv.c.oldest_due <= date.fromordinal(today.toordinal() - overdue_days))
+    if rating is not None:
+        filters.append(rating_filter(rating, customers.c.id))
     joined = customers.outerjoin(open_inv, open_inv.c.customer_id == customers.c.id)
     total = session.scalar(select(func.count()).select_from(joined).where(*filters))
     n_contacts = select(func.count()).where(contacts.c.customer_id == customers.c.id).scalar_subquery()
@@ -121,6 +146,60 @@ def list_customers(
         item = dict(row)
         oldest = item.pop("oldest_due")
         item["days_overdue"] = max(0, (today - oldest).days) if oldest else 0
+        rows.append(item)
+    return Page(rows, total=total or 0, offset=offset, limit=limit)
+
+
+INVOICE_STATUSES = ("open", "paid", "void")
+
+
+def list_invoices(
+    session: Session,
+    *,
+    today: date,
+    customer: str | None = None,
+    status: str | None = "open",
+    rating: str | None = None,
+    limit: int | None = 100,
+    offset: int = 0,
+) -> Page:
+    """Invoices with their customer, by due date then external id; ``status`` None: all of them;
+    ``rating``: by the rating status of the incidents about each (``rating_filter``)."""
+    _check_page(limit, offset)
+    filters = []
+    if customer is not None:
+        filters.append(invoices.c.customer_id == customer_id(session, customer))
+    if status is not None:
+        if status not in INVOICE_STATUSES:
+            raise InvalidInputError(f"invoice status {status!r}: one of {', '.join(INVOICE_STATUSES)}")
+        filters.append(invoices.c.status == status)
+    if rating is not None:
+        filters.append(rating_filter(rating, invoices.c.id))
+    total = session.scalar(select(func.count()).select_from(invoices).where(*filters))
+    query = (
+        select(
+            invoices.c.external_id,
+            invoices.c.number,
+            customers.c.external_id.label("customer"),
+            invoices.c.due_date,
+            invoices.c.amount_cents,
+            invoices.c.outstanding_cents,
+            invoices.c.currency,
+            invoices.c.status,
+            invoices.c.paused,
+            invoices.c.paused_until,
+            invoices.c.pause_reason,
+        )
+        .join(customers, customers.c.id == invoices.c.customer_id)
+        .where(*filters)
+        .order_by(invoices.c.due_date, invoices.c.external_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = []
+    for row in session.execute(query).mappings():
+        item = dict(row)
+        item["days_overdue"] = (today - item["due_date"]).days if item["status"] == "open" else None
         rows.append(item)
     return Page(rows, total=total or 0, offset=offset, limit=limit)
 
@@ -159,9 +238,35 @@ def show_customer(session: Session, external_id: str, today: date, *, mail_limit
         ).mappings()
     ]
     head["pauses"] = pause_history(session, cid)
+    head["incidents"] = customer_incidents(session, cid)
     head["pause"] = next((p for p in head["pauses"] if p["invoice"] is None and p["ended_how"] is None), None)
     head["mail"], head["mail_total"] = mail_history(session, cid, limit=mail_limit)
     return head
+
+
+INCIDENT_LIMIT = 20  # a customer's picture: its latest incidents (`incident list --customer` has them all)
+
+
+def customer_incidents(session: Session, cid: int, *, limit: int = INCIDENT_LIMIT) -> list[dict[str, Any]]:
+    """T8: the customer's latest incidents, newest first, with their rating."""
+    query = (
+        select(
+            incidents.c.reference,
+            incidents.c.kind,
+            incidents.c.state,
+            invoices.c.number.label("invoice"),
+            incidents.c.opened_at,
+            incidents.c.closed_at,
+            incidents.c.rating,
+            incidents.c.rating_message,
+            incidents.c.rated_at,
+        )
+        .outerjoin(invoices, invoices.c.id == incidents.c.invoice_id)
+        .where(incidents.c.customer_id == cid)
+        .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(r) for r in session.execute(query).mappings()]
 
 
 def pause_history(session: Session, cid: int) -> list[dict[str, Any]]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Date, String, cast, func, literal, null, or_, select, union_all
+from sqlalchemy import Date, String, case, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
+from dunningops.dunning.pauses import UNTIL_CLOSED
 from dunningops.errors import NotFoundError
 from dunningops.ledger.assignment import applied_assignments, plan_expression
-from dunningops.ledger.queries import Page
+from dunningops.ledger.queries import Page, rating_filter
 from dunningops.outgoing.history import settled
 from dunningops.store.schema import (
     AlertRow,
@@ -42,9 +43,17 @@ def _like(text: str) -> str:
 
 
 def customers_page(
-    session: Session, *, today: date, search: str | None = None, origin: str | None = None, limit: int = 50, offset: int = 0
+    session: Session,
+    *,
+    today: date,
+    search: str | None = None,
+    origin: str | None = None,
+    rating: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
 ) -> Page:
-    """Customers by external id, with their plan, open invoices, outstanding amount, days overdue and open to-dos."""
+    """Customers by external id, with their plan, open invoices, outstanding amount, days overdue and open to-dos;
+    ``rating``: by their incidents' rating status (rated, unrated, none: ``ledger.queries.rating_filter``)."""
     plan = plan_expression(applied_assignments(session), customers).label("plan")
     where = []
     if search:
@@ -57,6 +66,8 @@ def customers_page(
         )
     if origin:
         where.append(customers.c.origin == origin)
+    if rating:
+        where.append(rating_filter(rating, customers.c.id))
     total = session.scalar(select(func.count()).select_from(customers).where(*where)) or 0
     rows = [
         dict(r)
@@ -169,7 +180,8 @@ def timeline(session: Session, customer_id: int, *, limit: int = 50, offset: int
             func.coalesce(pauses.c.ended_how, "active"),
             pauses.c.created_by,
             pauses.c.ended_at,
-            pauses.c.until,
+            # An incident's dispute holds until it is closed: no day to show (the title names the incident).
+            case((pauses.c.until == UNTIL_CLOSED, cast(null(), Date)), else_=pauses.c.until),
         ).where(pauses.c.customer_id == customer_id)
         everything = union_all(sent, received, work, paused).subquery("timeline")
         total = session.scalar(select(func.count()).select_from(everything)) or 0

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from dunningops.dunning.pauses import LABELS, REASONS, company_today, pause_customer, resume_customer
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.errors import InvalidInputError
-from dunningops.ledger.queries import show_customer
+from dunningops.ledger.queries import RATING_STATUSES, show_customer
 from dunningops.web.console import queries
 from dunningops.web.console.handler import Ask
 
@@ -19,13 +19,17 @@ ORIGINS = ("import", "manual", "incoming_message")
 
 
 def customer_list(ask: Ask) -> Response:
-    search, origin = ask.arg("q"), ask.arg("origin")
+    search, origin, rating = ask.arg("q"), ask.arg("origin"), ask.arg("rating")
     if origin and origin not in ORIGINS:
         raise InvalidInputError("unknown customer origin")
+    if rating and rating not in RATING_STATUSES:
+        raise InvalidInputError("unknown rating status")
     limit, offset = ask.paging()
     with ask.app.session() as session:
         today = company_today(session, ask.now)
-        page = queries.customers_page(session, today=today, search=search, origin=origin, limit=limit, offset=offset)
+        page = queries.customers_page(
+            session, today=today, search=search, origin=origin, rating=rating, limit=limit, offset=offset
+        )
     return ask.render(
         "customers.html",
         nav="customers",
@@ -34,6 +38,8 @@ def customer_list(ask: Ask) -> Response:
         q=search or "",
         origin=origin,
         origins=ORIGINS,
+        rating=rating,
+        ratings=RATING_STATUSES,
     )
 
 
