@@ -30,6 +30,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DUNNINGOPS_CONFIG=/config
 
+# What WeasyPrint needs to print letters as PDF: Pango (text layout), HarfBuzz's subsetter (small
+# embedded fonts) and a font. Versions are bookworm's; bump them with the base image.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        libpango-1.0-0=1.50.12+ds-1 \
+        libpangoft2-1.0-0=1.50.12+ds-1 \
+        libharfbuzz-subset0=6.0.0+dfsg-3 \
+        fonts-dejavu-core=2.37-6 \
+    && rm -rf /var/lib/apt/lists/*
+
 # A system user with a fixed uid, so that a mounted volume's owner is predictable.
 # Relative paths in the config (a maildir, the default SQLite file) resolve beside /config,
 # i.e. under /.dunningops: the one directory the user may write, a volume.

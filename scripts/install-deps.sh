@@ -6,6 +6,8 @@
 #   dovecot-imapd  IMAP server for the IMAP tests
 #   make           used by .ci/run
 #   chromium       the browser the console's tests drive with Playwright (/usr/bin/chromium)
+#   libpango-1.0-0, libpangoft2-1.0-0, libharfbuzz-subset0, fonts-dejavu-core
+#                  what WeasyPrint needs to print letters as PDF (text layout, font subsetting, a font)
 #
 # Nothing is started or configured system-wide: the tests run their own
 # instances on loopback, on free ports, in temporary directories.
@@ -15,7 +17,7 @@
 # the install step a fresh machine depends on.
 set -euo pipefail
 
-packages=(postgresql postfix dovecot-imapd make chromium)
+packages=(postgresql postfix dovecot-imapd make chromium libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core)
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
@@ -23,6 +25,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
 command -v make >/dev/null 2>&1 || missing+=(make)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+for lib in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core; do
+    dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "install ok installed" || missing+=("$lib")
+done
 
 if [ "${CI:-}" != "true" ] && [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all system packages present (${packages[*]})"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from dunningops.app import App
 from dunningops.cli.main import cli
 from dunningops.cli.options import AT, LIMIT, MEMBER, ROW_ID, format_option, pass_app
 from dunningops.cli.output import DECISION_COLUMNS, echo_json, finish, render_table, to_json
+from dunningops.errors import ConflictError, InvalidInputError
 
 FORMAT = format_option("table", "json")
 
@@ -231,7 +235,10 @@ def todo_show(app: App, todo_id) -> None:
             f"`dunningops todo done {data['id']}` (the whole message: `dunningops inbox show {payload.get('inbox_message_id')}`)."
         )
     elif payload.get("subject"):
-        click.echo(f"\nFrom: {payload.get('from_name', '')} <{payload.get('from', '')}>  (sender {payload.get('sender', '-')})")
+        if data["kind"] != "letter":
+            click.echo(
+                f"\nFrom: {payload.get('from_name', '')} <{payload.get('from', '')}>  (sender {payload.get('sender', '-')})"
+            )
         if payload.get("to"):
             click.echo(f"To: {', '.join(payload['to'])}")
         click.echo(f"Subject: {payload['subject']}\n\n{payload.get('text', '')}")
@@ -241,6 +248,64 @@ def todo_show(app: App, todo_id) -> None:
         )
     if payload.get("problem"):
         click.echo(f"\nProblem: {payload['problem']}")
+    if data["kind"] == "letter":
+        click.echo(f"\n{_letter_line(app, data['id'])}")
+
+
+def _letter_line(app: App, todo_id: int) -> str:
+    from dunningops.dunning.letters import describe
+
+    with app.session() as session:
+        doc = describe(session, todo_id)
+    if doc is None:
+        return f"Document: not made yet; `dunningops todo letter {todo_id}` makes the letter as a PDF (A4) and saves it."
+    return (
+        f"Document: {doc['name']} ({doc['size'] // 1024 + 1} KB, made {doc['created_at']:%Y-%m-%d %H:%M} UTC, "
+        f"sha256 {doc['sha256'][:12]}…); save it with `dunningops todo letter {todo_id}`."
+    )
+
+
+@todo.command("letter")
+@pass_app
+@click.argument("todo_id", type=ROW_ID)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Where to save the PDF (- for standard output). Default: the letter's name in the current directory.",
+)
+@click.option("--force", is_flag=True, help="Replace the file if it exists.")
+def todo_letter(app: App, todo_id, out, force) -> None:
+    """Save a letter to-do's letter as a PDF, to print and post.
+
+    An A4 page: the company's letterhead, the customer's postal address where a window envelope
+    shows it, the date, the subject and the letter. Made on first request and kept: every later
+    download is the same document.
+    """
+    from dunningops.dunning.letters import document
+
+    doc = document(app.store, todo_id, app.now())
+    if out == "-":
+        click.echo(doc.data, nl=False)  # bytes: written to the binary stream as they are
+        return
+    written = save_file(Path(out or doc.name), doc.data, force=force)
+    click.echo(f"Letter of to-do #{todo_id} saved to {written} ({len(doc.data) // 1024 + 1} KB).")
+
+
+def save_file(path: Path, data: bytes, *, force: bool) -> Path:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file renamed); never over a file unless ``force``."""
+    if path.exists() and not force:
+        raise ConflictError(f"{path} already exists (use --force to replace it)")
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a directory")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InvalidInputError(f"{path}: cannot write the file: {exc.strerror or exc}") from exc
+    return path
 
 
 def _close(app: App, todo_id, status_, member) -> None:

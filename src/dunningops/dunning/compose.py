@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from dunningops.dunning import recipients as rcpt
@@ -16,9 +16,15 @@ from dunningops.dunning.schedule import Decision, invoice_paused
 from dunningops.dunning.senders import Sender, resolve
 from dunningops.render import RenderedEmail, Renderer
 from dunningops.render.context import EmailContext, InvoiceData
-from dunningops.store.schema import InvoiceRow
+from dunningops.render.pdf import address_lines
+from dunningops.spec.models import Settings
+from dunningops.store.meta import signing_key
+from dunningops.store.schema import CustomerRow, InvoiceRow
+from dunningops.store.schema_notices import IncidentRow
 
-invoices = InvoiceRow.__table__
+invoices, incidents, customers = InvoiceRow.__table__, IncidentRow.__table__, CustomerRow.__table__
+# T8: a closed incident's rating link lives at most this long (RatingNotice.link_days' bound).
+RATING_DAYS_MAX = 365
 
 
 @dataclass
@@ -27,6 +33,10 @@ class Batch:
 
     contacts: dict[int, list[rcpt.Contact]]
     invoices: dict[int, list]  # customer id → open, unpaused invoice rows, oldest first
+    # T8: customer id → the incidents that may still be rated (id, closed_at), most recent first.
+    ratable: dict[int, list[tuple[int, datetime | None]]] = field(default_factory=dict)
+    rating_key: bytes | None = None  # the public links' key, read only when some incident may be rated
+    addresses: dict[int, str] = field(default_factory=dict)  # customer id → postal address (customer.address)
 
     @classmethod
     def load(cls, session: Session, customer_ids: list[int], today: date | None = None) -> Batch:
@@ -58,7 +68,24 @@ class Batch:
             )
             for row in rows:
                 by_customer[row.customer_id].append(row)
-        return cls(rcpt.load_contacts(session, ids), by_customer)
+        ratable = _ratable(session, ids, today)
+        key = signing_key(session) if ratable else None
+        return cls(rcpt.load_contacts(session, ids), by_customer, ratable, key, _addresses(session, ids))
+
+    def rating_url(self, settings: Settings, customer_id: int, today: date) -> str | None:
+        """T8: the rating link of the customer's most recent incident that can still be rated (open, or
+        closed without a rating while its closure email's link still works); None without one."""
+        if self.rating_key is None:
+            return None
+        days = settings.notifications.rating.link_days
+        for incident_id, closed_at in self.ratable.get(customer_id, ()):
+            if closed_at is None or closed_at.date() >= today - timedelta(days=days):
+                from dunningops.incidents.ratings import rating_url  # incidents builds on this package
+
+                # From the end of the sending day: the dry run and every batch of one day sign the same link.
+                tz = ZoneInfo(settings.company.timezone)
+                return rating_url(settings, self.rating_key, incident_id, datetime.combine(today + timedelta(days=1), time(), tz))
+        return None
 
     def invoices_for(self, d: Decision) -> list:
         """Customer-level: every open invoice this step covers (one email lists them all); invoice-level:
@@ -106,6 +133,8 @@ def context(
     today: date,
     locale: str,
     customer: dict | None = None,
+    rating_url: str | None = None,
+    address: str | None = None,
 ) -> EmailContext:
     c = config.settings.company
     return EmailContext(
@@ -116,7 +145,7 @@ def context(
             "country": c.country,
             "currency": c.currency,
         },
-        customer=customer or {"name": d.customer_name, "external_id": d.customer},
+        customer=customer or {"name": d.customer_name, "external_id": d.customer, "address": address},
         contact={"name": contact.name if contact else None, "email": contact.email if contact else None},
         invoices=[
             InvoiceData(
@@ -135,7 +164,42 @@ def context(
         signature=sender.signature,
         today=today,
         locale=locale,
+        rating_url=rating_url,
     )
+
+
+def _ratable(session: Session, ids: list[int], today: date | None) -> dict[int, list[tuple[int, datetime | None]]]:
+    """T8: per customer, its incidents that may be rated (open, or closed without a rating), most recent first;
+    one query per 1,000 customers, on the (customer_id, state) index."""
+    found: dict[int, list[tuple[int, datetime | None]]] = defaultdict(list)
+    closed = and_(incidents.c.state == "closed", incidents.c.rating.is_(None))
+    if today is not None:
+        closed = and_(closed, incidents.c.closed_at >= datetime.combine(today - timedelta(days=RATING_DAYS_MAX + 1), time(), UTC))
+    for start in range(0, len(ids), 1000):
+        rows = session.execute(
+            select(incidents.c.customer_id, incidents.c.id, incidents.c.closed_at)
+            .where(incidents.c.customer_id.in_(ids[start : start + 1000]), or_(incidents.c.state == "open", closed))
+            .order_by(incidents.c.customer_id, incidents.c.opened_at.desc(), incidents.c.id.desc())
+        )
+        for row in rows:
+            found[row.customer_id].append((row.id, row.closed_at))
+    return found
+
+
+def _addresses(session: Session, ids: list[int]) -> dict[int, str]:
+    """customer.address: the postal address of those of ``ids`` that have one, a line each; one query per 1,000."""
+    found: dict[int, str] = {}
+    c = customers.c
+    known = or_(c.address_line1.is_not(None), c.postal_code.is_not(None), c.city.is_not(None))
+    for start in range(0, len(ids), 1000):
+        rows = session.execute(
+            select(c.id, c.address_line1, c.address_line2, c.postal_code, c.city, c.country).where(
+                c.id.in_(ids[start : start + 1000]), known
+            )
+        )
+        for row in rows:
+            found[row.id] = "\n".join(address_lines(row._mapping))
+    return found
 
 
 def address(config: RunConfig, batch: Batch, d: Decision) -> tuple[rcpt.Recipients, Sender | None]:
@@ -155,5 +219,9 @@ def draft(config: RunConfig, renderer: Renderer, batch: Batch, d: Decision, toda
     template = template_of(d.step)
     language, locale = pick_language(config, template, d.locale)
     rows = batch.invoices_for(d)
-    email = renderer.render(template, language, context(config, d, rows, who.to[0], sender, today, locale))
+    url = batch.rating_url(config.settings, d.customer_id, today)
+    postal = batch.addresses.get(d.customer_id)
+    email = renderer.render(
+        template, language, context(config, d, rows, who.to[0], sender, today, locale, rating_url=url, address=postal)
+    )
     return Draft(d, who, sender, language, email, [r.id for r in rows])

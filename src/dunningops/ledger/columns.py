@@ -27,7 +27,7 @@ _FALSE = {"false", "0", "no", "n", "non", ""}
 class Column:
     name: str
     required: bool = False
-    parse: str = "text"  # text | upper2 | upper3 | locale | date | cents | bool | email | list
+    parse: str = "text"  # text | line | upper2 | upper3 | locale | date | cents | bool | email | list
     max_length: int = 500
 
 
@@ -40,6 +40,11 @@ KINDS: dict[str, tuple[Column, ...]] = {
         Column("currency", parse="upper3"),
         Column("account_manager"),
         Column("plan"),
+        # The postal address letters are printed with (country is ``country``); empty: none.
+        Column("address_line1", parse="line", max_length=200),
+        Column("address_line2", parse="line", max_length=200),
+        Column("postal_code", parse="line", max_length=32),
+        Column("city", parse="line", max_length=100),
     ),
     "contacts": (
         Column("customer_external_id", True, max_length=128),
@@ -68,9 +73,13 @@ KINDS: dict[str, tuple[Column, ...]] = {
         Column("invoice_external_id", True, max_length=128),
         Column("date", True, "date"),
         Column("amount", True, "cents"),
-        Column("kind"),
+        Column("kind"),  # PAYMENT_KINDS; empty: payment
     ),
 }
+# A payment row's kinds: a payment and a credit note reduce the invoice's outstanding amount; a
+# failed payment (A9: the failed-payment email) reduces nothing.
+PAYMENT_KINDS = ("payment", "credit_note", "failed")
+REDUCING_KINDS = ("payment", "credit_note")
 
 
 def make_parsers(date_format: str | None, decimal_comma: bool) -> dict[str, Callable[[str], Any]]:
@@ -137,11 +146,18 @@ def make_parsers(date_format: str | None, decimal_comma: bool) -> dict[str, Call
             raise ValueError(f"{value!r} is not a locale (expected e.g. fr_FR)")
         return value.replace("-", "_")
 
+    def parse_line(value: str) -> str:
+        # A line of a postal address: a line break or a tab would move the rest off the envelope's window.
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(f"{value!r} is not one line (no line breaks or control characters)")
+        return value
+
     def parse_list(value: str) -> list[str]:
         return [part.strip() for part in re.split(r"[;|,]", value) if part.strip()]
 
     return {
         "text": lambda v: v,
+        "line": parse_line,
         "date": parse_date,
         "cents": parse_cents,
         "bool": parse_bool,

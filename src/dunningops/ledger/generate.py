@@ -22,7 +22,19 @@ __all__ = ["COLUMNS", "generate_ledger"]
 
 # The importer is written against these names, in this order.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("external_id", "name", "country", "locale", "currency", "account_manager", "plan"),
+    "customers": (
+        "external_id",
+        "name",
+        "country",
+        "locale",
+        "currency",
+        "account_manager",
+        "plan",
+        "address_line1",
+        "address_line2",
+        "postal_code",
+        "city",
+    ),
     "contacts": ("customer_external_id", "email", "name", "phone", "job", "functions", "primary"),
     "invoices": (
         "external_id",
@@ -40,6 +52,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 HISTORY_DAYS = 200  # invoices are issued within this many days before `today`
+# Payments are dated at least this many days before `today` (a receipt's default window is 7 days),
+# but the first RECENT_PAYMENTS (the last of them failed), dated in the last 3 days.
+RECENT_DAYS = 14
+RECENT_PAYMENTS = 6
 TERMS = (30, 30, 45, 60)  # payment terms in days; 30 is the most common in B2B
 URL = "https://factures.example/"
 _MARKET_WEIGHTS = tuple(m.weight for m in MARKETS)
@@ -49,6 +65,61 @@ _CONTACT_WEIGHTS = (3, 30, 35, 20, 12)
 # Amounts: log-normal around a ~900 median, clipped to 50-50,000 (in cents).
 _AMOUNT_MU, _AMOUNT_SIGMA = math.log(90_000), 1.1
 _MIN_CENTS, _MAX_CENTS = 5_000, 5_000_000
+
+
+# Postal addresses by market: street patterns ({n}: a number), second lines, (postcode, town).
+# fmt: off
+_FR_EXTRAS = ("Bâtiment {letter}", "ZA des Forges", "BP {n}", "Parc d'activités du Moulin")
+_ADDRESSES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    "fr_FR": (
+        ("{n} rue de la République", "{n} avenue Jean Jaurès", "{n} boulevard Pasteur", "{n} rue des Lilas",
+         "{n} place du Marché", "{n} rue de la Gare", "{n} chemin des Vignes", "{n} allée des Tilleuls"),
+        _FR_EXTRAS,
+        (("75011", "Paris"), ("69003", "Lyon"), ("13006", "Marseille"), ("31000", "Toulouse"), ("33000", "Bordeaux"),
+         ("44000", "Nantes"), ("59000", "Lille"), ("67000", "Strasbourg"), ("35000", "Rennes"), ("21000", "Dijon")),
+    ),
+    "fr_BE": (
+        ("{n} rue de la Station", "{n} avenue Louise", "{n} rue du Marché", "{n} chaussée de Namur"),
+        _FR_EXTRAS, (("1000", "Bruxelles"), ("4000", "Liège"), ("5000", "Namur"), ("6000", "Charleroi")),
+    ),
+    "nl_BE": (
+        ("Kerkstraat {n}", "Stationsstraat {n}", "Molenstraat {n}", "Nieuwstraat {n}"),
+        ("Bus {n}", "Unit {n}"), (("2000", "Antwerpen"), ("9000", "Gent"), ("8000", "Brugge"), ("3000", "Leuven")),
+    ),
+    "de_DE": (
+        ("Hauptstraße {n}", "Bahnhofstraße {n}", "Gartenstraße {n}", "Industriestraße {n}", "Schillerstraße {n}"),
+        ("Gebäude {letter}", "Postfach {n}"),
+        (("10115", "Berlin"), ("80331", "München"), ("20095", "Hamburg"), ("50667", "Köln"), ("70173", "Stuttgart")),
+    ),
+    "nl_NL": (
+        ("Kerkstraat {n}", "Dorpsstraat {n}", "Industrieweg {n}", "Molenweg {n}"),
+        ("Unit {n}", "Postbus {n}"),
+        (("1012 AB", "Amsterdam"), ("3011 AD", "Rotterdam"), ("3511 LX", "Utrecht"), ("5611 AZ", "Eindhoven")),
+    ),
+    "de_CH": (
+        ("Bahnhofstrasse {n}", "Hauptstrasse {n}", "Dorfstrasse {n}", "Industriestrasse {n}"),
+        ("Postfach {n}", "Gebäude {letter}"), (("8001", "Zürich"), ("3011", "Bern"), ("4051", "Basel"), ("6003", "Luzern")),
+    ),
+    "fr_CH": (
+        ("Rue du Rhône {n}", "Avenue de la Gare {n}", "Chemin des Vignes {n}", "Route de Lausanne {n}"),
+        ("Case postale {n}", "Bâtiment {letter}"), (("1204", "Genève"), ("1003", "Lausanne"), ("2000", "Neuchâtel")),
+    ),
+    "es_ES": (
+        ("Calle Mayor {n}", "Avenida de la Constitución {n}", "Calle Real {n}", "Paseo de la Castellana {n}"),
+        ("Nave {n}", "Polígono Industrial Sur"),
+        (("28013", "Madrid"), ("08002", "Barcelona"), ("46002", "Valencia"), ("41004", "Sevilla")),
+    ),
+    "it_IT": (
+        ("Via Roma {n}", "Corso Italia {n}", "Via Garibaldi {n}", "Viale dell'Industria {n}"),
+        ("Scala {letter}", "Zona Industriale"),
+        (("20121", "Milano"), ("00184", "Roma"), ("10121", "Torino"), ("40121", "Bologna")),
+    ),
+    "fr_LU": (
+        ("{n} rue de la Gare", "{n} boulevard Royal", "{n} route d'Arlon", "{n} rue du Marché"),
+        _FR_EXTRAS, (("1611", "Luxembourg"), ("4001", "Esch-sur-Alzette"), ("9001", "Ettelbruck")),
+    ),
+}
+# fmt: on
 
 
 def _money(cents: int) -> str:
@@ -68,8 +139,11 @@ class _Ledger:
         plans: Sequence[str],
         today: date,
         invalid_emails: bool,
+        address_seed: str = "",
     ) -> None:
         self.rng = rng
+        # Postal addresses from a stream of their own: the other columns stay what they were before addresses.
+        self.address_rng = random.Random(address_seed)
         self.writers = writers
         self.members = tuple(members)
         self.functions = tuple(dict.fromkeys(functions))  # de-duplicated, order kept
@@ -99,10 +173,23 @@ class _Ledger:
         # Most customers get their plan from the plans' assignment rules; a few are pinned.
         plan = rng.choice(self.plans) if self.plans and rng.random() < 0.05 else ""
         external_id = f"C{index:06d}"
-        self.writers["customers"].writerow((external_id, name, market.country, market.locale, market.currency, manager, plan))
+        self.writers["customers"].writerow(
+            (external_id, name, market.country, market.locale, market.currency, manager, plan, *self._address(market))
+        )
         self.counts["customers"] += 1
         self._contacts(external_id, market, domain)
         self._invoices(external_id, market.currency)
+
+    def _address(self, market: Market) -> tuple[str, str, str, str]:
+        """Street, a second line for ~15 %, postcode and town; ~5 % of customers have no address."""
+        rng = self.address_rng
+        if rng.random() < 0.05:
+            return "", "", "", ""
+        streets, extras, towns = _ADDRESSES[market.locale]
+        street = rng.choice(streets).format(n=1 + int(rng.triangular(0, 150, 8)))
+        extra = rng.choice(extras).format(n=rng.randrange(1, 400), letter="ABCDE"[rng.randrange(5)])
+        postal, town = rng.choice(towns)
+        return street, extra if rng.random() < 0.15 else "", postal, town
 
     # --- contacts (C1-C3, C5-C7) -----------------------------------------------------
 
@@ -232,11 +319,14 @@ class _Ledger:
             if outstanding and random_() < 0.05:
                 paid = max(1, int(outstanding * (0.10 + 0.50 * random_())))
                 kind = "credit_note" if random_() < 0.10 else "payment"
+                days_ago = int(random_() * (age + 1))
+                index = counts["payments"] + len(payments)
+                kind, days_ago = _dated(index, kind, days_ago, age)
                 payments.append(
                     (
-                        f"P{counts['payments'] + len(payments) + 1:07d}",
+                        f"P{index + 1:07d}",
                         external_id,
-                        iso[HISTORY_DAYS - int(random_() * (age + 1))],
+                        iso[HISTORY_DAYS - days_ago],
                         _money(paid),
                         kind,
                     )
@@ -245,6 +335,19 @@ class _Ledger:
         self.writers["payments"].writerows(payments)
         counts["invoices"] = number_no
         counts["payments"] += len(payments)
+
+
+def _dated(index: int, kind: str, days_ago: int, age: int) -> tuple[str, int]:
+    """A9: a ledger's payments are history (older than RECENT_DAYS, so importing it owes no receipts),
+    but the first RECENT_PAYMENTS: a few payments of the last days, the last of them failed, so that
+    a demo's import sends a handful of receipts and one failed-payment email."""
+    if index < RECENT_PAYMENTS:
+        return ("failed" if index == RECENT_PAYMENTS - 1 else "payment"), min(age, index % 3)
+    if days_ago < RECENT_DAYS:
+        if age >= RECENT_DAYS:
+            return kind, RECENT_DAYS + days_ago % (age - RECENT_DAYS + 1)
+        return "credit_note", days_ago  # an invoice of the last days: corrected, not paid
+    return kind, days_ago
 
 
 def generate_ledger(
@@ -266,7 +369,8 @@ def generate_ledger(
         seed: the same seed and arguments give byte-identical files.
         members: member ids used as account managers (~10 % of customers have none).
         functions: contact-function ids given to contacts (C5).
-        today: invoices are issued in the 200 days before it; payments are dated up to it.
+        today: invoices are issued in the 200 days before it; payments are dated up to it (all but
+            the first six at least two weeks before it; the sixth is a failed payment).
         plans: plan ids pinned on ~5 % of customers; the others are left empty.
         invalid_emails: make ~0.5 % of contact emails malformed, to exercise import errors.
 
@@ -283,7 +387,9 @@ def generate_ledger(
             handle = stack.enter_context((directory / f"{name}.csv").open("w", encoding="utf-8", newline="", buffering=1 << 20))
             writers[name] = csv.writer(handle, lineterminator="\n")
             writers[name].writerow(header)
-        ledger = _Ledger(random.Random(seed), writers, members, functions, plans, today, invalid_emails)
+        ledger = _Ledger(
+            random.Random(seed), writers, members, functions, plans, today, invalid_emails, address_seed=f"{seed}:addresses"
+        )
         for index in range(1, customers + 1):
             ledger.customer(index)
     return ledger.counts

@@ -12,11 +12,13 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, MetaData, String, Table, Text
 
-from dunningops.ledger.columns import KINDS
+from dunningops.ledger.columns import KINDS, PAYMENT_KINDS
 from dunningops.ledger.context import LedgerContext
 from dunningops.ledger.issues import CellError
 
 _meta = MetaData()
+# A customer's postal address (letters as PDF), in the file, the staging table and the customers table alike.
+ADDRESS_COLUMNS = ("address_line1", "address_line2", "postal_code", "city")
 
 
 def _table(name: str, *columns: Column) -> Table:
@@ -33,6 +35,10 @@ STAGING: dict[str, Table] = {
         Column("currency", String(3)),
         Column("account_manager", String(63)),
         Column("plan_id", String(63)),
+        Column("address_line1", Text),
+        Column("address_line2", Text),
+        Column("postal_code", String(32)),
+        Column("city", Text),
     ),
     "contacts": _table(
         "stg_contacts",
@@ -110,6 +116,7 @@ def converter(kind: str, ctx: LedgerContext) -> RowConverter:
                 "currency": v.get("currency") or ctx.currency,
                 "account_manager": manager or None,
                 "plan_id": plan,
+                **{c: v.get(c) or None for c in ADDRESS_COLUMNS},
             },
             [],
             problems,
@@ -174,8 +181,9 @@ def converter(kind: str, ctx: LedgerContext) -> RowConverter:
     def payments(row_no: int, v: dict) -> tuple[dict, list, list]:
         problems = []
         kind = (v.get("kind") or "payment").lower()
-        if kind not in ("payment", "credit_note"):
-            problems.append(CellError("kind", f"{v['kind']!r} is not a kind (payment or credit_note)"))
+        # A9: a failed payment reduces nothing; it is recorded for the failed-payment email.
+        if kind not in PAYMENT_KINDS:
+            problems.append(CellError("kind", f"{v['kind']!r} is not a kind (payment, credit_note or failed)"))
             kind = None
         return (
             {

@@ -14,7 +14,8 @@ from typing import cast
 from sqlalchemy import CursorResult, Result, Table, and_, case, delete, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS
+from dunningops.ledger.columns import REDUCING_KINDS
+from dunningops.ledger.staging import ADDRESS_COLUMNS, STAGING, STAGING_FUNCTIONS
 from dunningops.store.schema import ContactFunctionLinkRow, ContactRow, CustomerRow, InvoiceRow, PaymentRow
 
 customers, contacts, invoices, payments = (t.__table__ for t in (CustomerRow, ContactRow, InvoiceRow, PaymentRow))
@@ -27,6 +28,7 @@ class WriteCounts:
     changed: int = 0
     pruned: int = 0
     links_changed: int = 0
+    notices: int = 0  # payments: the portal notifications (A9) the new payments owe
 
 
 def _row_place(row: int) -> str:
@@ -135,7 +137,8 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_WRITE_LOCK_KEY})
     stg, counts = STAGING[kind], WriteCounts()
     if kind == "customers":
-        values = {c: stg.c[c] for c in ("name", "country", "locale", "currency", "account_manager", "plan_id")}
+        columns = ("name", "country", "locale", "currency", "account_manager", "plan_id", *ADDRESS_COLUMNS)
+        values = {c: stg.c[c] for c in columns}
         counts.added, counts.changed = _upsert(
             session,
             customers,
@@ -205,8 +208,16 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
         inv = invoices.alias("inv")
         joins = [inv.c.external_id == stg.c.invoice_external_id]
         values = {"invoice_id": inv.c.id, "paid_on": stg.c.paid_on, "amount_cents": stg.c.amount_cents, "kind": stg.c.kind}
+        # The payments this write creates are the ones above today's last id (ledger writers take turns).
+        before = session.scalar(select(func.coalesce(func.max(payments.c.id), 0)))
         counts.added, counts.changed = _upsert_payments(session, stg, values, joins, now)
         _recompute_outstanding(session, select(stg.c.invoice_external_id))
+        if counts.added:
+            # Imported here, not at the top: notify sits above the ledger (it renders, it sends).
+            from dunningops.notify.portal import owe
+
+            # A9: the receipts and failed-payment emails the new payments owe, in this transaction.
+            counts.notices = owe(session, created_after=before or 0, at=now)
     return counts
 
 
@@ -254,10 +265,11 @@ def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
 
 
 def _recompute_outstanding(session: Session, external_ids) -> None:
-    """Outstanding = reported balance - payments and credit notes; a fully paid invoice leaves dunning."""
+    """Outstanding = reported balance - payments and credit notes; a fully paid invoice leaves dunning.
+    A failed payment (A9) reduces nothing."""
     paid = (
         select(func.coalesce(func.sum(payments.c.amount_cents), 0))
-        .where(payments.c.invoice_id == invoices.c.id)
+        .where(payments.c.invoice_id == invoices.c.id, payments.c.kind.in_(REDUCING_KINDS))
         .scalar_subquery()
     )
     balance = invoices.c.reported_outstanding_cents - paid

@@ -41,6 +41,10 @@ class IncidentRow(Base):
     rating: Mapped[int | None] = mapped_column(SmallInteger)
     rating_message: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The message each notification became, claimed in the transaction that records it ``sending``:
+    # once set, that notification is never sent again (at most once).
+    opened_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    closed_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
 
 
 class PortalNotificationRow(Base):

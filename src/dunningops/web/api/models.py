@@ -40,6 +40,10 @@ class CustomerItem(_Model):
     currency: str | None = Field(None, description="ISO 4217 code, e.g. EUR; default: the company's.")
     account_manager: str | None = Field(None, description="A member's id or email from the config.")
     plan: str | None = Field(None, description="A plan's id; none: the plans' assignment rules choose.")
+    address_line1: str | None = Field(None, max_length=200, description="The postal address letters are sent to.")
+    address_line2: str | None = Field(None, max_length=200)
+    postal_code: str | None = Field(None, max_length=32)
+    city: str | None = Field(None, max_length=100)
 
 
 class ContactItem(_Model):
@@ -192,6 +196,10 @@ class CustomerDetail(_Answer):
     origin: str
     plan: str | None
     plan_id: str | None = Field(description="The plan set explicitly, if any.")
+    address_line1: str | None = Field(None, description="The postal address letters are sent to (country: country).")
+    address_line2: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
     paused_until: date | None
     pause_reason: str | None
     contacts: list[Contact]

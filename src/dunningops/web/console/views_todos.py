@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from starlette.responses import Response
 
-from dunningops.dunning import todos
+from dunningops.dunning import letters, todos
 from dunningops.dunning.manual import MAX_ANSWER, send_todo
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.errors import InvalidInputError
@@ -93,6 +93,12 @@ def _todo(ask: Ask) -> tuple[dict, list[tuple[str, str]], str | None, dict | Non
 def todo_page(ask: Ask) -> Response:
     todo, choices, preselected, sent = _todo(ask)
     payload = todo["payload"] or {}
+    letter, postal = None, None
+    if todo["kind"] == "letter":
+        company = ask.config.settings.company
+        with ask.app.session() as session:
+            letter = letters.describe(session, todo["id"])
+            postal = letters.postal_address(session, todo["customer_id"], company.country, company.locale)
     can_send = todo["status"] == "open" and (
         todo["kind"] == "reply" or (todo["kind"] == "email" and bool(payload.get("subject")))
     )
@@ -108,7 +114,20 @@ def todo_page(ask: Ask) -> Response:
         sent=sent,
         members=ask.config.members,
         max_answer=MAX_ANSWER,
+        letter=letter,
+        postal=postal,
     )
+
+
+def todo_letter(ask: Ask) -> Response:
+    """The letter to-do's PDF, to print: made on first request, then the same document every time."""
+    doc = letters.document(ask.app.store, ask.path_id("todo_id"), ask.now)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{doc.name}"',  # the name is ASCII letters, digits, . - _
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(doc.data, media_type=letters.PDF, headers=headers)
 
 
 def _close(ask: Ask, status: str, flash: str) -> Response:

@@ -42,6 +42,8 @@ def upgrade() -> None:
         sa.Column("rating", sa.SmallInteger(), nullable=True),
         sa.Column("rating_message", sa.Text(), nullable=True),
         sa.Column("rated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("opened_message_id", sa.Integer(), nullable=True),
+        sa.Column("closed_message_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_incidents_customer_id_customers"), ondelete="CASCADE"
         ),
@@ -49,6 +51,12 @@ def upgrade() -> None:
             ["invoice_id"], ["invoices.id"], name=op.f("fk_incidents_invoice_id_invoices"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(["pause_id"], ["pauses.id"], name=op.f("fk_incidents_pause_id_pauses"), ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["opened_message_id"], ["messages.id"], name=op.f("fk_incidents_opened_message_id_messages"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["closed_message_id"], ["messages.id"], name=op.f("fk_incidents_closed_message_id_messages"), ondelete="SET NULL"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_incidents")),
         sa.UniqueConstraint("reference", name=op.f("uq_incidents_reference")),
     )
