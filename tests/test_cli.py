@@ -98,7 +98,7 @@ def test_show_and_history_snapshots(run, v1: Path, tmp_path: Path, snapshot):
     assert "alias.billing" in shown.stdout and "unverified" in shown.stdout
     assert shown.stdout == snapshot(name="show")
     hist = run("history", "--config", v1, "--database-url", url)
-    assert hist.stdout.startswith("#1  2026-11-23 08:30  ci@acme.fr")
+    assert hist.stdout.startswith("#1  2026-11-23 08:30  alice@acme.fr  ")  # T1: the first apply, before any member
     assert hist.stdout == snapshot(name="history")
     as_json = json.loads(run("history", "--config", v1, "--database-url", url, "--format", "json").stdout)
     assert as_json[0]["summary"]["add"] == 13

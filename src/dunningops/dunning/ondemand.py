@@ -80,7 +80,18 @@ def prepare(
             raise InvalidInputError(f"template {template_id!r} has no {language!r} version")
         lang = language
     renderer = Renderer(config.templates, company=config.settings.company.model_dump())
-    email = renderer.render(template_id, lang, compose.context(config, d, rows, primary, sender, today, locale))
+    ctx = compose.context(
+        config,
+        d,
+        rows,
+        primary,
+        sender,
+        today,
+        locale,
+        rating_url=batch.rating_url(config.settings, row["id"], today),
+        address=batch.addresses.get(row["id"]),
+    )
+    email = renderer.render(template_id, lang, ctx)
     return Prepared(
         {"id": row["id"], "external_id": external_id, "name": row["name"]},
         [c for c in people if c.valid],

@@ -74,7 +74,17 @@ def _prepare_manual(ctx: RunContext, loaded: compose.Batch, d: Decision) -> Prep
         language, locale = compose.pick_language(ctx.config, template, d.locale)
         primary = next((c for c in loaded.contacts.get(d.customer_id, []) if c.is_primary), None)
         sender = compose.resolve(ctx.config, None, d.account_manager, None)
-        context = compose.context(ctx.config, d, loaded.invoices_for(d), primary, sender, ctx.today, locale)
+        context = compose.context(
+            ctx.config,
+            d,
+            loaded.invoices_for(d),
+            primary,
+            sender,
+            ctx.today,
+            locale,
+            rating_url=loaded.rating_url(ctx.config.settings, d.customer_id, ctx.today),
+            address=loaded.addresses.get(d.customer_id),
+        )
         letter = ctx.renderer.render(template, language, context)
         payload.update(
             {
