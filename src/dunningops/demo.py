@@ -16,22 +16,34 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from dunningops.alerts.store import list_alerts
 from dunningops.app import App
 from dunningops.demo_mail import customer_mail
 from dunningops.dunning.aliases import verify
 from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.cycle import run_send
+from dunningops.dunning.letters import document as letter_document
 from dunningops.dunning.runconfig import RunConfig
+from dunningops.errors import DunningOpsError
 from dunningops.inbox.importer import run_import
 from dunningops.inbox.people import list_inbox
+from dunningops.incidents.incidents import close_incident, list_incidents, open_incident
+from dunningops.incidents.notices import Result as NoticeResult
+from dunningops.incidents.ratings import rating_url, tell_team
+from dunningops.incidents.ratings import record as record_rating
 from dunningops.ledger.generate import generate_ledger
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.queries import reach_by_plan
+from dunningops.notify.debtors import Filters
+from dunningops.notify.debtors import notify as notify_debtors
 from dunningops.reconcile import build_plan
 from dunningops.reconcile.apply import apply_config
 from dunningops.reconcile.render import render_text
 from dunningops.store.config_objects import read_actual
+from dunningops.store.meta import signing_key
+from dunningops.store.schema import CustomerRow, InvoiceRow, PortalNotificationRow, TodoRow
 from dunningops.tables import DECISION_COLUMNS, INBOX_COLUMNS, inbox_row, money, render_table
 from dunningops.transport.maildir import MaildirTransport
 from dunningops.transport.sources import open_source
@@ -70,7 +82,11 @@ def _ledger_round(app: App, desired, ledger_dir: Path, echo: Callable[[str], Non
     echo(", ".join(f"{n} {name}" for name, n in counts.items() if n) + " written")
     for kind in ("customers", "contacts", "invoices", "payments"):
         echo(f"$ dunningops ledger import {kind} {ledger_dir.name}/{kind}.csv")
-        echo(import_file(store, kind, ledger_dir / f"{kind}.csv", now=app.now()).line())
+        summary = import_file(store, kind, ledger_dir / f"{kind}.csv", now=app.now())
+        echo(summary.line())
+        if summary.notices:
+            # A9: owed in the import's transaction; the aliases are confirmed below, so the send cycle sends them.
+            echo(f"Payment notifications owed: {summary.notices} (sent from the portal alias by the send cycle)")
     echo("\nWho each plan would reach today:")
     with store.session() as session:
         rows = reach_by_plan(session, today)
@@ -116,8 +132,101 @@ def _send_round(app: App, outbox: list[dict], echo: Callable[[str], None]) -> da
         f"Send cycle: {report.sent} emails sent, {report.todos} to-dos created, {counts['wait']} waiting, "
         f"{counts['skip']} skipped; {report.confirmations} alias confirmation emails."
     )
+    with store.session() as session:
+        portal = dict(
+            session.execute(
+                select(PortalNotificationRow.kind, func.count())
+                .where(PortalNotificationRow.status == "sent")
+                .group_by(PortalNotificationRow.kind)
+            ).all()
+        )
+    if portal:
+        echo(
+            f"Payment notifications: {portal.get('payment_receipt', 0)} receipts and "
+            f"{portal.get('payment_failed', 0)} failed-payment emails sent from the portal alias."
+        )
     echo(f"The emails are files in {maildir / 'new'} (open one with any mail reader).")
     return at
+
+
+def _notices_round(app: App, at: datetime, echo: Callable[[str], None]) -> None:
+    """T7, T8, letters: an unpaid-invoice notification, an incident opened, closed and rated, a letter as PDF."""
+    store, factory = app.store, app.transport
+    at = at + timedelta(minutes=5)
+    echo(f"\n$ dunningops notify debtors --overdue-min 160 --yes --actor claire --at {at.isoformat()}")
+    filters = Filters(overdue_min=160, since_last=None, customers=())
+    try:
+        result = notify_debtors(store, at=at, filters=filters, actor="claire", transport_factory=factory)
+    except DunningOpsError as exc:
+        echo(f"Error: {exc}")
+    else:
+        s = result.summary
+        sent = sum(1 for o in result.outcomes if o.status == "sent")
+        echo(
+            f"Unpaid-invoice notification: {len(s.ready)} customers, {s.invoices} invoices, {s.recipients} recipients; "
+            f"{len(s.skipped)} skipped; {sent} emails sent (each lists its invoices with a link to the document)."
+        )
+    with store.session() as session:
+        row = session.execute(
+            select(CustomerRow.external_id, InvoiceRow.external_id, InvoiceRow.number)
+            .join(InvoiceRow, InvoiceRow.customer_id == CustomerRow.id)
+            .where(InvoiceRow.status == "open", InvoiceRow.paused.is_(False))
+            .order_by(InvoiceRow.due_date, InvoiceRow.id)
+            .limit(1)
+        ).first()
+    if row is None:
+        return
+    customer, invoice, number = row
+    echo(f'\n$ dunningops incident open --customer {customer} --invoice {invoice} --observations "…" --actor sophie')
+    opened = open_incident(
+        store,
+        customer=customer,
+        invoice=invoice,
+        observations=f"La facture {number} est contestée : deux palettes sur trois livrées.",
+        actor="sophie",
+        at=at,
+        origin="cli",
+        transport_factory=factory,
+    )
+    echo(f"{opened['reference']} opened; invoice {number} is paused until it is closed. {_said(opened)}")
+    later = at + timedelta(days=1)
+    echo(f"$ dunningops incident close {opened['reference']} --actor sophie --at {later.isoformat()}")
+    closed = close_incident(store, opened["reference"], actor="sophie", at=later, transport_factory=factory)
+    echo(f"{closed['reference']} closed; invoice {number}'s dunning resumes. {_said(closed)}")
+    with store.session() as session:
+        config = RunConfig.from_store(session)
+        url = rating_url(config.settings, signing_key(session), opened["id"], later)
+    echo(f"The customer follows the email's rating link ({url.split('/l/')[0]}/l/r/…) and gives 5 stars:")
+    rated = record_rating(store, url.rsplit("/", 1)[1], 5, "Merci pour la réactivité.", later + timedelta(hours=2))
+    tell_team(store, rated, config=config, transport_factory=factory, env={}, at=later + timedelta(hours=2))
+    echo("$ dunningops incident list --rating rated")
+    with store.session() as session:
+        for r in list_incidents(session, rating=["rated"]).rows:
+            echo(f"  {r['reference']}  {r['customer']}  {r['state']}  {r['rating']}/5  “{r['rating_message'] or ''}”")
+    _letter_round(app, later, echo)
+
+
+def _said(incident: dict) -> str:
+    n = incident["notification"]
+    return NoticeResult(n["event"], n["status"], n["reason"], tuple(n["to"]), n["message_id"]).line
+
+
+def _letter_round(app: App, at: datetime, echo: Callable[[str], None]) -> None:
+    with app.store.session() as session:
+        todo_id = session.scalar(
+            select(TodoRow.id).where(TodoRow.kind == "letter", TodoRow.status == "open").order_by(TodoRow.id).limit(1)
+        )
+    if todo_id is None:
+        return
+    echo(f"\n$ dunningops todo letter {todo_id}")
+    try:
+        doc = letter_document(app.store, todo_id, at)
+    except DunningOpsError as exc:  # no Pango on this machine: say so, the round goes on
+        echo(f"Error: {exc}")
+        return
+    path = app.config_dir.parent / doc.name
+    path.write_bytes(doc.data)
+    echo(f"{path.name} written ({len(doc.data) // 1024} KiB, A4: letterhead, the customer's postal address, the letter)")
 
 
 def _import_round(app: App, sent_at: datetime, echo: Callable[[str], None]) -> None:
@@ -204,6 +313,7 @@ def run_demo(directory: Path | None, echo: Callable[[str], None]) -> Path:
             echo(render_text(build_plan(desired, read_actual(session))))
         _ledger_round(app, desired, directory / "ledger", echo)
         sent_at = _send_round(app, result.outbox, echo)
+        _notices_round(app, sent_at, echo)
         echo("\nCustomers write back:")
         _import_round(app, sent_at, echo)
         _forecast(app, echo)
