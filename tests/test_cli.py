@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,17 @@ def test_demo_runs_a_round(run, tmp_path: Path):
     # The round ends with what the applied config will do next (the forecast).
     ahead = result.stdout.split("$ dunningops forecast --days 14\n")[1]
     assert ahead.startswith("Over the next 14 days (") and " reminders to customers, " in ahead.splitlines()[0]
+    # A9, T7, T8 and letters: each shows what it did, with real emails in the maildir and a real PDF.
+    out = result.stdout
+    assert re.search(r"Payment notifications: [1-9]\d* receipts and 1 failed-payment emails sent", out)
+    assert re.search(r"Unpaid-invoice notification: [1-9]\d* customers, .* [1-9]\d* emails sent", out)
+    assert "INC-0001 opened; invoice " in out and "The opening notification was sent to " in out
+    assert "The closing notification was sent to " in out
+    assert re.search(r"INC-0001  C\d+  closed  5/5  “Merci pour la réactivité.”", out)
+    [pdf] = (tmp_path / "demo").glob("letter-*.pdf")
+    assert pdf.read_bytes().startswith(b"%PDF-") and f"{pdf.name} written" in out
+    mail = [p.read_bytes() for p in (tmp_path / "demo" / ".dunningops" / "maildir" / "new").iterdir()]
+    assert any(b"/l/r/" in m for m in mail)  # the closing email carries the rating link
 
 
 def test_example_config_is_in_canonical_form(run, config_dir: Path):
