@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 from sqlalchemy import update
 
+from browser_helpers import DESKTOP, chromium
 from console_helpers import NOW, PASSWORDS, make_world, post_form, signed_in
 from dunningops.incidents.incidents import open_incident
 from dunningops.store.schema import IncidentRow, InvoiceRow, MessageRow
 from test_incidents import configure
-from test_web_console_browser import ARGS, CHROMIUM, DESKTOP, _shot
+from test_web_console_browser import _shot
 
 
 @pytest.fixture
@@ -156,9 +156,7 @@ def test_t8_open_and_close_an_incident_in_a_real_browser(sqlite_url: str, v1: Pa
     world = make_world(sqlite_url, configure(v1), tmp_path)
     try:
         base = live_server(world.web())
-        driver = sync_playwright().start()
-        try:
-            browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        with chromium() as browser:
             page = browser.new_context(viewport=DESKTOP, java_script_enabled=False).new_page()
             page.goto(base + "/customers/C1")
             page.fill("#member", "alice")
@@ -176,9 +174,6 @@ def test_t8_open_and_close_an_incident_in_a_real_browser(sqlite_url: str, v1: Pa
             page.goto(base + "/incidents?state=all")
             assert page.is_visible("text=INC-0001")
             _shot(page, "incidents-desktop")
-            browser.close()
-        finally:
-            driver.stop()
         row = _incident(world, "INC-0001")
         assert (row["state"], row["opened_by"], row["closing_note"]) == ("closed", "alice", "Réglé par avoir.")
     finally:

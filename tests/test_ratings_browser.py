@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from sqlalchemy import select, update
 
+from browser_helpers import DESKTOP, PHONE, SHOTS, chromium
 from cycle_helpers import paris, setup_store
 from daemon_helpers import set_settings
 from dunningops.app import App
@@ -33,21 +34,6 @@ LEDGER = dict(
     contacts="C1,paul@martin.fr,Paul Martin,,,payer,true\n",
     invoices="I1,C1,FA-1,2026-11-01,2026-12-07,1200.00,,EUR,,\n",
 )
-# As tests/test_web_console_browser.py launches it: Debian's chromium, nothing downloaded.
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = Path(__file__).resolve().parent.parent / "build" / "artifacts" / "screenshots"
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
 OPENED = paris(2026, 12, 1, 9)
 TEAM = "team@acme.fr"
 TEMPLATE = """\
@@ -68,14 +54,9 @@ BODY = """\
 
 @pytest.fixture(scope="module")
 def browser():
-    driver = sync_playwright().start()
-    try:
-        # No skip: without chromium this fails, as the console's browser test does.
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-    finally:
-        driver.stop()
+    # No skip: without chromium this fails.
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

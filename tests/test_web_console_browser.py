@@ -9,37 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
+from browser_helpers import DESKTOP, PHONE, SHOTS, chromium
 from console_helpers import PASSWORDS, make_world
 from dunningops.store.schema import InboxMessageRow, MessageRow, TodoRow
 from outgoing_helpers import smtp_factory
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = Path(__file__).resolve().parent.parent / "build" / "artifacts" / "screenshots"
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
 
 @pytest.fixture(scope="module")
 def browser():
-    driver = sync_playwright().start()
-    try:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-    finally:
-        driver.stop()
+    # No skip: without chromium this fails.
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -27,6 +27,22 @@ invoices, incidents, customers = InvoiceRow.__table__, IncidentRow.__table__, Cu
 RATING_DAYS_MAX = 365
 
 
+def invoice_columns() -> tuple:
+    """What an email says of an invoice (InvoiceData's fields), as Batch.load and the notifications read them."""
+    c = invoices.c
+    return (
+        c.id,
+        c.customer_id,
+        c.number,
+        c.issue_date,
+        c.due_date,
+        c.amount_cents,
+        c.outstanding_cents,
+        c.currency,
+        c.document_url,
+    )
+
+
 @dataclass
 class Batch:
     """What a batch of decisions needs from the ledger, loaded in a few queries."""
@@ -46,17 +62,7 @@ class Batch:
         ids = sorted(set(customer_ids))
         for start in range(0, len(ids), 1000):
             rows = session.execute(
-                select(
-                    invoices.c.id,
-                    invoices.c.customer_id,
-                    invoices.c.number,
-                    invoices.c.issue_date,
-                    invoices.c.due_date,
-                    invoices.c.amount_cents,
-                    invoices.c.outstanding_cents,
-                    invoices.c.currency,
-                    invoices.c.document_url,
-                )
+                select(*invoice_columns())
                 .where(
                     invoices.c.customer_id.in_(ids[start : start + 1000]),
                     and_(

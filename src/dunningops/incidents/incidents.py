@@ -405,16 +405,7 @@ def list_incidents(
         where.append(incidents.c.customer_id == cid)
     if rating:
         where.append(rating_condition(rating))
-    total = session.scalar(select(func.count()).select_from(incidents).where(*where)) or 0
-    query = (
-        select(*_columns())
-        .select_from(_joined())
-        .where(*where)
-        .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return Page([dict(r) for r in session.execute(query).mappings()], total=total, offset=offset, limit=limit)
+    return _page(session, where, limit=limit, offset=offset)
 
 
 def show_incident(session: Session, reference: str) -> dict[str, Any]:
@@ -452,7 +443,10 @@ def show_incident(session: Session, reference: str) -> dict[str, Any]:
 
 def customer_incidents(session: Session, customer_id: int, *, limit: int = 20) -> Page:
     """A customer's incidents, newest first (the customer's page)."""
-    where = [incidents.c.customer_id == customer_id]
+    return _page(session, [incidents.c.customer_id == customer_id], limit=limit, offset=0)
+
+
+def _page(session: Session, where: list, *, limit: int | None, offset: int) -> Page:
     total = session.scalar(select(func.count()).select_from(incidents).where(*where)) or 0
     query = (
         select(*_columns())
@@ -460,5 +454,6 @@ def customer_incidents(session: Session, customer_id: int, *, limit: int = 20) -
         .where(*where)
         .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
         .limit(limit)
+        .offset(offset)
     )
-    return Page([dict(r) for r in session.execute(query).mappings()], total=total, offset=0, limit=limit)
+    return Page([dict(r) for r in session.execute(query).mappings()], total=total, offset=offset, limit=limit)

@@ -167,19 +167,7 @@ def _closed_invoices(session: Session, ids: list[int]) -> list:
         return []
     return list(
         session.execute(
-            select(
-                invoices.c.id,
-                invoices.c.customer_id,
-                invoices.c.number,
-                invoices.c.issue_date,
-                invoices.c.due_date,
-                invoices.c.amount_cents,
-                invoices.c.outstanding_cents,
-                invoices.c.currency,
-                invoices.c.document_url,
-            )
-            .where(invoices.c.id.in_(ids))
-            .order_by(invoices.c.due_date, invoices.c.id)
+            select(*compose.invoice_columns()).where(invoices.c.id.in_(ids)).order_by(invoices.c.due_date, invoices.c.id)
         )
     )
 
