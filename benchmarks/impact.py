@@ -138,7 +138,7 @@ print(json.dumps(out, default=str))
 # --- running commands -------------------------------------------------------------------------
 
 
-def run_cmd(argv: Sequence[str | Path], *, discard: bool = False) -> Run:
+def run_cmd(argv: Sequence[str | Path], *, discard: bool = False, ok: tuple[int, ...] = (0, 2)) -> Run:
     """``argv`` under the runner's wrapper (wall time, own ru_maxrss), the clock pinned to T.
 
     DUNNINGOPS_NOW=T for every measured command, so a command without ``--at`` yet runs at the same
@@ -158,7 +158,7 @@ def run_cmd(argv: Sequence[str | Path], *, discard: bool = False) -> Run:
             )
         text = "" if discard else out.read_text(errors="replace")
         # 2: "there are changes", should plan --impact follow plan's --detailed-exitcode contract by default.
-        if code not in (0, 2) or not report.exists():
+        if code not in ok or not report.exists():
             raise BenchmarkError(f"{' '.join(args)} exited {code}:\n{err.read_text(errors='replace')[-2000:]}{text[-2000:]}")
         measured = json.loads(report.read_text())
     return Run(seconds=measured["seconds"], peak_rss_kib=measured["maxrss_kib"], stdout=text)

@@ -16,6 +16,7 @@ both notify a customer), and put back only for the emails that reached nobody (`
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from dunningops.notify import deliver
 from dunningops.notify.deliver import Notice, Ready, Skipped
 from dunningops.outgoing import Outcome, Recorded
 from dunningops.permissions import Actor, require
+from dunningops.render import RenderedEmail
 from dunningops.spec.models import Caps, CustomerNotice
 from dunningops.store.engine import Store
 from dunningops.store.schema import CustomerRow, InvoiceRow, MessageRow
@@ -341,6 +343,10 @@ class Summary:
         }
 
 
+def _prepare(session: Session, config: RunConfig, n: CustomerNotice, notices: list[Notice], at: datetime) -> list:
+    return deliver.prepare(session, config, notices, template=n.template, sender_ref=n.from_, to=n.to, cc=n.cc, at=at)
+
+
 def summarise(session: Session, config: RunConfig, selection: Selection, *, at: datetime) -> Summary:
     """Address and render each selected customer's email (C6, C9: a customer nobody can be written to is skipped)."""
     notice = selection.notice
@@ -349,11 +355,11 @@ def summarise(session: Session, config: RunConfig, selection: Selection, *, at: 
     lines = {line.id: line for t in selection.targets for line in t.lines}
     for batch in _chunks(selection.targets):
         notices = [Notice(t.customer_id, [line.id for line in t.lines], tag=t) for t in batch]
-        for item in deliver.prepare(
-            session, config, notices, template=notice.template, sender_ref=notice.from_, to=notice.to, cc=notice.cc, at=at
-        ):
+        for item in _prepare(session, config, notice, notices, at):
             if isinstance(item, Ready):
-                ready.append(item)
+                # Only the subject is kept: a summary of 100,000 customers must not hold 100,000 rendered
+                # emails in memory; each batch is rendered again when it is sent (send()).
+                ready.append(dataclasses.replace(item, email=RenderedEmail(item.email.subject, "", "")))
             else:
                 skipped.append(item)
     today, month = sent_counts(session, SendingCalendar(config.settings), at)
@@ -412,7 +418,11 @@ def send(
     outcomes: list[Outcome] = []
     transport = transport_factory(config)
     try:
-        for batch in _chunks(summary.ready):
+        for chunk in _chunks(summary.ready):
+            # Rendered again, as the summary was (the same data, the same instant): the summary kept subjects only.
+            with store.session() as session:
+                fresh = _prepare(session, config, summary.selection.notice, [r.notice for r in chunk], at)
+            batch = [r for r in fresh if isinstance(r, Ready)]
             outcomes += deliver.send(
                 store,
                 config,
