@@ -32,7 +32,7 @@ test: lint
 
 # Plan/apply (benchmarks/README.md), the ledger import and the send cycle (benchmarks/LEDGER_CYCLE.md), the import cycle,
 # two daemons on PostgreSQL against one, the console's pages against an indexed SELECT, the impact plan and the
-# forecast against one `run send --dry-run`.
+# forecast against one `run send --dry-run`, and the unpaid-invoice notification against the same.
 bench: venv
 	bash scripts/install-deps.sh
 	$(VENV)/bin/python -m benchmarks
@@ -41,6 +41,7 @@ bench: venv
 	$(VENV)/bin/python -m benchmarks.daemons
 	$(VENV)/bin/python -m benchmarks.console
 	$(VENV)/bin/python -m benchmarks.impact
+	$(VENV)/bin/python -m benchmarks.notify
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis src/*.egg-info
