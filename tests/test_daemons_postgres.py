@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from daemons_helpers import AT, fill, write_config
 from dunningops.store import open_store
-from dunningops.store.schema import ActionRow, CustomerRow, MessageRow
+from dunningops.store.schema import ActionRow, CustomerRow, MessageRow, RunnerRow
 
 N = 10_000
 DUNNINGOPS = str(Path(sys.executable).with_name("dunningops"))
@@ -55,6 +55,17 @@ def _senders(store) -> Counter:
         return Counter(s.scalars(select(MessageRow.runner_id)))
 
 
+def _holds_work(store, pid: int) -> bool:
+    """Whether the sender with this pid holds claimed steps or messages `sending`."""
+    with store.session() as s:
+        runner = s.scalar(select(RunnerRow.id).where(RunnerRow.pid == pid).order_by(RunnerRow.started_at.desc()).limit(1))
+        if runner is None:
+            return False
+        claimed = select(ActionRow.id).where(ActionRow.runner_id == runner, ActionRow.outcome == "claimed").limit(1)
+        sending = select(MessageRow.id).where(MessageRow.runner_id == runner, MessageRow.status == "sending").limit(1)
+        return s.scalar(claimed) is not None or s.scalar(sending) is not None
+
+
 @pytest.fixture
 def filled(postgres_url: str, tmp_path: Path, smtp_server):
     config = write_config(tmp_path / "config", smtp_server.port)
@@ -68,11 +79,13 @@ def test_two_senders_one_killed_mid_run_every_reminder_once_or_unknown(filled, p
     config, store = filled
     first, second = _sender(config, postgres_url), _sender(config, postgres_url)
     deadline = time.monotonic() + 300
-    # Kill the first once both are at work (a loaded machine may start one late) and mail has flowed.
-    while len(smtp_server.received) < KILL_AFTER or len(_senders(store)) < 2:
+    # Kill the first once both are at work (a loaded machine may start one late), mail has flowed, and
+    # the first still holds work (a claim, or a message on its way): a kill after it finished its share
+    # (the second still sending) would leave nothing to the third run, and test nothing.
+    while len(smtp_server.received) < KILL_AFTER or len(_senders(store)) < 2 or not _holds_work(store, first.pid):
         assert time.monotonic() < deadline, "the senders sent too little in 5 minutes"
         assert first.poll() is None, _wait(first)
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(first.pid, signal.SIGKILL)
     first.wait(30)
     code, out, err = _wait(second)
