@@ -214,7 +214,7 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
         _recompute_outstanding(session, select(stg.c.invoice_external_id))
         if counts.added:
             # Imported here, not at the top: notify sits above the ledger (it renders, it sends).
-            from dunningops.notify.portal import owe
+            from dunningops.notify.owed import owe
 
             # A9: the receipts and failed-payment emails the new payments owe, in this transaction.
             counts.notices = owe(session, created_after=before or 0, at=now)

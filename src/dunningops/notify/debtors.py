@@ -36,7 +36,8 @@ from dunningops.notify.deliver import Notice, Ready, Skipped
 from dunningops.outgoing import Outcome, Recorded
 from dunningops.permissions import Actor, require
 from dunningops.render import RenderedEmail
-from dunningops.spec.models import Caps, CustomerNotice
+from dunningops.spec.models import Caps
+from dunningops.spec.notices import CustomerNotice
 from dunningops.store.engine import Store
 from dunningops.store.schema import CustomerRow, InvoiceRow, MessageRow
 from dunningops.transport.base import Transport

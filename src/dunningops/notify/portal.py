@@ -1,6 +1,6 @@
 """A9: payment receipts and failed-payment emails, owed by the ledger import, each sent once.
 
-The ledger import owes them (``owe``, in the transaction that writes the payments): one
+The ledger import owes them (``owed.owe``, in the transaction that writes the payments): one
 ``portal_notifications`` row per payment it creates, when that notification is configured and
 enabled and the payment is recent (``max_age_days``: a first import's history owes nothing).
 Importing the file again owes nothing more (the rows exist; one per payment).
@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import CursorResult, and_, bindparam, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from dunningops.dunning.calendar import SendingCalendar
@@ -26,8 +25,9 @@ from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import sent_counts
 from dunningops.errors import ConflictError, DunningOpsError
 from dunningops.notify import deliver
+from dunningops.notify.owed import KINDS, has_pending, owe, rowcount, settle_interrupted
 from dunningops.outgoing import NotClaimed, Outcome, Recorded
-from dunningops.spec.models import PortalNotice
+from dunningops.spec.notices import PortalNotice
 from dunningops.store.engine import Store
 from dunningops.store.schema import AliasRow, InvoiceRow, MessageRow, PaymentRow, TemplateRow
 from dunningops.store.schema_notices import PortalNotificationRow
@@ -37,53 +37,12 @@ __all__ = ["KINDS", "LABELS", "PortalReport", "has_pending", "owe", "send_pendin
 
 notices, payments, invoices = PortalNotificationRow.__table__, PaymentRow.__table__, InvoiceRow.__table__
 messages = MessageRow.__table__
-# A payments file's kind → the notification it owes (a credit note owes none).
-KINDS = {"payment": "payment_receipt", "failed": "payment_failed"}
 LABELS = {"payment_receipt": "Payment receipts", "payment_failed": "Failed-payment emails"}
 # Rows read at a time, and emails recorded `sending` (and handed to the transport) at a time: a
 # process killed mid-send leaves at most one chunk `unknown`.
 PAGE = 500
 SEND_CHUNK = 40
 REASONS_SHOWN = 3
-
-
-# --- owed, by the ledger import ---------------------------------------------------------------
-
-
-def owe(session: Session, *, created_after: int, at: datetime) -> int:
-    """In the import's transaction: a ``pending`` row for each payment created in it (id above
-    ``created_after``) whose notification the applied config enables, dated within its
-    ``max_age_days``; one INSERT … SELECT. Returns how many are owed."""
-    config = RunConfig.from_store(session)
-    today = SendingCalendar(config.settings).local(at).date()
-    wanted = []
-    for payment_kind, name in KINDS.items():
-        notice: PortalNotice | None = getattr(config.settings.notifications, name)
-        if notice is not None and notice.enabled:
-            cutoff = today - timedelta(days=notice.max_age_days)
-            wanted.append((payment_kind, name, and_(payments.c.kind == payment_kind, payments.c.paid_on >= cutoff)))
-    if not wanted:
-        return 0
-    source = (
-        select(
-            payments.c.id.label("payment_id"),
-            invoices.c.customer_id,
-            case(*((payments.c.kind == k, literal(n)) for k, n, _ in wanted)).label("kind"),
-            literal("pending").label("status"),
-            literal(at, notices.c.created_at.type).label("created_at"),
-        )
-        .join(invoices, invoices.c.id == payments.c.invoice_id)
-        .where(
-            payments.c.id > created_after,
-            or_(*(cond for _, _, cond in wanted)),
-            ~exists().where(notices.c.payment_id == payments.c.id),
-        )
-    )
-    # psycopg reports no rowcount for INSERT … SELECT: count first (as ledger/writes.py does).
-    owed = session.execute(select(func.count()).select_from(source.subquery())).scalar_one()
-    if owed:
-        session.execute(insert(notices).from_select(["payment_id", "customer_id", "kind", "status", "created_at"], source))
-    return owed
 
 
 # --- sent, after the commit -------------------------------------------------------------------
@@ -144,11 +103,6 @@ class PortalReport:
                 why = f" ({shown}{f'; and {more} more' if more > 0 else ''})"
             out.append(f"{LABELS[kind]}: {', '.join(parts)}{why}.")
         return out
-
-
-def has_pending(session: Session) -> bool:
-    """Whether any notification waits to be sent: one indexed query."""
-    return session.scalar(select(notices.c.id).where(notices.c.status == "pending").limit(1)) is not None
 
 
 @dataclass(frozen=True)
@@ -421,7 +375,7 @@ def _claim(session: Session, recorded: list[Recorded]) -> None:
     claimed = session.execute(
         update(notices).where(notices.c.id.in_(ids), notices.c.status == "pending").values(status="sending")
     )
-    if _rowcount(claimed) != len(ids):
+    if rowcount(claimed) != len(ids):
         raise NotClaimed(f"portal notifications {ids}")
     session.execute(
         update(notices).where(notices.c.id == bindparam("nid")).values(message_id=bindparam("mid")),
@@ -477,24 +431,3 @@ def _count(report: PortalReport, kind: str, o: Outcome) -> None:
     report.messages.append(
         {"message_id": o.message_id, "customer": customer, "kind": kind, "status": o.status, "detail": o.problem}
     )
-
-
-def settle_interrupted(session: Session) -> int:
-    """Rows left ``sending`` by an interrupted send take their message's outcome once the history
-    knows it (``unknown`` for a dead runner's): never ``pending`` again (at most once), but for a
-    message that came back ``deferred`` (nothing of it left). One statement; returns the rows settled."""
-    outcome = (
-        select(case((messages.c.status == "deferred", literal("pending")), else_=messages.c.status))
-        .where(messages.c.id == notices.c.message_id)
-        .scalar_subquery()
-    )
-    settled = exists().where(
-        messages.c.id == notices.c.message_id, messages.c.status.in_(("sent", "failed", "unknown", "deferred"))
-    )
-    return _rowcount(session.execute(update(notices).where(notices.c.status == "sending", settled).values(status=outcome)))
-
-
-def _rowcount(result: Any) -> int:
-    """Rows an UPDATE matched: its result is a CursorResult, typed only as Result."""
-    assert isinstance(result, CursorResult)
-    return result.rowcount

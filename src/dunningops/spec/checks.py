@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dunningops.errors import ConfigIssue
 from dunningops.render import check_template
-from dunningops.spec.models import BUILT_IN_ROLES
+from dunningops.spec.notices import BUILT_IN_ROLES
 from dunningops.spec.paths import MAX_BODY_BYTES, FileProblem, read_inside, resolve_named, resolved
 from dunningops.spec.state import DesiredState
 from dunningops.spec.types import KINDS, parse_days, split_ref
