@@ -29,7 +29,7 @@ PROBES = [
     ("dunningops.spec.loader", "load_marked", "load_config › YAML parse (C parser, Python constructors)"),
     ("dunningops.spec.loader", "ConfigFile.model_validate", "load_config › pydantic ConfigFile.model_validate"),
     ("dunningops.spec.loader", "read_template_bodies", "load_config › template bodies (read, Jinja parse, blocks)"),
-    ("dunningops.spec.checks", "check_template", "    › check_template (bodies and subjects)"),
+    ("dunningops.spec.checks", "_check", "    › check_template (new or changed bodies and subjects)"),
     ("jinja2", "Environment.parse", "        › jinja2 Environment.parse"),
     ("dunningops.render.checks", "_unknown_variables", "        › undocumented-variable check (AST walk)"),
     ("dunningops.render.checks", "parse_blocks", "        › blocks bodies' YAML (parse_blocks)"),
@@ -46,8 +46,7 @@ import click
 from dunningops.spec import load_config
 from dunningops.reconcile import build_plan
 from dunningops.reconcile.render import RENDERERS
-from dunningops.store import open_store
-from dunningops.store.config_objects import read_actual
+from dunningops.store.state import checked_sources, read_applied, read_applied_sqlite
 imports = time.perf_counter() - t0
 probes, timers = json.loads(sys.argv[3]), {}
 
@@ -75,22 +74,31 @@ for module, attr, label in probes:
     except (ImportError, AttributeError):
         timers[label] = None
 
-phases = {"imports (click, pydantic, yaml, jinja2, SQLAlchemy, alembic, dunningops)": imports}
+phases = {"imports (click, pydantic, yaml, dunningops; SQLAlchemy and Jinja when needed)": imports}
 def phase(name, func):
     start = time.perf_counter()
     value = func()
     phases[name] = time.perf_counter() - start
     return value
 
-desired = phase("load_config", lambda: load_config(Path(sys.argv[1])))
-store = phase("open_store (engine, migration check)", lambda: open_store(sys.argv[2]))
+# As `plan` does (cli/config.py load_against_store), though in another order: a SQLite store at
+# the latest revision is read with sqlite3 (else SQLAlchemy is imported, the store opened and read
+# as Core rows); the store's template sources are taken as checked, only new or changed ones parsed.
+store = None
 def read():
-    with store.session() as session:
-        return read_actual(session)
-actual = phase("read_actual (SQL)", read)
+    global store
+    fast = read_applied_sqlite(sys.argv[2])
+    if fast is not None:
+        return fast
+    from dunningops.store import open_store
+    store = open_store(sys.argv[2])
+    return read_applied(store.engine)
+actual = phase("read the store (sqlite3; else SQLAlchemy: import, open_store, Core rows)", read)
+desired = phase("load_config", lambda: load_config(Path(sys.argv[1]), known_good=lambda: checked_sources(actual)))
 plan = phase("build_plan (diff)", lambda: build_plan(desired, actual))
 text = phase("render text", lambda: RENDERERS["text"](plan))
-store.dispose()
+if store is not None:
+    store.dispose()
 print(json.dumps({"phases": phases, "probes": timers, "in_process": time.perf_counter() - t0, "output_chars": len(text)}))
 """
 
@@ -98,7 +106,7 @@ print(json.dumps({"phases": phases, "probes": timers, "in_process": time.perf_co
 def import_breakdown(top: int = 12) -> list[tuple[str, float]]:
     """Self time of imports by top-level package, from ``python -X importtime``."""
     code = ("import dunningops.cli, dunningops.spec, dunningops.reconcile, dunningops.reconcile.render, "
-            "dunningops.store.config_objects")
+            "dunningops.store.state")
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, env=clean_env())
     totals: collections.Counter[str] = collections.Counter()
     for line in out.stderr.splitlines():

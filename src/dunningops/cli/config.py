@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
@@ -14,6 +15,10 @@ from dunningops.cli.forecast import days_option
 from dunningops.cli.main import cli
 from dunningops.cli.options import ACTOR, AT, LIMIT, address_options, format_option, pass_app
 from dunningops.cli.output import EXIT_CHANGES, EXIT_IMPACT_GATE, finish
+
+if TYPE_CHECKING:
+    from dunningops.spec.state import DesiredState
+    from dunningops.store.state import AppliedObject
 
 
 @cli.command()
@@ -133,7 +138,6 @@ def plan(
     from dunningops.reconcile import build_plan
     from dunningops.reconcile.render import RENDERERS
     from dunningops.reconcile.saved import save_plan
-    from dunningops.store.config_objects import read_actual
 
     gated = max_added is not None or max_moved_earlier is not None
     impact = impact or gated
@@ -141,10 +145,8 @@ def plan(
         raise click.UsageError("--days and --at are for --impact")
     if impact and (target or exclude):
         raise click.UsageError("--impact shows the whole config's effect on customers: do not pass --target/--exclude with it")
-    desired = app.load_config()
-    with app.session() as session:
-        actual = read_actual(session)
-        result = build_plan(desired, actual, targets=target, excludes=exclude)
+    desired, actual = load_against_store(app)
+    result = build_plan(desired, actual, targets=target, excludes=exclude)
     refused = _refusal(app, result, actual, actor)
     gates: list[str] = []
     if impact:
@@ -166,6 +168,32 @@ def plan(
     if gates:
         finish(code=EXIT_IMPACT_GATE)
     finish(code=EXIT_CHANGES if detailed_exitcode and not result.empty else 0)
+
+
+def load_against_store(app: App) -> tuple[DesiredState, dict[str, AppliedObject]]:
+    """The config, checked, and the applied objects, read once (plain rows, no ORM: store/state.py).
+
+    The store is read only once the config's files parse and validate (an invalid config fails
+    first, as with `validate`); the template bodies and subjects it holds were checked by the apply
+    that wrote them, so only new or changed ones are parsed again. `validate` checks them all.
+    A SQLite store at the latest revision is read without SQLAlchemy; any other is opened (and
+    migrated) as usual.
+    """
+    from dunningops.spec import load_config
+    from dunningops.store.state import checked_sources, read_applied, read_applied_sqlite
+
+    read: list[dict[str, AppliedObject]] = []
+
+    def applied() -> dict[str, AppliedObject]:
+        fast = read_applied_sqlite(app.url)
+        return fast if fast is not None else read_applied(app.store.engine)
+
+    def known_good() -> set[tuple[str, str]]:
+        read.append(applied())
+        return checked_sources(read[0])
+
+    desired = load_config(app.config_dir, known_good=known_good)
+    return desired, read[0] if read else applied()
 
 
 def _refusal(app: App, plan, actual, actor: str | None) -> str | None:
@@ -205,7 +233,9 @@ def apply(app: App, planfile, auto_approve, allow_destroy, lock_timeout, target,
     expected = load_plan(planfile) if planfile else None
     if expected is not None and (target or exclude):
         raise click.UsageError("--target/--exclude come from the saved plan; do not pass them with PLANFILE")
-    desired = app.load_config()
+    # apply_config reads the store again under its lock: this read only spares checking again
+    # the bodies already applied (an applied body was checked by the apply that wrote it).
+    desired, _ = load_against_store(app)
 
     def confirm(p) -> bool:
         click.echo(render_text(p), nl=False)

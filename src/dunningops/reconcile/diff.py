@@ -29,6 +29,8 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def field_changes(before: dict, after: dict, replace_on: frozenset[str] = frozenset()) -> tuple[FieldChange, ...]:
     """Only the fields that change, in the order of ``after`` (then removed ones)."""
+    if before == after:  # the common case (a plan with no changes): equal dicts flatten to equal paths
+        return ()
     old, new = flatten(before), flatten(after)
     paths = list(new) + [p for p in old if p not in new]
     return tuple(

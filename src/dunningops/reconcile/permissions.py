@@ -9,13 +9,15 @@ for owners and admins only, so that nobody raises their own role.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dunningops.errors import PermissionDeniedError
 from dunningops.permissions import ALL_POWERFUL, Actor, either, grants, identify, roles_with
 from dunningops.reconcile.diff import flatten
 from dunningops.reconcile.plan import Change, Plan
-from dunningops.store.config_objects import ActualObject
+
+if TYPE_CHECKING:
+    from dunningops.store.state import Applied
 
 # Not a permission a role can be given: what only owners and admins may change.
 MEMBERS = "members"
@@ -76,7 +78,7 @@ def _settings_need(path: str) -> tuple[str | None, str]:
     return permission, "settings." + ".".join(kept)
 
 
-def applied_members(actual: Mapping[str, ActualObject]) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+def applied_members(actual: Mapping[str, Applied]) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
     """The members (id → fields) and ``settings.roles`` of the applied state."""
     members = {o.id: o.fields for o in actual.values() if o.kind == "member"}
     settings = actual.get("settings")
@@ -84,7 +86,7 @@ def applied_members(actual: Mapping[str, ActualObject]) -> tuple[dict[str, dict[
     return members, roles
 
 
-def authorize(plan: Plan, actual: Mapping[str, ActualObject], actor: str) -> Actor:
+def authorize(plan: Plan, actual: Mapping[str, Applied], actor: str) -> Actor:
     """Who ``actor`` is among the applied members, if they may apply ``plan``.
 
     The first apply (no member in the store yet) is allowed to anyone: there is nobody yet to

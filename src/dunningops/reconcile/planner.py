@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from dunningops.errors import PlanError
 from dunningops.reconcile.diff import field_changes
@@ -17,16 +18,18 @@ from dunningops.reconcile.objects import (
 )
 from dunningops.reconcile.plan import Change, Plan
 from dunningops.spec.state import DesiredState
-from dunningops.store.config_objects import ActualObject
+
+if TYPE_CHECKING:  # either reader's objects: store.state's (plan, no ORM) or config_objects' (apply)
+    from dunningops.store.state import Applied
 
 
-def actual_fields(actual: dict[str, ActualObject]) -> dict[str, dict]:
+def actual_fields(actual: Mapping[str, Applied]) -> dict[str, dict]:
     return {addr: obj.fields for addr, obj in actual.items()}
 
 
 def build_plan(
     desired: DesiredState,
-    actual: dict[str, ActualObject],
+    actual: Mapping[str, Applied],
     *,
     targets: Iterable[str] = (),
     excludes: Iterable[str] = (),

@@ -7,12 +7,12 @@ closest valid name when it looks like a misspelling.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from pathlib import Path
 
 from dunningops.errors import ConfigIssue
-from dunningops.render import check_template
 from dunningops.spec.notices import BUILT_IN_ROLES
-from dunningops.spec.paths import MAX_BODY_BYTES, FileProblem, read_inside, resolve_named, resolved
+from dunningops.spec.paths import MAX_BODY_BYTES, FileProblem, read_inside, resolve_in, resolve_named, resolved
 from dunningops.spec.state import DesiredState
 from dunningops.spec.types import KINDS, parse_days, split_ref
 
@@ -32,15 +32,28 @@ def body_path(state: DesiredState, template_id: str, name: str) -> Path | None:
         return None
 
 
-def read_template_bodies(state: DesiredState, issues: list[ConfigIssue]) -> None:
+# A source that passed check_template: (design, text), the subject's design being "subject".
+CheckedSource = tuple[str, str]
+
+
+def read_template_bodies(
+    state: DesiredState, issues: list[ConfigIssue], known_good: Collection[CheckedSource] = frozenset()
+) -> None:
     """Read each template's body files (beside the YAML that defines it) and check them as the renderer
     will use them: syntax, @TAG@s, blocks, and variables that do not exist (a reminder is never sent
     with a hole in it).
 
     A body file must be a regular file inside the config directory (symlinks followed), of at most
     MAX_BODY_BYTES: the config is untrusted input, and a body ends up in plans posted for review.
+
+    Args:
+        known_good: sources already checked, e.g. the bodies and subjects the store holds (apply
+            checked them): a source equal to one of them, in the same design, is not parsed again
+            (parsing every body was most of `plan`'s time). A check depends on the text and the
+            design only, so the outcome is the same; a new or changed source is always checked.
     """
     root = resolved(state.root)
+    real_folders: dict[Path, Path] = {}  # many templates share a folder: resolve it once
     for tid, template in state.templates.items():
         src = state.sources[f"template.{tid}"]
         folder = (state.root / src.file).parent
@@ -48,7 +61,9 @@ def read_template_bodies(state: DesiredState, issues: list[ConfigIssue]) -> None
             key = f"templates[{tid}].locales.{lang}.body"
             line = src.line_of("locales", lang, "body")
             try:
-                real = resolve_named(root, folder, loc.body, "body file")
+                if folder not in real_folders:
+                    real_folders[folder] = resolved(folder)
+                real = resolve_in(root, real_folders[folder], loc.body, "body file")
                 text = read_inside(root, real, MAX_BODY_BYTES, "body file", loc.body)
             except FileNotFoundError:
                 issues.append(ConfigIssue(src.file, line, key, f"body file {loc.body!r} not found beside {src.file}"))
@@ -64,10 +79,21 @@ def read_template_bodies(state: DesiredState, issues: list[ConfigIssue]) -> None
                 continue
             state.template_bodies[(tid, lang)] = text
             body_file = real.relative_to(root).as_posix()
-            for problem_line, message in check_template(text, template.design):
-                issues.append(ConfigIssue(body_file, problem_line, "", message))
-            for _, message in check_template(loc.subject, "subject"):
-                issues.append(ConfigIssue(src.file, src.line_of("locales", lang, "subject"), key[:-4] + "subject", message))
+            if (template.design, text) not in known_good:
+                for problem_line, message in _check(text, template.design):
+                    issues.append(ConfigIssue(body_file, problem_line, "", message))
+            if ("subject", loc.subject) not in known_good:
+                for _, message in _check(loc.subject, "subject"):
+                    where = src.line_of("locales", lang, "subject")
+                    issues.append(ConfigIssue(src.file, where, key[:-4] + "subject", message))
+
+
+def _check(source: str, design: str) -> list[tuple[int | None, str]]:
+    # Imported on first use: when every source is known good, a plan never loads Jinja and the
+    # renderer (a tenth of its start-up).
+    from dunningops.render.checks import check_template
+
+    return check_template(source, design)
 
 
 def check_references(state: DesiredState, issues: list[ConfigIssue]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import typing
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dunningops.errors import ConfigError, ConfigIssue
-from dunningops.spec.checks import body_path, check_references, read_template_bodies
+from dunningops.spec.checks import CheckedSource, body_path, check_references, read_template_bodies
 from dunningops.spec.models import ConfigFile
-from dunningops.spec.paths import MAX_YAML_BYTES, FileProblem, read_inside, resolved, yaml_file_problem
+from dunningops.spec.paths import MAX_YAML_BYTES, FileProblem, read_inside, resolved, resolved_child, yaml_file_problem
 from dunningops.spec.state import DesiredState, Source
 from dunningops.spec.yamlmarks import LineDict, LineList, line_at, load_marked
 
@@ -37,6 +38,11 @@ def config_files(root: Path, issues: list[ConfigIssue] | None = None) -> list[Pa
     A file that is a symlink leading outside the directory, a FIFO or a device is left out, and
     reported in ``issues`` when given: the config cannot make us read what is not in it.
     """
+    return [path for path, _ in _config_files(root, issues)]
+
+
+def _config_files(root: Path, issues: list[ConfigIssue] | None) -> list[tuple[Path, Path]]:
+    """``config_files`` with the real path of each (read_inside needs it), each resolved once."""
     root_real = resolved(root)
     found = sorted(
         p
@@ -44,53 +50,82 @@ def config_files(root: Path, issues: list[ConfigIssue] | None = None) -> list[Pa
         if p.suffix in (".yaml", ".yml") and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     files = []
+    real_folders: dict[Path, Path] = {}
     for path in found:
-        problem = yaml_file_problem(root_real, path, path.relative_to(root).as_posix())
+        if path.parent not in real_folders:
+            real_folders[path.parent] = resolved(path.parent)
+        real = resolved_child(real_folders[path.parent], path.name)
+        problem = yaml_file_problem(root_real, path, path.relative_to(root).as_posix(), real)
         if problem is not None:
             if issues is not None:
                 issues.append(problem)
         elif path.is_file():
-            files.append(path)
+            files.append((path, real))
     return files
 
 
-def load_config(root: Path | str) -> DesiredState:
-    """Load, validate and cross-check the config in ``root``; raise ConfigError listing every problem."""
+def load_config(root: Path | str, *, known_good: Callable[[], Collection[CheckedSource]] | None = None) -> DesiredState:
+    """Load, validate and cross-check the config in ``root``; raise ConfigError listing every problem.
+
+    Args:
+        known_good: gives the template sources that need no check again, (design, text) pairs such as
+            the applied ones (`plan`, `apply`: read_template_bodies). Called only once every file
+            parsed and validated, so that a config with errors fails before the store is opened.
+            None (`validate`): every body and subject is checked.
+    """
     root = Path(root)
     if not root.is_dir():
         raise ConfigError([ConfigIssue(str(root), None, "", "config directory not found")])
     issues: list[ConfigIssue] = []
-    files = config_files(root, issues)
+    files = _config_files(root, issues)
     if not files:
         raise ConfigError([*issues, ConfigIssue(str(root), None, "", "no *.yaml files in the config directory")])
 
     state = DesiredState(root=root)
     root_real = resolved(root)
     not_mappings: list[ConfigIssue] = []
-    for path in files:
+    for path, real in files:
         rel = path.relative_to(root).as_posix()
-        parsed = _parse_file(root_real, path, rel, issues, not_mappings)
+        parsed = _parse_file(root_real, real, rel, issues, not_mappings)
         if parsed is not None:
             _merge(state, parsed, rel, issues)
     # A YAML file that is not a mapping is fine when a template uses it as its body (blocks design).
-    bodies = {body_path(state, tid, loc.body) for tid, template in state.templates.items() for loc in template.locales.values()}
-    issues.extend(i for i in not_mappings if resolved(root / i.file) not in bodies)
+    issues.extend(_not_bodies(state, not_mappings))
     # A file that failed to parse may hold the settings: only then is "missing" a guess.
     if state.settings is None and not issues:
         issues.append(ConfigIssue(root.as_posix(), None, "settings", "no file defines `settings` (company, deliverability)"))
     if not issues:
-        read_template_bodies(state, issues)
+        read_template_bodies(state, issues, known_good() if known_good is not None else frozenset())
         check_references(state, issues)
     if issues:
         raise ConfigError(issues)
     return state
 
 
+def _not_bodies(state: DesiredState, not_mappings: list[ConfigIssue]) -> list[ConfigIssue]:
+    """The issues of ``not_mappings`` whose file no template names as its body."""
+    if not not_mappings:
+        return []
+    # First by the path as written (no symlink to follow: resolving every body's path was a tenth
+    # of a plan); a name with ".." or an absolute one is left to the full comparison below.
+    written = {
+        (Path(state.sources[f"template.{tid}"].file).parent / loc.body).as_posix()
+        for tid, template in state.templates.items()
+        for loc in template.locales.values()
+        if not Path(loc.body).is_absolute() and ".." not in Path(loc.body).parts
+    }
+    left = [i for i in not_mappings if i.file not in written]
+    if not left:
+        return []
+    bodies = {body_path(state, tid, loc.body) for tid, template in state.templates.items() for loc in template.locales.values()}
+    return [i for i in left if resolved(state.root / i.file) not in bodies]
+
+
 def _parse_file(
-    root_real: Path, path: Path, rel: str, issues: list[ConfigIssue], not_mappings: list[ConfigIssue]
+    root_real: Path, real: Path, rel: str, issues: list[ConfigIssue], not_mappings: list[ConfigIssue]
 ) -> tuple[ConfigFile, LineDict] | None:
     try:
-        text = read_inside(root_real, resolved(path), MAX_YAML_BYTES, "", rel)
+        text = read_inside(root_real, real, MAX_YAML_BYTES, "", rel)
     except FileProblem as exc:
         issues.append(ConfigIssue(rel, exc.line, "", exc.message))
         return None

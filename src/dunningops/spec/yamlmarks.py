@@ -28,12 +28,30 @@ class LineList(list):
     item_lines: list
 
 
+# The tag of a plain scalar, by its text (MarkedLoader.resolve).
+_PLAIN_TAGS: dict[str, str] = {}
+_PLAIN_TAGS_MAX = 100_000
+
+
 class MarkedLoader(_Base):
     """Safe loader building LineDict / LineList and collecting duplicate keys."""
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self.duplicate_keys: list[tuple[int, str]] = []
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        # PyYAML tries a list of regular expressions on every plain scalar (a fifth of parsing a
+        # config). With no path resolvers (none is ever added) the tag depends on the text alone,
+        # and texts repeat (keys, ids, "auto", "email"): each is resolved once per process.
+        if kind is yaml.ScalarNode and implicit[0] and not self.yaml_path_resolvers:
+            tag = _PLAIN_TAGS.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(_PLAIN_TAGS) < _PLAIN_TAGS_MAX:
+                    _PLAIN_TAGS[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
 
 
 def _construct_map(loader: MarkedLoader, node: yaml.MappingNode):
@@ -60,8 +78,15 @@ def _construct_seq(loader: MarkedLoader, node: yaml.SequenceNode):
     data.extend(loader.construct_object(child) for child in node.value)
 
 
+def _construct_str(loader: MarkedLoader, node: yaml.Node) -> Any:
+    # SafeConstructor.construct_yaml_str's result for a scalar, without its two calls per string;
+    # anything else (a mapping tagged !!str) goes the usual way, errors included.
+    return node.value if isinstance(node, yaml.ScalarNode) else loader.construct_yaml_str(node)
+
+
 MarkedLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+MarkedLoader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 
 
 def load_marked(text: str) -> tuple[Any, list[tuple[int, str]]]:

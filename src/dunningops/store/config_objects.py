@@ -25,6 +25,7 @@ from dunningops.store.schema import (
     SettingsRow,
     TemplateRow,
 )
+from dunningops.store.state import FIELDS, STEP_COLUMNS
 
 ROWS: dict[str, Any] = {
     "settings": SettingsRow,
@@ -34,30 +35,9 @@ ROWS: dict[str, Any] = {
     "template": TemplateRow,
     "plan": PlanRow,
 }
-# Columns that hold desired fields one to one.
-FIELDS = {
-    "member": ("email", "name", "role"),
-    "alias": ("email", "display_name", "signature"),
-    "contact_function": ("label", "labels"),
-    "template": ("name", "design", "locales"),
-    "plan": ("name", "level", "assign", "min_contact_delay", "reply_to", "entry", "group_invoices", "track_opens"),
-}
 META = {
     "alias": ("verified", "verified_at", "last_sent_at"),
     "template": ("last_sent_at",),
-}
-# A step's canonical keys → its columns.
-STEP_COLUMNS = {
-    "id": "id",
-    "at": "at",
-    "action": "action",
-    "send": "send",
-    "from": "sender",
-    "to": "to_functions",
-    "cc": "cc_functions",
-    "bcc": "bcc_functions",
-    "template": "template_id",
-    "assignee": "assignee",
 }
 
 

@@ -1,4 +1,9 @@
-"""Opening the store: URL resolution, engine set-up per dialect, automatic migration on first use."""
+"""Opening the store: URL resolution, engine set-up per dialect, automatic migration on first use.
+
+SQLAlchemy is imported by the functions that use it, not by this module: resolving the store's URL
+(``App.url``) must not cost its import (a fifth of `plan`, which reads a SQLite store at the
+latest revision with the standard library: store/state.py).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from dunningops.errors import InvalidInputError, StoreError
-from dunningops.store import migrate
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.orm import Session
 
 ENV_URL = "DUNNINGOPS_DATABASE_URL"
 
@@ -70,6 +74,8 @@ class Store:
         ``write_lock`` on SQLite starts the transaction with BEGIN IMMEDIATE, so
         that a second writer waits (busy timeout) instead of failing mid-way.
         """
+        from sqlalchemy.orm import Session
+
         connection = self.engine.connect()
         if write_lock and self.dialect == "sqlite":
             connection = connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
@@ -91,6 +97,8 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 
 def _sqlite_path(url: str) -> Path | None:
     """The file a SQLite URL names (None: in memory, or a URI filename SQLite resolves itself)."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     path = parsed.database
     if not path or path == ":memory:" or path.startswith("file:") or parsed.query.get("uri"):
@@ -141,6 +149,8 @@ def _postgresql_read_only(url: str) -> StoreError:
 
 def _check_postgresql_writable(engine: Engine, url: str) -> None:
     # A standby (or a read-only default) accepts every read and fails at the first write: say so now.
+    from sqlalchemy import text
+
     with engine.connect() as connection:
         if connection.execute(text("SHOW transaction_read_only")).scalar() == "on":
             raise _postgresql_read_only(url)
@@ -181,6 +191,8 @@ def store_error(url: str, exc: DBAPIError) -> StoreError | None:
 
 
 def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
+    from sqlalchemy import create_engine, event
+
     path = _sqlite_path(url)
     if path is not None:
         _check_sqlite_file(path)
@@ -206,6 +218,12 @@ def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
 
 def open_store(url: str, *, upgrade: bool = True, busy_timeout_s: float = 30.0) -> Store:
     """Open the store at ``url``; bring its schema to the latest migration unless ``upgrade`` is off."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+    from dunningops.store import migrate
+
     url = normalise_url(url)
     try:
         if make_url(url).get_backend_name() == "sqlite":
@@ -239,6 +257,9 @@ def open_store(url: str, *, upgrade: bool = True, busy_timeout_s: float = 30.0) 
 
 def _safe(url: str) -> str:
     """The URL with any password masked, for messages and logs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:

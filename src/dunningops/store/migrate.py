@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, inspect, text
-
 from dunningops.errors import StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions; a test checks it against alembic's own view.
@@ -37,6 +36,8 @@ def head() -> str | None:
 
 
 def current(engine: Engine) -> str | None:
+    from sqlalchemy import inspect, text  # here: plan of a current SQLite store never imports SQLAlchemy
+
     with engine.connect() as connection:
         if not inspect(connection).has_table("alembic_version"):
             return None
