@@ -16,6 +16,7 @@ import yaml
 from jinja2 import Template
 from markupsafe import escape
 
+from dunningops.render.environment import render
 from dunningops.render.labels import days_overdue
 from dunningops.render.layout import FONT, MUTED, RULE, TEXT, ink_on, text_html
 
@@ -207,7 +208,7 @@ def render_blocks(
     html: list[str] = []
     text: list[str] = []
     for index, block in enumerate(blocks, start=1):
-        values = {key: template.render(tvars) for key, template in block.fields.items()}
+        values = {key: render(template, tvars) for key, template in block.fields.items()}
         kind = block.type
         if kind == "heading":
             colour = brand if ink_on(brand) == "#ffffff" else TEXT

@@ -6,6 +6,7 @@ block texts, which are escaped as a whole when they go into HTML).
 
 from __future__ import annotations
 
+from collections import ChainMap
 from functools import lru_cache
 from typing import Any
 
@@ -27,12 +28,19 @@ from dunningops.render.limits import (
     loop_guard,
     sized,
 )
+from dunningops.render.variables import Vars
 
 # Attributes a template may not read even where the sandbox would allow them (``'{0.x}'.format``
 # reaches attributes through a back door; ``mro`` lists a class's ancestors).
 REFUSED_ATTRIBUTES = frozenset({"format", "format_map", "mro"})
 # The filters the compiled code calls where the template wrote a loop, ``~`` or a literal (see _Bound).
 _LOOP, _CONCAT, _SIZED, _COPY = "_dno_loop", "_dno_concat", "_dno_sized", "_dno_copy"
+
+
+# Mappings whose items a template reads as attributes, and every attribute their type has (an
+# attribute wins over an item of the same name in Jinja: those names take Jinja's way).
+_MAPPINGS = (Vars, dict)
+_MAPPING_ATTRIBUTES = frozenset(dir(Vars)) | frozenset(dir(dict))
 
 
 class NamedUndefined(StrictUndefined):
@@ -95,6 +103,8 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.filters["invoice_list"] = invoice_list
         self.filters = bounded_filters(self.filters)
         self.filters.update({_LOOP: loop_guard, _CONCAT: concat_parts, _SIZED: sized, _COPY: copied})
+        # The globals as one dict, for render(): set above, once, and never changed after.
+        self.flat_globals: dict[str, Any] = dict(self.globals)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         return binop(operator, left, right)
@@ -103,6 +113,22 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if not __self.is_safe_callable(__obj):
             raise SecurityError(f"{__obj!r} is not safely callable")
         return call_checked(__context.call, __obj, args, kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``obj.attribute`` in a template: Jinja's sandbox tries the attribute, then the item.
+
+        A template's objects (``invoice.number``, ``customer.name``) are ``Vars`` mappings, whose
+        fields are items: the attribute lookup fails and raises first, twice the price of the
+        item. For a ``Vars`` or a plain dict and a name that is no attribute of its type (so
+        Jinja would take the item too), the item is taken at once; anything else goes through
+        the sandbox's own checks, unchanged.
+        """
+        if type(obj) in _MAPPINGS and attribute not in _MAPPING_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass  # undefined: the sandbox says so, in its words
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         return attr not in REFUSED_ATTRIBUTES and super().is_safe_attribute(obj, attr, value)
@@ -152,3 +178,29 @@ def compile_template(env: BoundedEnvironment, source: str, filename: str) -> Tem
     ast.set_environment(env)
     code = env.compile(ast, name=filename, filename=filename)
     return env.template_class.from_code(env, code, env.make_globals(None), None)
+
+
+def render(template: Template, variables: dict) -> str:
+    """``template.render(variables)``, without rebuilding the globals for every call.
+
+    ``Template.render`` merges the template's globals (a ``ChainMap`` over the environment's)
+    with the variables, a few µs of a reminder's subject; a template from ``compile_template``
+    has no globals of its own, so the environment's, flattened once, give the same names.
+    Errors get their template lines the same way (``handle_exception``).
+    """
+    env = template.environment
+    chain = template.globals
+    if not (
+        isinstance(env, BoundedEnvironment)
+        and isinstance(chain, ChainMap)
+        and len(chain.maps) == 2
+        and not chain.maps[0]
+        and chain.maps[1] is env.globals
+        and env.flat_globals == env.globals  # a few entries: cheap, and a global added later is not missed
+    ):
+        return template.render(variables)  # not one of ours: Jinja's way
+    context = template.new_context({**env.flat_globals, **variables}, shared=True)
+    try:
+        return env.concat(template.root_render_func(context))
+    except Exception:
+        env.handle_exception()

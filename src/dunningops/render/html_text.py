@@ -8,6 +8,7 @@ preheader) are dropped; ``white-space: pre*`` keeps its line breaks.
 
 from __future__ import annotations
 
+import functools
 import re
 from html import unescape
 
@@ -26,10 +27,12 @@ _SPACES = re.compile(r"[ \t\n\r\f]+")  # HTML whitespace: no-break spaces stay
 
 # One pass of a regex tokenizer: html.parser was ~1 ms per email, the html design's bottleneck.
 # No alternative scans past the next '<' (an unclosed comment runs to the end, as in a browser),
-# so that a body full of unclosed '<a ' costs one pass, not one pass per '<'.
+# so that a body full of unclosed '<a ' costs one pass, not one pass per '<'. A tag's name and
+# attributes split one way only, so the possessive quantifiers (never backtracking) change no
+# match, only how fast a long attribute list is read.
 _TOKENS = re.compile(
     r"<!--.*?(?:-->|\Z)|<![^<>]*>|<\?[^<>]*>"  # comments, doctype, processing instructions: dropped
-    r"|<(/?)([A-Za-z][A-Za-z0-9:-]*)((?:[^<>\"']|\"[^<\"]*\"|'[^<']*')*)>"  # tags; quoted values may hold '>'
+    r"|<(/?)([A-Za-z][A-Za-z0-9:-]*+)((?:[^<>\"']++|\"[^<\"]*+\"|'[^<']*+')*+)>"  # tags; quoted values may hold '>'
     r"|([^<]+|<)",  # text (a lone '<' is text too)
     re.S,
 )
@@ -45,68 +48,97 @@ def _attrs(raw: str) -> list[tuple[str, str | None]]:
     return found
 
 
+# A start tag's meaning depends only on its own text: (name, dropped with its content, href,
+# keeps line breaks, self-closing). A template writes the same few dozen tags in every email,
+# so each is worked out once; long ones are not kept (a body's output is untrusted and large).
+_StartTag = tuple[str, bool, str, bool, bool]
+_CACHED_TAG = 256  # characters of attributes
+
+
+def _start_tag(tag: str, raw: str) -> _StartTag:
+    name = tag.lower()
+    # Attributes are parsed only when there are some (style and href matter); the last of a
+    # repeated attribute wins.
+    attr = dict(_attrs(raw)) if raw.strip(" /") else {}
+    style = attr.get("style") or ""
+    dropped = name in _SKIP or (name not in _VOID and _HIDDEN.search(style) is not None)
+    keeps = name == "pre" or _PRE.search(style) is not None
+    return name, dropped, attr.get("href") or "", keeps, raw.rstrip().endswith("/") and name not in _VOID
+
+
+_cached_start_tag = functools.lru_cache(maxsize=2048)(_start_tag)
+
+
+def _text(raw: str) -> str:
+    """Character references decoded, HTML whitespace collapsed to one space."""
+    return _SPACES.sub(" ", unescape(raw))
+
+
+# The same text runs (the indentation between two tags above all) come back in every email.
+_cached_text = functools.lru_cache(maxsize=4096)(_text)
+_CACHED_TEXT = 256  # characters of a text run
+
+
 class _Converter:
     def __init__(self) -> None:
         self.out: list[str] = []
         self.skip_tag: str | None = None
         self.skip_depth = 0
-        self.stack: list[tuple[str, bool]] = []  # open elements that matter: (tag, keeps line breaks)
+        self.tags: list[str] = []  # open elements: their names ...
+        self.keeps: list[bool] = []  # ... and whether each keeps line breaks
         self.pre = 0
         self.links: list[tuple[str, int]] = []  # (href, index in out where its text starts)
         self.lists: list[list[int]] = []  # per open list: [next number] for <ol>, [] for <ul>
         self.cells = 0
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def start(self, name: str, dropped: bool, href: str, keeps: bool) -> None:
         if self.skip_tag:
-            self.skip_depth += tag == self.skip_tag
+            self.skip_depth += name == self.skip_tag
             return
-        attr = dict(attrs)
-        style = attr.get("style") or ""
-        if tag in _SKIP or (tag not in _VOID and _HIDDEN.search(style)):
-            self.skip_tag, self.skip_depth = tag, 1
+        if dropped:
+            self.skip_tag, self.skip_depth = name, 1
             return
-        if tag == "br":
-            self.out.append(_BR)
-        elif tag in _PARAGRAPH:
-            self.out.append(_PARA)
-        elif tag in _LINE:
-            self.out.append(_NL)
-        if tag == "tr":
+        out = self.out
+        mark = _OPEN_MARK.get(name)
+        if mark is not None:
+            out.append(mark)
+        if name == "tr":
             self.cells = 0
-        elif tag in ("td", "th"):
+        elif name in ("td", "th"):
             if self.cells:
-                self.out.append(_CELL)
+                out.append(_CELL)
             self.cells += 1
-        elif tag in ("ul", "ol"):
-            self.lists.append([1] if tag == "ol" else [])
-        elif tag == "li":
+        elif name in ("ul", "ol"):
+            self.lists.append([1] if name == "ol" else [])
+        elif name == "li":
             numbering = self.lists[-1] if self.lists else []
             if numbering:
-                self.out.append(f"{numbering[0]}. ")
+                out.append(f"{numbering[0]}. ")
                 numbering[0] += 1
             else:
-                self.out.append("- ")
-        elif tag == "a":
-            self.links.append((attr.get("href") or "", len(self.out)))
-        if tag not in _VOID:
-            keeps = tag == "pre" or bool(_PRE.search(style))
-            self.stack.append((tag, keeps))
+                out.append("- ")
+        elif name == "a":
+            self.links.append((href, len(out)))
+        if name not in _VOID:
+            self.tags.append(name)
+            self.keeps.append(keeps)
             self.pre += keeps
 
-    def handle_endtag(self, tag: str) -> None:
+    def end(self, name: str) -> None:
         if self.skip_tag:
-            if tag == self.skip_tag:
+            if name == self.skip_tag:
                 self.skip_depth -= 1
                 if not self.skip_depth:
                     self.skip_tag = None
             return
-        if not any(t == tag for t, _ in self.stack):
+        tags = self.tags
+        if name not in tags:
             return  # a stray end tag
-        while self.stack:
-            open_tag, keeps = self.stack.pop()
-            self.pre -= keeps
+        while tags:
+            open_tag = tags.pop()
+            self.pre -= self.keeps.pop()
             self._close(open_tag)
-            if open_tag == tag:
+            if open_tag == name:
                 break
 
     def _close(self, tag: str) -> None:
@@ -119,33 +151,35 @@ class _Converter:
                 self.out.append(f" ({href})" if label else href)
         elif tag in ("ul", "ol") and self.lists:
             self.lists.pop()
-        if tag in _PARAGRAPH:
-            self.out.append(_PARA)
-        elif tag in _LINE:
-            self.out.append(_NL)
-
-    def handle_data(self, data: str) -> None:
-        if self.skip_tag:
-            return
-        if self.pre:
-            self.out.append(data.replace("\r\n", "\n").replace("\n", _BR))
-        else:
-            self.out.append(_SPACES.sub(" ", data))
+        mark = _CLOSE_MARK.get(tag)
+        if mark is not None:
+            self.out.append(mark)
 
     def feed(self, html: str) -> None:
-        for match in _TOKENS.finditer(html):
-            closing, tag, raw, text = match.groups()
-            if text is not None:
-                self.handle_data(unescape(text))
-            elif tag is not None:
-                tag = tag.lower()
-                if closing:
-                    self.handle_endtag(tag)
+        append = self.out.append
+        # findall: one tuple of groups per token, '' for the groups that did not take part.
+        for closing, tag, raw, text in _TOKENS.findall(html):
+            if text:
+                if self.skip_tag:
+                    continue
+                if self.pre:
+                    append(unescape(text).replace("\r\n", "\n").replace("\n", _BR))
                 else:
-                    # Attributes are parsed only when there are some (style and href matter).
-                    self.handle_starttag(tag, _attrs(raw) if raw.strip(" /") else [])
-                    if raw.rstrip().endswith("/") and tag not in _VOID:
-                        self.handle_endtag(tag)
+                    append(_cached_text(text) if len(text) <= _CACHED_TEXT else _text(text))
+            elif tag:
+                if closing:
+                    self.end(tag.lower())
+                    continue
+                name, dropped, href, keeps, self_closing = (
+                    _cached_start_tag(tag, raw) if len(raw) <= _CACHED_TAG else _start_tag(tag, raw)
+                )
+                self.start(name, dropped, href, keeps)
+                if self_closing:
+                    self.end(name)
+
+
+_OPEN_MARK = {"br": _BR, **dict.fromkeys(_PARAGRAPH, _PARA), **dict.fromkeys(_LINE, _NL)}
+_CLOSE_MARK = {**dict.fromkeys(_PARAGRAPH, _PARA), **dict.fromkeys(_LINE, _NL)}
 
 
 def _breaks(match: re.Match) -> str:
@@ -155,14 +189,22 @@ def _breaks(match: re.Match) -> str:
     return "\n" * max(1, min(2, run.count(_BR)))
 
 
+# Runs of blanks that are not already one space (most gaps between words are).
+_BLANKS = re.compile(r"\t[ \t]*| [ \t]+")
+_BREAK_RUNS = re.compile(f"[{_NL}{_PARA}{_BR}]+")
+_CELL_RUNS = re.compile(f"{_CELL}{_CELL}+")
+
+
 def html_to_text(html: str) -> str:
     """The plain-text version of ``html``."""
     parser = _Converter()
     parser.feed(html)
-    text = re.sub(r"[ \t]+", " ", "".join(parser.out))
-    text = re.sub(f" *([{_NL}{_PARA}{_CELL}{_BR}]) *", r"\1", text)
-    text = re.sub(f"[{_NL}{_PARA}{_BR}]+", _breaks, text)
+    text = _BLANKS.sub(" ", "".join(parser.out))
+    # Blanks are single spaces now: one next to a marker goes (str.replace, not a regex per match).
+    for mark in (_NL, _PARA, _CELL, _BR):
+        text = text.replace(" " + mark, mark).replace(mark + " ", mark)
+    text = _BREAK_RUNS.sub(_breaks, text)
     # Empty cells (e.g. a column hidden on phones) leave no gap.
-    text = re.sub(f"{_CELL}+", _CELL, text)
+    text = _CELL_RUNS.sub(_CELL, text)
     lines = (line.strip(" " + _CELL).replace(_CELL, "  ") for line in text.strip().split("\n"))
     return "\n".join(lines).strip() + "\n"

@@ -17,7 +17,7 @@ from jinja2.sandbox import SecurityError
 from dunningops.render import limits
 from dunningops.render.blocks import BlockError, CompiledBlock, parse_blocks, render_blocks
 from dunningops.render.context import EmailContext
-from dunningops.render.environment import compile_template, environment
+from dunningops.render.environment import compile_template, environment, render
 from dunningops.render.errors import RenderError
 from dunningops.render.html_text import html_to_text
 from dunningops.render.labels import labels
@@ -172,7 +172,7 @@ class Renderer:
 
     def _run(self, c: _Compiled, template: Template, tvars: dict, part: str) -> str:
         try:
-            return template.render(tvars)
+            return render(template, tvars)
         except _TEMPLATE_BUGS as exc:
             raise self._error(c, exc, part) from exc
 
