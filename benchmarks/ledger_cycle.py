@@ -509,7 +509,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-run-send", action="store_true", help="skip the whole `run send` to smtp-sink")
     parser.add_argument("--no-profile", action="store_true", help="no cProfile of missed goals")
     parser.add_argument("--keep", action="store_true", help="keep the generated ledgers and stores")
-    return parser.parse_args(argv)
+    parser.add_argument("--imports-only", action="store_true",
+                        help="only the ledger import figures (no decide, run send, render+send or PostgreSQL): for iterating on the import")
+    args = parser.parse_args(argv)
+    if args.imports_only:
+        args.no_postgres = args.no_run_send = True
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -545,17 +550,18 @@ def main(argv: list[str] | None = None) -> int:
                     snapshots.mkdir()
                 benchmarks, anchors, store = bench_import(n, folder, ledgers[n], counts, repeat, 1 if index == 0 else 0, snapshots)
                 stores[n] = store
-                decide, decide_anchor = bench_decide(f"{n:,} customers", sqlite_url(store), ANCHOR_SQLITE, str(store),
-                                                     repeat, goal_size=n == goal)
-                benchmarks["decide_sqlite"] = decide
-                anchors["select_open_invoices"] = decide_anchor
+                if not args.imports_only:
+                    decide, decide_anchor = bench_decide(f"{n:,} customers", sqlite_url(store), ANCHOR_SQLITE, str(store),
+                                                         repeat, goal_size=n == goal)
+                    benchmarks["decide_sqlite"] = decide
+                    anchors["select_open_invoices"] = decide_anchor
                 if not args.no_run_send:
                     benchmarks["run_send_sqlite"] = bench_run_send(n, folder, store, config, counts)
                 result["sizes"].append({"customers": n, "rows": counts, "ledger": gen, "benchmarks": benchmarks, "anchors": anchors})
 
             memory_verdicts(result["sizes"])
             send_ledger = ledgers.get(SEND_LEDGER_CUSTOMERS) or ledgers[sizes[-1]]
-            entries, anchors = bench_send(send_ledger, port, args.repeat)
+            entries, anchors = ({}, {"smtplib_10_connections": {"messages_per_s": 0}}) if args.imports_only else bench_send(send_ledger, port, args.repeat)
             result["send"] = {"messages": SEND_MESSAGES, "ledger_customers": int(send_ledger.parent.name[1:]),
                               "templates": "courtesy, first-reminder (text), second-reminder (html), final-notice (blocks), in turn",
                               "benchmarks": entries, "anchors": anchors}
@@ -567,7 +573,10 @@ def main(argv: list[str] | None = None) -> int:
                     b["ratio"] = round(b["messages_per_s"] / a1["messages_per_s"], 2)
                     b["meets_goal"] = b["ratio"] >= 0.5
 
-            if pg.make_database is None:
+            if args.imports_only:
+                result["postgresql"] = {"skipped": "--imports-only"}
+                result.pop("send")
+            elif pg.make_database is None:
                 result["postgresql"] = pg.info
             else:
                 result["postgresql"] = pg_decide(pg, ledgers.get(PG_CUSTOMERS) or ledgers[sizes[-1]], args.repeat)
@@ -625,6 +634,8 @@ def profiles(result: dict, stores: dict, work: Path, send_ledger: Path, port: in
         out[f"import_{kind}"] = {"customers": PROFILE_CUSTOMERS, **profile(
             ["import", "--url", sqlite_url(db), "--kind", kind, "--file", work / f"c{PROFILE_CUSTOMERS}" / "ledger" / f"{kind}.csv",
              "--now", DATA_NOW])}
+    if "send" not in result:  # --imports-only
+        return out
     if goal["benchmarks"]["decide_sqlite"]["meets_goal"] is False:
         log(f"[profile] decide at {goal['customers']:,} customers")
         out["decide_sqlite"] = {"customers": goal["customers"],

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
+from typing import Any, cast
 
 from dunningops.errors import InvalidInputError
 from dunningops.ledger.columns import Column
@@ -18,13 +20,19 @@ CELL_LIMIT_TEXT = "64 KB"
 # csv's own limit (131,072 by default) raises a bare _csv.Error with no place; raised
 # so that every cell up to this size is measured here and reported with its column.
 _CSV_FIELD_LIMIT = 16 * 1024 * 1024
-_SUSPECT = CELL_LIMIT  # counted for a line with a NUL in it, so that its record is looked at
 # PostgreSQL refuses NUL in text (SQLite would store it): a broken export, refused with its place.
 NUL_MESSAGE = "contains a NUL character (byte 0)"
 
 # (row number as the user sees it, {column: raw text} or None when the row cannot be
 # split into cells, [(column or "", problem)]): problems found while reading.
 RawRow = tuple[int, dict[str, str] | None, list[tuple[str, str]]]
+# The same with the record as the CSV reader split it (unstripped, every header column), for
+# the columnar import; and where each of our columns is in a record: [(our name, index)].
+RawRecord = tuple[int, list[str] | None, list[tuple[str, str]]]
+Positions = list[tuple[str, int]]
+# (row number of the first record, the records, None when all are clean else each as a RawRecord).
+RecordBatch = tuple[int, list[list[str]], list[RawRecord] | None]
+_ROWS_BATCH = 1000  # read_rows reads this many records at a time
 
 
 class LedgerFileError(InvalidInputError):
@@ -69,19 +77,55 @@ def _cell_problems(record: list[str], names: dict[int, str], used: set[int]) -> 
 
 
 def _csv_rows(path, handle, columns, mapping) -> Iterator[RawRow]:
+    batches = _csv_batches(path, handle, columns, mapping, _ROWS_BATCH)
+    positions = next(batches)
+    for start, records, detail in batches:
+        if detail is None:
+            for number, record in enumerate(records, start=start):
+                yield number, record_cells(record, positions, []), []
+        else:
+            for number, record, problems in detail:
+                yield number, None if record is None else record_cells(record, positions, problems), problems
+
+
+def record_cells(record: list[str], positions: Positions, problems: list[tuple[str, str]]) -> dict[str, str]:
+    """One record's cells by our column names, stripped; a cell the reader reported is left out."""
+    if problems:
+        bad = {column for column, _ in problems}
+        return {name: record[i].strip() for name, i in positions if name not in bad}
+    return {name: record[i].strip() for name, i in positions}
+
+
+def csv_batches(path: Path, columns: tuple[Column, ...], mapping: Mapping, size: int) -> tuple[Positions, Iterator[RecordBatch]]:
+    """A CSV file's header positions and its records in batches of ``size`` (the columnar import's input).
+
+    Header problems raise here. A batch is (the row number of its first record, its records,
+    None) when every record has the header's width and no reading problem; else the third
+    item lists each record as a RawRecord, with the same row numbers and problems as ``read_rows``.
+    """
+    batches = _batches(path, columns, mapping, size)
+    positions = next(batches)
+    assert isinstance(positions, list)
+    return positions, cast(Iterator[RecordBatch], batches)
+
+
+def _batches(path: Path, columns: tuple[Column, ...], mapping: Mapping, size: int) -> Iterator[Any]:
+    try:
+        handle = path.open(encoding=mapping.encoding, newline="")
+    except OSError as exc:
+        raise LedgerFileError(f"{path}: cannot open: {exc.strerror}") from exc
+    with handle:
+        try:
+            yield from _csv_batches(path, handle, columns, mapping, size)
+        except UnicodeDecodeError as exc:
+            raise LedgerFileError(f"{path}: not {mapping.encoding} text ({exc.reason} at byte {exc.start})") from exc
+
+
+def _csv_batches(path, handle, columns, mapping, size: int) -> Iterator[Any]:
+    """Yields the header's positions first, then RecordBatches."""
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(_CSV_FIELD_LIMIT)  # only ever raised, so other readers in the process lose nothing
-    # Characters read since the last record, and whether a NUL was among them: one look per
-    # line tells which records need their cells checked (looking at every cell of every
-    # record was a fifth of the reading).
-    read = [0]
-
-    def lines() -> Iterator[str]:
-        for line in handle:
-            read[0] += _SUSPECT if "\x00" in line else len(line)
-            yield line
-
-    reader = csv.reader(lines(), delimiter=mapping.delimiter)
+    reader = csv.reader(handle, delimiter=mapping.delimiter)
     number = 0  # the last row read: a csv.Error is on the next one
     try:
         header = next(reader, None)
@@ -89,7 +133,7 @@ def _csv_rows(path, handle, columns, mapping) -> Iterator[RawRow]:
         if header is None:
             raise LedgerFileError(f"{path}: the file is empty (a header row is expected)")
         header = [h.strip() for h in header]
-        positions: list[tuple[str, int]] = []
+        positions: Positions = []
         missing = []
         for column in columns:
             source = mapping.source(column.name)
@@ -102,22 +146,35 @@ def _csv_rows(path, handle, columns, mapping) -> Iterator[RawRow]:
         names = dict(enumerate(header)) | {i: name for name, i in positions}  # our name where we use the column
         used = {i for _, i in positions}
         width = len(header)
-        read[0] = 0
-        # Row numbers count the header as row 1, as a spreadsheet shows them.
-        for number, record in enumerate(reader, start=2):
-            # A cell of n characters is at most 4n bytes: most records are cleared by their length.
-            problems = _cell_problems(record, names, used) if read[0] > CELL_LIMIT // 4 else []
-            read[0] = 0
-            if not record or (len(record) == 1 and not record[0].strip()):
+        yield positions
+        while True:
+            records: list[list[str]] = []
+            try:
+                # Read by C code a batch at a time (a Python step per line was a fifth of the reading).
+                records.extend(islice(reader, size))
+            finally:
+                number += len(records)  # a csv.Error is on the row after the ones read
+            if not records:
+                return
+            start = number - len(records) + 1  # row numbers count the header as row 1, as a spreadsheet shows them
+            # A cell of n characters is at most 4n bytes: most records are cleared by their length, and
+            # only a record that holds a NUL or more than a quarter of the limit has its cells looked at.
+            joined = list(map("".join, records))
+            suspect = max(map(len, joined)) > CELL_LIMIT // 4 or "\x00" in "".join(joined)
+            if not suspect and min(map(len, records)) == width == max(map(len, records)):
+                yield start, records, None
                 continue
-            if len(record) != width:
-                problems.append(("", f"row has {len(record)} fields, the header has {width}"))
-                yield number, None, problems
-            elif problems:
-                bad = {column for column, _ in problems}
-                yield number, {name: record[i].strip() for name, i in positions if name not in bad}, problems
-            else:
-                yield number, {name: record[i].strip() for name, i in positions}, problems
+            detail: list[RawRecord] = []
+            for row, (record, text) in enumerate(zip(records, joined, strict=True), start=start):
+                problems = _cell_problems(record, names, used) if len(text) > CELL_LIMIT // 4 or "\x00" in text else []
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue
+                if len(record) != width:
+                    problems.append(("", f"row has {len(record)} fields, the header has {width}"))
+                    detail.append((row, None, problems))
+                else:
+                    detail.append((row, record, problems))
+            yield start, records, detail
     except csv.Error as exc:
         # Past _CSV_FIELD_LIMIT (or a malformed quote in strict mode): the rest of the file cannot be trusted.
         what = f"a cell is over {_size(_CSV_FIELD_LIMIT)}" if "field limit" in str(exc) else str(exc)

@@ -119,6 +119,9 @@ def _upsert(
 
 
 def _insert_from(session: Session, target: Table, columns: list[str], source) -> int:
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite counts the rows an INSERT … SELECT wrote (sqlite3_changes): one pass, not two.
+        return _rowcount(session.execute(insert(target).from_select(columns, source)))
     # psycopg reports no rowcount for INSERT … SELECT through SQLAlchemy: count first (one more set-based scan).
     added = session.execute(select(func.count()).select_from(source.subquery())).scalar_one()
     if added:
@@ -267,24 +270,40 @@ def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
 def _recompute_outstanding(session: Session, external_ids) -> None:
     """Outstanding = reported balance - payments and credit notes; a fully paid invoice leaves dunning.
     A failed payment (A9) reduces nothing."""
+    # The payments summed once per invoice in a derived table (UPDATE … FROM), not in a correlated
+    # subquery the SET and WHERE clauses each ran again: a quarter of a million-invoice import.
     paid = (
-        select(func.coalesce(func.sum(payments.c.amount_cents), 0))
-        .where(payments.c.invoice_id == invoices.c.id, payments.c.kind.in_(REDUCING_KINDS))
-        .scalar_subquery()
+        select(payments.c.invoice_id, func.sum(payments.c.amount_cents).label("paid"))
+        .where(payments.c.kind.in_(REDUCING_KINDS))
+        .group_by(payments.c.invoice_id)
+        .subquery("paid")
     )
-    balance = invoices.c.reported_outstanding_cents - paid
-    outstanding = case((balance < 0, 0), else_=balance)
+    inv = invoices.alias("ro_inv")
+    balance = select(
+        inv.c.id,
+        inv.c.reported_status,
+        (inv.c.reported_outstanding_cents - func.coalesce(paid.c.paid, 0)).label("balance"),
+    )
+    b = (
+        balance.join_from(inv, paid, paid.c.invoice_id == inv.c.id, isouter=True)
+        .where(inv.c.external_id.in_(external_ids))
+        .subquery("balance")
+    )
+    outstanding = case((b.c.balance < 0, 0), else_=b.c.balance)
     status = case(
-        (invoices.c.reported_status == "void", "void"),
-        (invoices.c.reported_status == "paid", "paid"),
-        (balance <= 0, "paid"),
+        (b.c.reported_status == "void", "void"),
+        (b.c.reported_status == "paid", "paid"),
+        (b.c.balance <= 0, "paid"),
         else_="open",
+    )
+    new = select(b.c.id, outstanding.label("outstanding"), status.label("status")).subquery("recomputed")
+    differs = or_(
+        invoices.c.outstanding_cents.is_distinct_from(new.c.outstanding), invoices.c.status.is_distinct_from(new.c.status)
     )
     session.execute(
         update(invoices)
-        .where(invoices.c.external_id.in_(external_ids))
-        .where(or_(invoices.c.outstanding_cents.is_distinct_from(outstanding), invoices.c.status.is_distinct_from(status)))
-        .values(outstanding_cents=outstanding, status=status)
+        .where(invoices.c.id == new.c.id, differs)
+        .values(outstanding_cents=new.c.outstanding, status=new.c.status)
     )
 
 
@@ -325,17 +344,22 @@ def _write_links(session: Session) -> int:
 def _write_primaries(session: Session, now: datetime) -> None:
     """C3: the file's primary contact wins; a customer with contacts and no primary gets its oldest contact."""
     stg, cu = STAGING["contacts"], customers.alias("p_cu")
-    marked = select(cu.c.id).join(stg, stg.c.customer_external_id == cu.c.external_id).where(stg.c.is_primary.is_(True))
-    owner = select(cu.c.external_id).where(cu.c.id == contacts.c.customer_id).correlate(contacts).scalar_subquery()
-    is_marked = (
-        exists()
-        .where(stg.c.is_primary.is_(True), stg.c.email == contacts.c.email, stg.c.customer_external_id == owner)
-        .correlate(contacts)
+    # Each contact of a customer the file marks a primary for, with whether the file marks it: one join
+    # (UPDATE … FROM), not a correlated EXISTS that the SET and WHERE clauses each ran per contact.
+    marked = select(stg.c.customer_external_id).where(stg.c.is_primary.is_(True)).distinct().subquery("marked")
+    c, row = contacts.alias("p_c"), stg.alias("p_stg")
+    is_row = and_(row.c.customer_external_id == cu.c.external_id, row.c.email == c.c.email, row.c.is_primary.is_(True))
+    want = (
+        select(c.c.id, row.c.row_no.is_not(None).label("marks"))
+        .join(cu, cu.c.id == c.c.customer_id)
+        .join(marked, marked.c.customer_external_id == cu.c.external_id)
+        .join(row, is_row, isouter=True)
+        .subquery("wanted")
     )
     session.execute(
         update(contacts)
-        .where(contacts.c.customer_id.in_(marked), contacts.c.is_primary.is_distinct_from(is_marked))
-        .values(is_primary=is_marked, updated_at=now)
+        .where(contacts.c.id == want.c.id, contacts.c.is_primary.is_distinct_from(want.c.marks))
+        .values(is_primary=want.c.marks, updated_at=now)
     )
     c2 = contacts.alias("c2")
     without = (
