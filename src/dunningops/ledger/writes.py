@@ -114,7 +114,11 @@ def _upsert(
         )
     )
     inserted = {**values, **(extra_insert or {}), "created_at": literal(now), "updated_at": literal(now)}
-    source = select(*(expr.label(col) for col, expr in inserted.items())).where(*joins, ~exists().where(*match))
+    # In the file's order, so new ids follow it whatever join order the database picks (PostgreSQL
+    # hashes once the staging table is analysed): the first contact of a file is the oldest (C3).
+    source = (
+        select(*(expr.label(col) for col, expr in inserted.items())).where(*joins, ~exists().where(*match)).order_by(stg.c.row_no)
+    )
     return _insert_from(session, target, list(inserted), source), changed
 
 
@@ -263,7 +267,7 @@ def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
         update(payments).where(*match, *joins, differs).values({payments.c[c]: e for c, e in values.items()})
     ).rowcount
     inserted = {**values, "external_id": stg.c.external_id, "created_at": literal(now)}
-    source = select(*(e.label(c) for c, e in inserted.items())).where(*joins, ~exists().where(*match))
+    source = select(*(e.label(c) for c, e in inserted.items())).where(*joins, ~exists().where(*match)).order_by(stg.c.row_no)
     return _insert_from(session, payments, list(inserted), source), changed
 
 
