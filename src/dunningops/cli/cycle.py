@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+from json.encoder import encode_basestring
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -64,35 +67,129 @@ def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
     """The send cycle: send due automatic emails, turn manual steps into to-dos."""
     from dunningops.dunning.cycle import run_send
 
-    report = run_send(
-        app.store, at=at_ or app.now(), transport_factory=app.transport, dry_run=dry_run, lock_timeout_s=lock_timeout
-    )
-    announced = _announce(app, report)
-    rows = [d.row() for d in report.decisions]
-    if fmt_ == "json":
-        echo_json(
-            {
-                "at": report.at.isoformat(),
-                "dry_run": dry_run,
-                "ok": report.ok,
-                "decisions": rows,
-                "sent": report.sent,
-                "failed": report.failed,
-                "deferred": report.deferred,
-                "unconfirmed": report.unconfirmed,
-                "todos": report.todos,
-                "unknown": report.unknown,
-                "pauses_ended": [e.to_dict() for e in report.pauses_ended],
-                "alerts": report.alert_ids,
-                "announced": announced,
-                "errors": report.errors,
-            }
+    with _Spool(fmt_) as decisions:
+        report = run_send(
+            app.store,
+            at=at_ or app.now(),
+            transport_factory=app.transport,
+            dry_run=dry_run,
+            lock_timeout_s=lock_timeout,
+            on_decisions=decisions.add,
         )
-        finish(code=report.exit_code)  # the same contract as the table
-        return
-    click.echo(render_table(rows, DECISION_COLUMNS), nl=False)
+        announced = _announce(app, report)
+        if fmt_ == "json":
+            _echo_send_json(report, dry_run, announced, decisions)
+            finish(code=report.exit_code)  # the same contract as the table
+            return
+        decisions.echo_table()
     _echo_send(app, report, dry_run=dry_run, announced=announced)
     finish(report.errors, code=report.exit_code)
+
+
+def _echo_send_json(report, dry_run: bool, announced: dict[str, int], decisions: _Spool) -> None:
+    """The report as ``echo_json`` prints it, the decisions copied from the spool into their place."""
+    text = to_json(
+        {
+            "at": report.at.isoformat(),
+            "dry_run": dry_run,
+            "ok": report.ok,
+            "decisions": [],
+            "sent": report.sent,
+            "failed": report.failed,
+            "deferred": report.deferred,
+            "unconfirmed": report.unconfirmed,
+            "todos": report.todos,
+            "unknown": report.unknown,
+            "pauses_ended": [e.to_dict() for e in report.pauses_ended],
+            "alerts": report.alert_ids,
+            "announced": announced,
+            "errors": report.errors,
+        }
+    )
+    if not decisions.count:
+        click.echo(text, nl=False)
+        return
+    # The one place of the empty list: a key at the top level, on a line of its own (a string's
+    # newlines are escaped, so no value can hold this line).
+    head, tail = text.split(_EMPTY_DECISIONS, 1)
+    click.echo(head + '\n  "decisions": [\n', nl=False)
+    decisions.copy_to_stdout()
+    click.echo("\n  ],\n" + tail, nl=False)
+
+
+_EMPTY_DECISIONS = '\n  "decisions": [],\n'
+
+
+class _Spool:
+    """The decisions of a send cycle, written to a temporary file batch by batch as they are final
+    (memory flat at any ledger size), then printed exactly as ``to_json`` or ``render_table`` prints
+    the whole list (the table needs every row's width first)."""
+
+    def __init__(self, fmt: str):
+        self.fmt, self.count = fmt, 0
+        self.file: IO[str] | None = None
+        self.widths = [len(title) for _, title in DECISION_COLUMNS]
+        self._keys: dict[str, str] = {}
+
+    def __enter__(self) -> _Spool:
+        import tempfile  # only a send cycle pays for it (`--help`, `plan` do not)
+
+        self.file = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def add(self, batch: list) -> None:
+        assert self.file is not None
+        write = self.file.write
+        for d in batch:
+            row = d.row()
+            if self.fmt == "json":
+                write(self._json(row) if not self.count else ",\n" + self._json(row))
+            else:
+                cells = ["" if row.get(k) is None else str(row[k]) for k, _ in DECISION_COLUMNS]
+                self.widths = [max(w, len(c)) for w, c in zip(self.widths, cells, strict=True)]
+                write(json.dumps(cells, ensure_ascii=False) + "\n")
+            self.count += 1
+
+    def _json(self, row: dict) -> str:
+        """One decision as ``json.dumps(..., indent=2, ensure_ascii=False)`` prints it inside the report."""
+        keys = self._keys
+        lines = []
+        for k, v in row.items():
+            key = keys.get(k)
+            if key is None:
+                key = keys[k] = f"      {encode_basestring(k)}: "
+            lines.append(key + (encode_basestring(v) if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)))
+        return "    {\n" + ",\n".join(lines) + "\n    }"
+
+    def copy_to_stdout(self) -> None:
+        assert self.file is not None
+        self.file.seek(0)
+        while chunk := self.file.read(1 << 20):
+            click.echo(chunk, nl=False)
+
+    def echo_table(self) -> None:
+        """``render_table(rows, DECISION_COLUMNS)``, a line at a time."""
+        assert self.file is not None
+        if not self.count:
+            click.echo(render_table([], DECISION_COLUMNS), nl=False)
+            return
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.ljust(w) for c, w in zip(cells, self.widths, strict=True)).rstrip()
+
+        out = [line([title for _, title in DECISION_COLUMNS])]
+        self.file.seek(0)
+        for text in self.file:
+            out.append(line(json.loads(text)))
+            if len(out) >= 1000:
+                click.echo("\n".join(out) + "\n", nl=False)
+                out = []
+        if out:
+            click.echo("\n".join(out) + "\n", nl=False)
 
 
 def _announce(app: App, report) -> dict[str, int]:

@@ -214,6 +214,8 @@ class Daemon:
                 lock_timeout_s=self.lock_timeout_s,
                 runner=self.runner,
                 stop=self.stopping,
+                # The report's counts are all the loop needs: the decisions are not kept (memory flat).
+                on_decisions=_forget,
             )
         except Exception as exc:
             self._failed("send", at, started, exc)
@@ -249,7 +251,7 @@ class Daemon:
             "cycle.send",
             at=report.at.isoformat(),
             duration_s=round(seconds, 3),
-            due=len(report.decisions),
+            due=report.due,
             sent=report.sent,
             failed=report.failed,
             deferred=report.deferred,
@@ -359,3 +361,7 @@ class Daemon:
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
+
+
+def _forget(batch: list) -> None:
+    """A send cycle's decisions, once counted: the daemon logs and measures only the counts."""

@@ -8,7 +8,6 @@ picture at the last send cycle (every due step, and the ones that wait or are sk
 from __future__ import annotations
 
 import threading
-from collections import Counter as Tally
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +90,8 @@ class Metrics:
         ):
             if n:
                 self.messages.labels(status).inc(n)
-        self.due.set(len(report.decisions))
-        waiting = Tally(waiting_reason(d.reason) for d in report.decisions if d.outcome in ("wait", "skip"))
+        self.due.set(report.due)
+        waiting = report.waiting
         for reason in WAITING_REASONS:
             self.waiting.labels(reason).set(waiting.get(reason, 0))
         error = str(report.fatal) if report.fatal is not None else None

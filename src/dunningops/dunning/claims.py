@@ -34,7 +34,6 @@ __all__ = ["Key", "claim", "key_of", "release", "release_dead", "settle"]
 actions = ActionRow.__table__
 Key = tuple[str, str, int, int]  # plan, step, customer, anchor invoice
 KEY_COLUMNS = (actions.c.plan_id, actions.c.step_id, actions.c.customer_id, actions.c.anchor_invoice_id)
-CHUNK = 1000  # rows per INSERT (SQLite's bound parameters: 6 per row)
 
 
 def key_of(decision) -> Key:
@@ -56,16 +55,14 @@ def claim(session: Session, keys: Iterable[Key], *, runner_id: int, at: datetime
         for p, s, c, a in sorted(set(keys))
     ]
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    got: set[Key] = set()
-    for start in range(0, len(rows), CHUNK):
-        statement = (
-            dialect.insert(actions)
-            .values(rows[start : start + CHUNK])
-            .on_conflict_do_nothing(index_elements=[c.name for c in KEY_COLUMNS])
-            .returning(*KEY_COLUMNS)
-        )
-        got.update(cast(Key, tuple(r)) for r in session.execute(statement))
-    return got
+    if not rows:
+        return set()
+    # One statement compiled once and given the rows (SQLAlchemy's "insertmanyvalues" sends them as
+    # multi-row INSERTs, in this order); a VALUES list built per batch was compiled every time.
+    statement = (
+        dialect.insert(actions).on_conflict_do_nothing(index_elements=[c.name for c in KEY_COLUMNS]).returning(*KEY_COLUMNS)
+    )
+    return {cast(Key, tuple(r)) for r in session.execute(statement, rows)}
 
 
 # Bound parameters may not take a column's name in an UPDATE: k0..k3 are the key's parts.

@@ -25,7 +25,7 @@ decide() already counts a pause as over after its date, ended or not.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, update
@@ -45,6 +45,7 @@ from dunningops.errors import ConflictError, InvalidInputError, StoreError
 from dunningops.notify import portal
 from dunningops.outgoing.history import mark_interrupted
 from dunningops.outgoing.letter import REMINDER_KEY, Letter, Outcome, Recorded
+from dunningops.outgoing.overlap import overlapped
 from dunningops.store.engine import Store
 from dunningops.store.lock import pause_ends_lock, send_cycle_lock
 from dunningops.store.runners import Runner, runner_of
@@ -71,6 +72,7 @@ def run_send(
     lock_timeout_s: float = LOCK_TIMEOUT_S,
     runner: Runner | None = None,
     stop: threading.Event | None = None,
+    on_decisions: Callable[[list[Decision]], None] | None = None,
 ) -> CycleReport:
     """One send cycle at ``at``. ``dry_run`` decides, prepares and reports, and writes and sends nothing.
 
@@ -79,6 +81,9 @@ def run_send(
         runner: this process on the store (store/runners.py); default: the store's own.
         stop: once set, no more steps are claimed, the messages in flight finish and the rest are
             given back (due again).
+        on_decisions: given, each batch of decisions once final (prepared, claimed), in the due
+            query's order, instead of keeping every one in ``report.decisions``: memory stays flat
+            (the report's counts are kept either way).
 
     Raises:
         LockError: another send cycle still ran after ``lock_timeout_s``; nothing was sent.
@@ -89,12 +94,18 @@ def run_send(
     ``report.errors``); ``report.exit_code`` is then the error's.
     """
     report = CycleReport(at=at, dry_run=dry_run)
+
+    def done(batch: list[Decision]) -> None:
+        report.add(batch, keep=on_decisions is None)
+        if on_decisions is not None:
+            on_decisions(batch)
+
     try:
         if dry_run:
-            _dry_run(store, config, report, batch_size)
+            _dry_run(store, config, report, batch_size, done)
         else:
             with send_cycle_lock(store, timeout_s=lock_timeout_s):
-                _run(store, config, report, batch_size, transport_factory, runner or runner_of(store, "run"), stop)
+                _run(store, config, report, batch_size, transport_factory, runner or runner_of(store, "run"), stop, done)
     except IntegrityError as exc:
         raise ConflictError(
             "the send cycle stopped: another process recorded the same step at the same moment; what was sent "
@@ -108,18 +119,46 @@ def run_send(
     return report
 
 
+Done = Callable[[list[Decision]], None]
+# Decisions handed on at most at a time (most of them waits, which cost nothing more): bounds the
+# memory of a run whose due steps mostly wait.
+HAND_ON = 5000
+
+
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int) -> None:
+def _batches(decided: Iterable[Decision], size: int) -> Iterator[list[Decision]]:
+    """The decisions in the due query's order, cut so that a batch holds at most ``size`` steps that
+    act (to claim, prepare and send together) and ``HAND_ON`` decisions in all."""
+    batch: list[Decision] = []
+    acting = 0
+    for d in decided:
+        batch.append(d)
+        if d.outcome in ("send", "todo"):
+            acting += 1
+        if acting >= size or len(batch) >= HAND_ON:
+            yield batch
+            batch, acting = [], 0
+    if batch:
+        yield batch
+
+
+def _decided(session: Session, ctx: RunContext) -> Iterator[Decision]:
+    return decide(session, ctx.config, ctx.at, calendar=ctx.calendar, today=ctx.today)
+
+
+def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int, done: Done) -> None:
     with store.session() as session:
         ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
         report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
-        report.decisions = _decide(session, ctx)
-        for batch in _chunks([d for d in report.decisions if d.outcome in ("send", "todo")], batch_size):
-            prepare(session, ctx, batch)
+        for batch in _batches(_decided(session, ctx), batch_size):
+            acting = [d for d in batch if d.outcome in ("send", "todo")]
+            if acting:
+                prepare(session, ctx, acting)
+            done(batch)
 
 
 def _run(
@@ -130,6 +169,7 @@ def _run(
     transport_factory: Callable[[RunConfig], Transport] | None,
     runner: Runner,
     stop: threading.Event | None,
+    done: Done,
 ) -> None:
     with store.session(write_lock=True) as session:
         report.unknown = mark_interrupted(session)
@@ -145,50 +185,115 @@ def _run(
             report.alerts = pause_ends.end(session, report.pauses_ended, today=ctx.today, now=report.at)
             # Recorded with the to-dos they explain: a crash cannot leave one without the other.
             report.alert_ids = alert_store.record(session, report.alerts, at=report.at) if report.alerts else []
-    with store.session() as session:
-        report.decisions = _decide(session, ctx)
-    for batch in _chunks([d for d in report.decisions if d.outcome == "todo"], batch_size):
-        if _stopped(ctx):
-            return
-        mine = _claim(store, ctx, batch)
-        with store.session() as session:
-            prepared = prepare(session, ctx, mine)
-        with store.session(write_lock=True) as session:
-            _make_todos(session, ctx, prepared)
-            _release_errors(session, ctx, prepared)
-    auto = [d for d in report.decisions if d.outcome == "send"]
-    with store.session() as session:
-        outbox = pending_confirmations(session, count=True)
-        owed = portal.has_pending(session)  # A9: receipts the caps held back (one indexed query)
-    if not auto and not outbox and not (owed and transport_factory is not None):
-        return
-    if transport_factory is None:
-        raise InvalidInputError("sending needs a transport (settings.sending.transport)")
-    transport = transport_factory(ctx.config)
-    ctx = ctx.with_transport(transport)
+    way = _WayOut(store, ctx, transport_factory)
     try:
-        report.confirmations = deliver_outbox(store, ctx.config, transport, report.at)
-        for batch in _chunks(auto, batch_size):
-            if _stopped(ctx):
-                break
-            mine = _claim(store, ctx, batch)
-            if not mine:
-                continue
-            with store.session() as session:
-                prepared = prepare(session, ctx, mine)
-            if any(p.outcome == "error" for p in prepared):
-                with store.session(write_lock=True) as session:
-                    _release_errors(session, ctx, prepared)
-            _send_batch(store, ctx, prepared)
-        if owed and not _stopped(ctx):
-            # After the reminders, in what the caps leave; the rest waits for the next cycle.
-            _send_portal(store, ctx, transport)
+        # The due query is read as the run goes (its session only reads: a snapshot of when it began).
+        # While one batch is on the wire (a worker thread, one send at a time: at most once, and at
+        # most one chunk `unknown` after a crash), the next is claimed, rendered and its to-dos made.
+        with store.session() as session:
+            batches = _batches(_decided(session, ctx), batch_size)
+            try:
+                overlapped(
+                    batches,
+                    lambda batch: _prepare_batch(way, batch, done),
+                    way.send,
+                    stopped=lambda: _stopped(ctx) or way.failed,
+                    discard=way.give_back,
+                )
+            except TransportError:
+                _drain(batches, done)
+                raise
+            _drain(batches, done)
+        way.finish()
     except TransportError as exc:
         # The transport cannot work as configured: the results are recorded (deferred), the run stops here.
         report.fatal = exc
         report.errors.append(str(exc))
     finally:
-        transport.close()
+        way.close()
+
+
+def _drain(batches: Iterator[list[Decision]], done: Done) -> None:
+    """What a stop or the transport's fatal error left unclaimed still counts as decided (as it stands)."""
+    for rest in batches:
+        done(rest)
+
+
+def _prepare_batch(way: _WayOut, batch: list[Decision], done: Done) -> list[Letter] | None:
+    """A batch's to-dos made and its emails claimed and rendered (on the caller's thread); the
+    letters to send, None when there are none."""
+    ctx, store = way.ctx, way.store
+    try:
+        due = [d for d in batch if d.outcome == "todo"]
+        if due:
+            mine = _claim(store, ctx, due)
+            with store.session() as session:
+                prepared = prepare(session, ctx, mine)
+            with store.session(write_lock=True) as session:
+                _make_todos(session, ctx, prepared)
+                _release_errors(session, ctx, prepared)
+        auto = [d for d in batch if d.outcome == "send"]
+        if not auto:
+            return None
+        way.open()
+        mine = _claim(store, ctx, auto)
+        if not mine:
+            return None
+        with store.session() as session:
+            prepared = prepare(session, ctx, mine)
+        if any(p.outcome in ("error", "todo") for p in prepared):
+            with store.session(write_lock=True) as session:
+                _release_errors(session, ctx, prepared)
+                _make_todos(session, ctx, prepared)
+        letters = [_letter(ctx, p.draft) for p in prepared if p.outcome == "send" and p.draft is not None]
+        return letters or None
+    finally:
+        done(batch)
+
+
+class _WayOut:
+    """The run's transport, opened when the first email is due (the outbox's A3 confirmations go
+    first), and the sending of each batch's letters on the worker thread."""
+
+    def __init__(self, store: Store, ctx: RunContext, factory: Callable[[RunConfig], Transport] | None):
+        self.store, self.ctx, self.factory = store, ctx, factory
+        self.transport: Transport | None = None
+        self.failed = False  # a send raised: nothing more is prepared
+
+    def open(self) -> Transport:
+        if self.transport is None:
+            if self.factory is None:
+                raise InvalidInputError("sending needs a transport (settings.sending.transport)")
+            self.transport = self.factory(self.ctx.config)
+            self.ctx = self.ctx.with_transport(self.transport)
+            self.ctx.report.confirmations = deliver_outbox(self.store, self.ctx.config, self.transport, self.ctx.at)
+        return self.transport
+
+    def send(self, letters: list[Letter]) -> None:
+        try:
+            _send_letters(self.store, self.ctx, letters)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def give_back(self, letters: list[Letter]) -> None:
+        """Letters claimed and rendered but never sent (the send before them failed): due again."""
+        _release(self.store, self.ctx, letters)
+
+    def finish(self) -> None:
+        """After the reminders: the outbox's confirmations, and A9's receipts in what the caps leave."""
+        with self.store.session() as session:
+            outbox = pending_confirmations(session, count=True)
+            owed = portal.has_pending(session)  # A9: receipts the caps held back (one indexed query)
+        if self.transport is None and (outbox or (owed and self.factory is not None)):
+            self.open()
+        if owed and self.transport is not None and not _stopped(self.ctx):
+            # The rest waits for the next cycle.
+            _send_portal(self.store, self.ctx, self.transport)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 def _send_portal(store: Store, ctx: RunContext, transport: Transport) -> None:
@@ -226,56 +331,48 @@ def _release_errors(session: Session, ctx: RunContext, prepared: list[PreparedSt
     claims.release(session, keys, runner_id=ctx.runner.id)
 
 
-def _decide(session: Session, ctx: RunContext) -> list[Decision]:
-    return list(decide(session, ctx.config, ctx.at, calendar=ctx.calendar, today=ctx.today))
-
-
 def _targets(d: Decision) -> list[Decision]:
     """The decision and the ones merged into its email (same customer, plan and step): one action row each."""
     return [d, *d.merged]
 
 
 def _make_todos(session: Session, ctx: RunContext, prepared: list[PreparedStep]) -> None:
-    for p in prepared:
-        if p.outcome != "todo":
-            continue
-        d = p.decision
-        todo_id = todos.add(
-            session,
-            kind=p.todo_kind or d.step.action,
-            customer_id=d.customer_id,
-            now=ctx.at,
-            assignee=todos.assignee_for(ctx.config, d),
-            payload=p.payload,
+    """The batch's to-dos in one statement, and their steps' claims settled in another (not a
+    statement per to-do: a run can make tens of thousands)."""
+    made = [p for p in prepared if p.outcome == "todo"]
+    if not made:
+        return
+    rows = [
+        todos.new(
+            p.todo_kind or p.decision.step.action,
+            p.decision.customer_id,
+            ctx.at,
+            todos.assignee_for(ctx.config, p.decision),
+            p.payload,
             reason=p.payload.get("problem"),
-            plan_id=d.plan.id,
-            step_id=d.step.id,
-            invoice_id=d.anchor_invoice_id if d.plan.level == "invoice" else None,
+            plan_id=p.decision.plan.id,
+            step_id=p.decision.step.id,
+            invoice_id=p.decision.anchor_invoice_id if p.decision.plan.level == "invoice" else None,
         )
-        assert ctx.runner is not None
-        claims.settle(session, "todo", [(claims.key_of(t), todo_id) for t in _targets(d)], runner_id=ctx.runner.id, at=ctx.at)
-        ctx.report.todos += 1
+        for p in made
+    ]
+    ids = todos.add_many(session, rows)
+    assert ctx.runner is not None
+    links = [(claims.key_of(t), todo_id) for p, todo_id in zip(made, ids, strict=True) for t in _targets(p.decision)]
+    claims.settle(session, "todo", links, runner_id=ctx.runner.id, at=ctx.at)
+    ctx.report.todos += len(made)
 
 
 # --- sending ------------------------------------------------------------------------------
 
 
-def _send_batch(store: Store, ctx: RunContext, prepared: list[PreparedStep]) -> None:
-    if any(p.outcome == "todo" for p in prepared):
-        with store.session(write_lock=True) as session:
-            _make_todos(session, ctx, prepared)
-    letters = [_letter(ctx, p.draft) for p in prepared if p.outcome == "send" and p.draft is not None]
-    if not letters:
-        return
+def _send_letters(store: Store, ctx: RunContext, letters: list[Letter]) -> None:
     assert ctx.transport is not None
     # Recorded `sending` a few at a time: a process killed mid-batch leaves at most one chunk
     # `unknown` (it may have left); the rest of its claims go back to the next cycle.
     for start in range(0, len(letters), SEND_CHUNK):
         if _stopped(ctx):
-            assert ctx.runner is not None
-            with store.session(write_lock=True) as session:
-                keys = [claims.key_of(t) for letter in letters[start:] for t in _targets(letter.tag.decision)]
-                claims.release(session, keys, runner_id=ctx.runner.id)
+            _release(store, ctx, letters[start:])
             return
         outgoing.send(
             store,
@@ -287,6 +384,14 @@ def _send_batch(store: Store, ctx: RunContext, prepared: list[PreparedStep]) -> 
             settle=lambda session, outcomes: _settle(session, ctx, outcomes),
             stop=ctx.stop,
         )
+
+
+def _release(store: Store, ctx: RunContext, letters: list[Letter]) -> None:
+    """The claims of letters never handed over: the steps are due again."""
+    assert ctx.runner is not None
+    with store.session(write_lock=True) as session:
+        keys = [claims.key_of(t) for letter in letters for t in _targets(letter.tag.decision)]
+        claims.release(session, keys, runner_id=ctx.runner.id)
 
 
 def _letter(ctx: RunContext, drafted: compose.Draft) -> Letter:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from dunningops.alerts.events import AlertEvent
 from dunningops.dunning.pause_ends import Ending
+from dunningops.dunning.reasons import waiting_reason
 from dunningops.dunning.schedule import Decision
 from dunningops.errors import DunningOpsError, UnavailableError
 
@@ -16,7 +17,12 @@ from dunningops.errors import DunningOpsError, UnavailableError
 class CycleReport:
     at: datetime
     dry_run: bool = False
+    # Every decision, in the due query's order, unless the caller took them batch by batch as they were
+    # final (run_send's ``on_decisions``: memory flat); the counts below are kept either way.
     decisions: list[Decision] = field(default_factory=list)
+    due: int = 0  # the due steps decided
+    counts: Counter = field(default_factory=Counter)  # their outcomes
+    waiting: Counter = field(default_factory=Counter)  # the waits' and skips' reasons, as dunning/reasons.py's categories
     sent: int = 0
     failed: int = 0
     deferred: int = 0
@@ -35,8 +41,20 @@ class CycleReport:
     messages: list[dict] = field(default_factory=list)
     fatal: DunningOpsError | None = None  # the transport cannot work as configured: the run stopped
 
+    def add(self, batch: list[Decision], *, keep: bool = True) -> None:
+        """Count decisions once they are final (prepared, claimed); keep them when ``keep``."""
+        self.due += len(batch)
+        for d in batch:
+            self.counts[d.outcome] += 1
+            if d.outcome in ("wait", "skip"):
+                # RunRules' category is the one its reason reads as (cheap: most due steps wait); a
+                # wait set later (a step another cycle took) has none.
+                self.waiting[d.category or waiting_reason(d.reason)] += 1
+        if keep:
+            self.decisions += batch
+
     def outcomes(self) -> Counter:
-        return Counter(d.outcome for d in self.decisions)
+        return Counter(self.counts)
 
     @property
     def ok(self) -> bool:

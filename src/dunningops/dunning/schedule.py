@@ -27,11 +27,11 @@ round of its own; the paused one's round goes on where it stopped once it is the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Date, Integer, String, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Date, Integer, String, and_, case, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from dunningops.dunning.calendar import SendingCalendar
@@ -128,67 +128,102 @@ def invoice_paused(table, today: date) -> ColumnElement[bool]:
     return and_(table.c.paused.is_(True), or_(table.c.paused_until.is_(None), table.c.paused_until >= today))
 
 
-def due_query(config: RunConfig, today: date, *, paused_on: date | None = None):
+def _case(whens: list) -> ColumnElement:
+    """CASE WHEN … END of integers (NULL when nothing matches), or NULL without any WHEN."""
+    none = cast(null(), Integer)  # typed: PostgreSQL takes an untyped NULL for text
+    return case(*whens, else_=none) if whens else none
+
+
+def due_query(config: RunConfig, today: date, *, paused_on: date | None = None, customer_ids: Collection[int] | None = None):
     """The due rows, oldest due first: one statement whatever the ledger's size.
 
     Args:
         paused_on: the day whose invoice pauses choose customer-level anchors (default ``today``);
             the forecast asks for the rows due by the window's last day, anchored as of its first.
+        customer_ids: only these customers' rows (the same rows the whole query gives for them).
     """
     assignments = {pid: p.assign for pid, p in config.plans.items()}
-    plan_id = plan_expression(assignments, customers)
     by_level = {lvl: [p for p, cfg in config.plans.items() if cfg.level == lvl] for lvl in ("customer", "invoice")}
-    paused = case((invoice_paused(invoices, paused_on or today), 1), else_=0)
-    base = (
+
+    def only(column) -> list:
+        return [] if customer_ids is None else [column.in_(list(customer_ids))]
+
+    # Each customer's plan (assignment expression), once per customer.
+    assigned = (
+        select(customers.c.id.label("customer_id"), plan_expression(assignments, customers).label("plan_id"))
+        .where(*only(customers.c.id))
+        .subquery("assigned")
+    )
+    # Targets: every open invoice of a customer in an invoice-level plan (a paused one too, so that its
+    # due step shows as skipped and why); for a customer-level plan, the oldest open invoice not paused
+    # (its anchor), found through the (customer, status, due date) index, customer by customer, rather
+    # than by numbering every open invoice of the ledger.
+    by_invoice = (
         select(
-            customers.c.id.label("customer_id"),
-            plan_id.label("plan_id"),
-            invoices.c.id.label("anchor_id"),
-            invoices.c.due_date.label("anchor_due"),
-            paused.label("paused"),
-            # Unpaused invoices first: a customer-level plan's anchor is the oldest one not paused.
-            func.row_number()
-            .over(partition_by=customers.c.id, order_by=(paused, invoices.c.due_date, invoices.c.id))
-            .label("rn"),
+            assigned.c.customer_id, assigned.c.plan_id, invoices.c.id.label("anchor_id"), invoices.c.due_date.label("anchor_due")
         )
-        .join(invoices, and_(invoices.c.customer_id == customers.c.id, invoices.c.status == "open"))
-        .subquery("candidates")
+        .select_from(assigned)
+        .join(invoices, and_(invoices.c.customer_id == assigned.c.customer_id, invoices.c.status == "open"))
+        .where(assigned.c.plan_id.in_(by_level["invoice"] or [""]))
     )
-    # A paused invoice stays a target of an invoice-level plan, so that its due step shows as skipped
-    # and why; a customer-level plan never anchors on one.
-    targets = (
-        select(base.c.customer_id, base.c.plan_id, base.c.anchor_id, base.c.anchor_due)
+    oldest = invoices.alias("oldest")
+    first_open = (
+        select(oldest.c.id)
         .where(
-            or_(
-                and_(base.c.plan_id.in_(by_level["invoice"] or [""])),
-                and_(base.c.plan_id.in_(by_level["customer"] or [""]), base.c.rn == 1, base.c.paused == 0),
-            )
+            oldest.c.customer_id == assigned.c.customer_id,
+            oldest.c.status == "open",
+            ~invoice_paused(oldest, paused_on or today),
         )
-        .subquery("targets")
+        .order_by(oldest.c.due_date, oldest.c.id)
+        .limit(1)
+        .correlate(assigned)
+        .scalar_subquery()
     )
+    by_customer = (
+        select(assigned.c.customer_id, assigned.c.plan_id, invoices.c.id, invoices.c.due_date)
+        .select_from(assigned)
+        .join(invoices, invoices.c.id == first_open)
+        .where(assigned.c.plan_id.in_(by_level["customer"] or [""]))
+    )
+    targets = union_all(by_invoice, by_customer).subquery("targets")
     steps = _steps_table(config, today)
-    done = actions.alias("done")
     by_age = [pid for pid, p in config.plans.items() if p.enters_by_age]
-    # Per target: the last step performed (its position), and the last step the anchor's age
-    # has reached. Steps removed from the config are not counted (their rows stay in history).
+    # Per target: the last step performed (its position; steps removed from the config are not
+    # counted, their rows stay in history), looked up through the customer's action rows.
+    position_of = _case(
+        [
+            (and_(actions.c.plan_id == s.plan_id, actions.c.step_id == s.id), s.position)
+            for plan in config.plans.values()
+            for s in plan.steps
+        ]
+    )
+    # (The plan is compared inside the max: on the plan, the actions' unique index would be walked
+    # plan by plan; the anchor's index finds a target's few rows.)
+    last_done = (
+        select(func.max(case((actions.c.plan_id == targets.c.plan_id, position_of))))
+        .where(actions.c.anchor_invoice_id == targets.c.anchor_id, actions.c.customer_id == targets.c.customer_id)
+        .correlate(targets)
+        .scalar_subquery()
+    )
+    # And, for a plan entered by age (E7), the last step whose threshold the anchor's due date has
+    # reached: the highest position first.
+    reached = _case(
+        [
+            (and_(targets.c.plan_id == pid, targets.c.anchor_due <= today - timedelta(days=s.at_days)), s.position)
+            for pid in by_age
+            for s in reversed(config.plans[pid].steps)
+        ]
+    )
+    # Grouped by the target (one row each already) so that it is computed once per target: a plain
+    # subquery would be merged into the joins below, and its lookups made again for every step.
     progress = (
         select(
             targets.c.customer_id,
             targets.c.plan_id,
             targets.c.anchor_id,
             targets.c.anchor_due,
-            func.max(case((done.c.id.is_not(None), steps.c.position))).label("last_done"),
-            func.max(case((steps.c.threshold >= targets.c.anchor_due, steps.c.position))).label("reached"),
-        )
-        .join(steps, steps.c.plan_id == targets.c.plan_id)
-        .outerjoin(
-            done,
-            and_(
-                done.c.plan_id == steps.c.plan_id,
-                done.c.step_id == steps.c.step_id,
-                done.c.customer_id == targets.c.customer_id,
-                done.c.anchor_invoice_id == targets.c.anchor_id,
-            ),
+            last_done.label("last_done"),
+            reached.label("reached"),
         )
         .group_by(targets.c.customer_id, targets.c.plan_id, targets.c.anchor_id, targets.c.anchor_due)
         .subquery("progress")
@@ -212,14 +247,14 @@ def due_query(config: RunConfig, today: date, *, paused_on: date | None = None):
     ).subquery("next_step")
     last_contact = (
         select(messages.c.customer_id, func.max(messages.c.created_at).label("at"))
-        .where(messages.c.kind.in_(CONTACT_KINDS), messages.c.status.in_(COUNTED))
+        .where(messages.c.kind.in_(CONTACT_KINDS), messages.c.status.in_(COUNTED), *only(messages.c.customer_id))
         .group_by(messages.c.customer_id)
         .subquery("last_contact")
     )
     # R4/R9: an open reply to-do blocks the customer, or only its invoice when it is about one.
     reply = (
         select(todos.c.customer_id, todos.c.invoice_id, func.min(todos.c.id).label("todo_id"))
-        .where(todos.c.kind == "reply", todos.c.status == "open")
+        .where(todos.c.kind == "reply", todos.c.status == "open", *only(todos.c.customer_id))
         .group_by(todos.c.customer_id, todos.c.invoice_id)
         .subquery("pending_reply")
     )
@@ -276,23 +311,40 @@ def sent_counts(session: Session, calendar: SendingCalendar, at: datetime) -> tu
     return today or 0, this_month or 0
 
 
+# Decisions judged before the invoices merged into them are looked up and they are handed on:
+# what deciding holds at once, whatever the ledger's size.
+DECIDE_CHUNK = 2000
+
+
 def decide(
     session: Session, config: RunConfig, at: datetime, *, calendar: SendingCalendar | None = None, today: date | None = None
 ) -> Iterator[Decision]:
-    """Every due step at ``at``, with what will happen to it and why.
+    """Every due step at ``at``, with what will happen to it and why, streamed in the due query's order.
 
     Args:
         calendar: the run's sending calendar, when the caller already built it.
         today: the run's date in company time (``calendar.local(at).date()`` when not given).
+
+    Memory stays flat: the rows are judged as they come (oldest due first, so the caps, T6, go to
+    the oldest), and the decisions are handed on ``DECIDE_CHUNK`` at a time once the invoices that
+    go out with them (``merged``) are known. The caller may use ``session`` between decisions.
     """
     if not any(p.steps for p in config.plans.values()):
         return
     calendar = calendar or SendingCalendar(config.settings)
     today = today or calendar.local(at).date()
-    rules = RunRules(config, at, calendar, today, *sent_counts(session, calendar, at))
-    decided = [d for row in session.execute(due_query(config, today)).yield_per(5000) if (d := rules.judge(row)) is not None]
-    for d in decided:
-        yield rules.noted(d)
+    rules = RunRules(config, at, calendar, today, *sent_counts(session, calendar, at), merges_later=True)
+    chunk: list[Decision] = []
+    for row in session.execute(due_query(config, today)).yield_per(5000):
+        d = rules.judge(row)
+        if d is None:
+            continue
+        chunk.append(d)
+        if len(chunk) >= DECIDE_CHUNK:
+            yield from rules.finish(session, chunk)
+            chunk = []
+    if chunk:
+        yield from rules.finish(session, chunk)
 
 
 class RunRules:
@@ -303,8 +355,21 @@ class RunRules:
     the same rows as each simulated day sees them, so that both decide with this one code.
     """
 
-    def __init__(self, config: RunConfig, at: datetime, calendar: SendingCalendar, today: date, day_count: int, month_count: int):
+    def __init__(
+        self,
+        config: RunConfig,
+        at: datetime,
+        calendar: SendingCalendar,
+        today: date,
+        day_count: int,
+        month_count: int,
+        *,
+        merges_later: bool = False,
+    ):
+        """``merges_later``: a lead's merged invoices are looked up by ``finish`` (decide(), which
+        streams) instead of being gathered from the later rows (the forecast, which keeps them all)."""
         self.config, self.at, self.calendar, self.today = config, at, calendar, today
+        self.merges_later = merges_later
         caps = self.caps = config.settings.sending.caps
         self.room = max(0, min(caps.per_day - day_count, caps.per_month - month_count))
         self.closed = calendar.why_not(at)
@@ -312,9 +377,10 @@ class RunRules:
         self.steps = {(p.id, s.id): s for p in config.plans.values() for s in p.steps}
         # Within this run: who already gets an automatic email (the minimum delay), and the decision each
         # (customer, plan, step) goes out with (group_invoices). Rows come oldest due first, so the
-        # oldest invoice leads; the whole run is kept to attach later invoices to their lead.
+        # oldest invoice leads; the whole run is kept to attach later invoices to their lead (with
+        # ``merges_later``, only that the group has a lead: None).
         self.emailed: set[int] = set()
-        self.leads: dict[tuple[int, str, str], Decision] = {}
+        self.leads: dict[tuple[int, str, str], Decision | None] = {}
         # E3's first instant per step, and the company-time day of each last contact: the same few
         # values for every row, and each costs a calendar walk or a time-zone conversion.
         self._first: dict[tuple[str, str], datetime] = {}
@@ -333,10 +399,9 @@ class RunRules:
             first = self._first[key] = self.calendar.next_working_day_start(step.created_at or self.at)
         return first
 
-    def judge(self, row) -> Decision | None:
-        """The decision for one due row; None when it goes out with an earlier row's (its ``merged``)."""
-        config, today, at = self.config, self.today, self.at
-        plan = config.plans[row.plan_id]
+    def _decision(self, row) -> Decision:
+        """The row as a decision to send or make a to-do, before any rule has said why it waits."""
+        plan = self.config.plans[row.plan_id]
         step = self.steps[(plan.id, row.step_id)]
         d = Decision(
             customer_id=row.customer_id,
@@ -353,6 +418,13 @@ class RunRules:
         )
         if row.entering and plan.enters_by_age:
             d.skipped = tuple(s.id for s in plan.steps[: step.position])
+        return d
+
+    def judge(self, row) -> Decision | None:
+        """The decision for one due row; None when it goes out with an earlier row's (its ``merged``)."""
+        today, at = self.today, self.at
+        d = self._decision(row)
+        plan, step = d.plan, d.step
         if row.paused_until and row.paused_until >= today:
             d.outcome, d.category = "skip", "paused"
             d.reason = f"customer paused until {row.paused_until} ({row.pause_reason or 'no reason given'})"
@@ -378,9 +450,11 @@ class RunRules:
                 d.outcome, d.category, d.reason = "wait", self.closed_category, self.closed
         if d.outcome in ("send", "todo"):
             key = (d.customer_id, plan.id, step.id)
-            lead = self.leads.get(key) if plan.level == "invoice" and plan.group_invoices else None
-            if lead is not None:
-                lead.merged += (d,)
+            grouped = plan.level == "invoice" and plan.group_invoices
+            if grouped and key in self.leads:
+                lead = self.leads[key]
+                if lead is not None:
+                    lead.merged += (d,)
                 return None
             if d.customer_id in self.emailed and plan.min_contact_delay_days:
                 # The example config's promise: two emails to one customer are min_contact_delay
@@ -396,8 +470,31 @@ class RunRules:
                 if step.automatic:
                     self.room -= 1
                     self.emailed.add(d.customer_id)
-                self.leads[key] = d
+                if grouped:
+                    self.leads[key] = None if self.merges_later else d
         return d
+
+    def finish(self, session: Session, chunk: list[Decision]) -> Iterable[Decision]:
+        """``chunk`` (judged with ``merges_later``) with the invoices that go out with its leads, noted.
+
+        Only the first row of a (customer, plan, step) that passes the row's own rules (the pauses of
+        the invoice, R4/R9) can lead, and the others that pass them then go out with it: judge()
+        returns None for them. So a lead's merged invoices are its group's other rows that pass
+        them, found in one query for the chunk's customers (the same rows, in the same order).
+        """
+        leads = {
+            (d.customer_id, d.plan.id, d.step.id): d
+            for d in chunk
+            if d.outcome in ("send", "todo") and d.plan.level == "invoice" and d.plan.group_invoices
+        }
+        if leads:
+            rows = session.execute(due_query(self.config, self.today, customer_ids={k[0] for k in leads}))
+            for row in rows:
+                lead = leads.get((row.customer_id, row.plan_id, row.step_id))
+                if lead is None or row.anchor_id == lead.anchor_invoice_id or row.invoice_paused or row.reply_todo:
+                    continue
+                lead.merged += (self._decision(row),)
+        return [self.noted(d) for d in chunk]
 
     def noted(self, d: Decision) -> Decision:
         """``d`` with the notes known once the whole run is judged (entry step, invoices merged into it)."""

@@ -47,25 +47,44 @@ def add(
     invoice_id: int | None = None,
 ) -> int:
     """A new open to-do. One whose email nobody can receive (``payload["problem"]``) says so in its reason."""
+    return add_many(session, [new(kind, customer_id, now, assignee, payload, reason, plan_id, step_id, invoice_id)])[0]
+
+
+def new(
+    kind: str,
+    customer_id: int,
+    now: datetime,
+    assignee: str | None,
+    payload: dict,
+    reason: str | None = None,
+    plan_id: str | None = None,
+    step_id: str | None = None,
+    invoice_id: int | None = None,
+) -> dict:
+    """The row of a new open to-do (see ``add``), for ``add_many``."""
     problem = payload.get("problem")
     if problem and reason in (None, problem):
         reason = nobody_can_be_written_to(problem)
-    return session.execute(
-        insert(todos)
-        .values(
-            kind=kind,
-            status=OPEN,
-            customer_id=customer_id,
-            invoice_id=invoice_id,
-            plan_id=plan_id,
-            step_id=step_id,
-            assignee=assignee,
-            reason=reason,
-            payload=payload,
-            created_at=now,
-        )
-        .returning(todos.c.id)
-    ).scalar_one()
+    return {
+        "kind": kind,
+        "status": OPEN,
+        "customer_id": customer_id,
+        "invoice_id": invoice_id,
+        "plan_id": plan_id,
+        "step_id": step_id,
+        "assignee": assignee,
+        "reason": reason,
+        "payload": payload,
+        "created_at": now,
+    }
+
+
+def add_many(session: Session, rows: list[dict]) -> list[int]:
+    """New to-dos (rows from ``new``) in one statement; their ids, in the rows' order."""
+    if not rows:
+        return []
+    inserted = session.execute(insert(todos).returning(todos.c.id, sort_by_parameter_order=True), rows)
+    return list(inserted.scalars())
 
 
 def nobody_can_be_written_to(problem: str) -> str:

@@ -24,12 +24,15 @@ def overlapped(
     send: Callable[[P], None],
     *,
     stopped: Callable[[], bool] = lambda: False,
+    discard: Callable[[P], None] | None = None,
 ) -> None:
     """``prepare`` each item on this thread and ``send`` the result on a worker, one send at a time.
 
     ``prepare`` returning None skips the item. An exception from ``send`` is raised here once
-    the send in flight has finished, and nothing more is sent; ``stopped()`` is asked before
-    each item is prepared.
+    the send in flight has finished, and nothing more is sent: the item prepared meanwhile goes
+    to ``discard`` (its claims given back, say). ``stopped()`` is asked before each item is
+    prepared; once it is true, the send in flight finishes and nothing more is prepared.
+    An exception from ``prepare`` (or from ``items``) is raised once the send in flight has finished.
     """
     in_flight: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dunningops-send") as pool:
@@ -39,12 +42,19 @@ def overlapped(
                     break
                 prepared = prepare(item)
                 if in_flight is not None:
-                    in_flight.result()  # a failed send stops the loop before the next one starts
-                    in_flight = None
+                    sending, in_flight = in_flight, None
+                    try:
+                        sending.result()  # a failed send stops the loop before the next one starts
+                    except BaseException:
+                        if prepared is not None and discard is not None:
+                            discard(prepared)
+                        raise
                 if prepared is not None:
                     in_flight = pool.submit(send, prepared)
             if in_flight is not None:
-                in_flight.result()
+                sending, in_flight = in_flight, None
+                sending.result()
         finally:
             if in_flight is not None:
-                in_flight.cancel()  # a send already running finishes (the pool waits for it)
+                # Leaving on an exception from prepare: a send already running finishes (the pool waits for it).
+                in_flight.cancel()
