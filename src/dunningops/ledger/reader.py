@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from dunningops.errors import InvalidInputError
 from dunningops.ledger.columns import Column
@@ -47,16 +48,23 @@ def detect_format(path: Path, explicit: str | None) -> str:
 
 def read_rows(path: Path, fmt: str, columns: tuple[Column, ...], mapping: Mapping) -> Iterator[RawRow]:
     """Yield each row with its number and its reading problems; header problems raise at once."""
+    with _opened(path, mapping) as handle:
+        if fmt == "csv":
+            yield from _csv_rows(path, handle, columns, mapping)
+        else:
+            yield from _jsonl_rows(path, handle, columns, mapping)
+
+
+@contextmanager
+def _opened(path: Path, mapping: Mapping) -> Iterator[TextIO]:
+    """The file as text in the mapping's encoding; opening and decoding problems as one line naming it."""
     try:
         handle = path.open(encoding=mapping.encoding, newline="")
     except OSError as exc:
         raise LedgerFileError(f"{path}: cannot open: {exc.strerror}") from exc
     with handle:
         try:
-            if fmt == "csv":
-                yield from _csv_rows(path, handle, columns, mapping)
-            else:
-                yield from _jsonl_rows(path, handle, columns, mapping)
+            yield handle
         except UnicodeDecodeError as exc:
             raise LedgerFileError(f"{path}: not {mapping.encoding} text ({exc.reason} at byte {exc.start})") from exc
 
@@ -110,15 +118,8 @@ def csv_batches(path: Path, columns: tuple[Column, ...], mapping: Mapping, size:
 
 
 def _batches(path: Path, columns: tuple[Column, ...], mapping: Mapping, size: int) -> Iterator[Any]:
-    try:
-        handle = path.open(encoding=mapping.encoding, newline="")
-    except OSError as exc:
-        raise LedgerFileError(f"{path}: cannot open: {exc.strerror}") from exc
-    with handle:
-        try:
-            yield from _csv_batches(path, handle, columns, mapping, size)
-        except UnicodeDecodeError as exc:
-            raise LedgerFileError(f"{path}: not {mapping.encoding} text ({exc.reason} at byte {exc.start})") from exc
+    with _opened(path, mapping) as handle:
+        yield from _csv_batches(path, handle, columns, mapping, size)
 
 
 def _csv_batches(path, handle, columns, mapping, size: int) -> Iterator[Any]:
