@@ -21,7 +21,8 @@ from dunningops.dunning import schedule
 from dunningops.dunning.calendar import SendingCalendar
 from dunningops.dunning.cycle import run_send
 from dunningops.dunning.runconfig import RunConfig
-from dunningops.dunning.schedule import RunRules, decide, due_query, sent_counts
+from dunningops.dunning.due import due_query
+from dunningops.dunning.schedule import RunRules, decide, sent_counts
 from dunningops.store.schema import InvoiceRow, TodoRow
 from dunningops.tables import render_table
 from test_decisions import TUESDAY, _store

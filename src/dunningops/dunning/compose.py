@@ -11,8 +11,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from dunningops.dunning import recipients as rcpt
+from dunningops.dunning.due import invoice_paused
 from dunningops.dunning.runconfig import RunConfig, StepConfig
-from dunningops.dunning.schedule import Decision, invoice_paused
+from dunningops.dunning.schedule import Decision
 from dunningops.dunning.senders import Sender, resolve
 from dunningops.render import RenderedEmail, Renderer
 from dunningops.render.context import EmailContext, InvoiceData

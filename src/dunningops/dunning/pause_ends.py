@@ -13,8 +13,8 @@ from sqlalchemy import and_, bindparam, select, union_all, update
 from sqlalchemy.orm import Session
 
 from dunningops.alerts.events import AlertEvent
+from dunningops.dunning.due import invoice_paused
 from dunningops.dunning.pauses import CHUNK, LABELS, customers, invoices, members, pauses, todos
-from dunningops.dunning.schedule import invoice_paused
 from dunningops.store.bulk import insert_ids
 from dunningops.tables import money
 

@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 
 from dunningops.dunning import compose
 from dunningops.dunning.calendar import SendingCalendar
+from dunningops.dunning.due import due_query
 from dunningops.dunning.runconfig import PlanConfig, RunConfig
-from dunningops.dunning.schedule import IN_RUN, Decision, RunRules, due_query, sent_counts
+from dunningops.dunning.schedule import IN_RUN, Decision, RunRules, sent_counts
 from dunningops.errors import InvalidInputError
 from dunningops.forecast.model import Day, Event, Forecast
 

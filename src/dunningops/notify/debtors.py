@@ -28,8 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from dunningops.dunning.calendar import SendingCalendar
+from dunningops.dunning.due import invoice_paused
 from dunningops.dunning.runconfig import RunConfig
-from dunningops.dunning.schedule import invoice_paused, sent_counts
+from dunningops.dunning.schedule import sent_counts
 from dunningops.errors import ConflictError, NotFoundError
 from dunningops.notify import deliver
 from dunningops.notify.deliver import Notice, Ready, Skipped
