@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from daemons_helpers import AT, fill, write_config
 from dunningops.dunning import claims
-from dunningops.dunning.cycle import SEND_CHUNK, run_send
+from dunningops.dunning.cycle import run_send
+from dunningops.dunning.sending import SEND_CHUNK
 from dunningops.outgoing.way_out import STOP_CHUNK, STOPPED
 from dunningops.store import open_store
 from dunningops.store.runners import live_runners, register

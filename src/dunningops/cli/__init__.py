@@ -25,6 +25,7 @@ from dunningops.cli import (  # noqa: F401  isort: skip
     members,
     notify,
     templates,
+    todos,
     tokens,
 )
 

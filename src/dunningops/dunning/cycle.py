@@ -28,37 +28,30 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from dunningops import outgoing, signing
 from dunningops.alerts import store as alert_store
-from dunningops.dunning import claims, compose, pause_ends, todos
-from dunningops.dunning.aliases import deliver_outbox, pending_confirmations
+from dunningops.dunning import claims, pause_ends, todos
 from dunningops.dunning.context import BATCH, RunContext
 from dunningops.dunning.prepare import PreparedStep, prepare, with_reason
 from dunningops.dunning.report import CycleReport
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.schedule import Decision, decide
-from dunningops.errors import ConflictError, InvalidInputError, StoreError
+from dunningops.dunning.sending import WayOut, letter_of, stopped, targets
+from dunningops.errors import ConflictError, StoreError
 from dunningops.notify import portal
 from dunningops.outgoing.history import mark_interrupted
-from dunningops.outgoing.letter import REMINDER_KEY, Letter, Outcome, Recorded
+from dunningops.outgoing.letter import Letter
 from dunningops.outgoing.overlap import overlapped
 from dunningops.store.engine import Store
 from dunningops.store.lock import pause_ends_lock, send_cycle_lock
 from dunningops.store.runners import Runner, runner_of
-from dunningops.store.schema import ActionRow, AliasRow, TemplateRow
 from dunningops.transport.base import Transport, TransportError
-from dunningops.transport.message import Address, OutgoingMessage
 
 __all__ = ["BATCH", "CycleReport", "mark_interrupted", "run_send"]
 
-actions = ActionRow.__table__
 LOCK_TIMEOUT_S = 30.0
-# Emails recorded `sending` (and handed to the transport) at a time, within a batch.
-SEND_CHUNK = 40
 
 
 def run_send(
@@ -185,7 +178,7 @@ def _run(
             report.alerts = pause_ends.end(session, report.pauses_ended, today=ctx.today, now=report.at)
             # Recorded with the to-dos they explain: a crash cannot leave one without the other.
             report.alert_ids = alert_store.record(session, report.alerts, at=report.at) if report.alerts else []
-    way = _WayOut(store, ctx, transport_factory)
+    way = WayOut(store, ctx, transport_factory)
     try:
         # The due query is read as the run goes (its session only reads: a snapshot of when it began).
         # While one batch is on the wire (a worker thread, one send at a time: at most once, and at
@@ -197,7 +190,7 @@ def _run(
                     batches,
                     lambda batch: _prepare_batch(way, batch, done),
                     way.send,
-                    stopped=lambda: _stopped(ctx) or way.failed,
+                    stopped=lambda: stopped(ctx) or way.failed,
                     discard=way.give_back,
                 )
             except TransportError:
@@ -219,7 +212,7 @@ def _drain(batches: Iterator[list[Decision]], done: Done) -> None:
         done(rest)
 
 
-def _prepare_batch(way: _WayOut, batch: list[Decision], done: Done) -> list[Letter] | None:
+def _prepare_batch(way: WayOut, batch: list[Decision], done: Done) -> list[Letter] | None:
     """A batch's to-dos made and its emails claimed and rendered (on the caller's thread); the
     letters to send, None when there are none."""
     ctx, store = way.ctx, way.store
@@ -245,74 +238,17 @@ def _prepare_batch(way: _WayOut, batch: list[Decision], done: Done) -> list[Lett
             with store.session(write_lock=True) as session:
                 _release_errors(session, ctx, prepared)
                 _make_todos(session, ctx, prepared)
-        letters = [_letter(ctx, p.draft) for p in prepared if p.outcome == "send" and p.draft is not None]
+        letters = [letter_of(ctx, p.draft) for p in prepared if p.outcome == "send" and p.draft is not None]
         return letters or None
     finally:
         done(batch)
-
-
-class _WayOut:
-    """The run's transport, opened when the first email is due (the outbox's A3 confirmations go
-    first), and the sending of each batch's letters on the worker thread."""
-
-    def __init__(self, store: Store, ctx: RunContext, factory: Callable[[RunConfig], Transport] | None):
-        self.store, self.ctx, self.factory = store, ctx, factory
-        self.transport: Transport | None = None
-        self.failed = False  # a send raised: nothing more is prepared
-
-    def open(self) -> Transport:
-        if self.transport is None:
-            if self.factory is None:
-                raise InvalidInputError("sending needs a transport (settings.sending.transport)")
-            self.transport = self.factory(self.ctx.config)
-            self.ctx = self.ctx.with_transport(self.transport)
-            self.ctx.report.confirmations = deliver_outbox(self.store, self.ctx.config, self.transport, self.ctx.at)
-        return self.transport
-
-    def send(self, letters: list[Letter]) -> None:
-        try:
-            _send_letters(self.store, self.ctx, letters)
-        except BaseException:
-            self.failed = True
-            raise
-
-    def give_back(self, letters: list[Letter]) -> None:
-        """Letters claimed and rendered but never sent (the send before them failed): due again."""
-        _release(self.store, self.ctx, letters)
-
-    def finish(self) -> None:
-        """After the reminders: the outbox's confirmations, and A9's receipts in what the caps leave."""
-        with self.store.session() as session:
-            outbox = pending_confirmations(session, count=True)
-            owed = portal.has_pending(session)  # A9: receipts the caps held back (one indexed query)
-        if self.transport is None and (outbox or (owed and self.factory is not None)):
-            self.open()
-        if owed and self.transport is not None and not _stopped(self.ctx):
-            # The rest waits for the next cycle.
-            _send_portal(self.store, self.ctx, self.transport)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-def _send_portal(store: Store, ctx: RunContext, transport: Transport) -> None:
-    done = portal.send_pending(store, ctx.config, at=ctx.at, transport=transport)
-    ctx.report.messages += done.messages
-    ctx.report.errors += done.problems
-    if done.fatal is not None:
-        raise done.fatal
-
-
-def _stopped(ctx: RunContext) -> bool:
-    return ctx.stop is not None and ctx.stop.is_set()
 
 
 def _claim(store: Store, ctx: RunContext, batch: list[Decision]) -> list[Decision]:
     """This runner's share of ``batch`` (claimed in a short transaction); the rest another cycle took."""
     assert ctx.runner is not None
     with store.session(write_lock=True) as session:
-        got = claims.claim(session, (claims.key_of(t) for d in batch for t in _targets(d)), runner_id=ctx.runner.id, at=ctx.at)
+        got = claims.claim(session, (claims.key_of(t) for d in batch for t in targets(d)), runner_id=ctx.runner.id, at=ctx.at)
     mine = []
     for d in batch:
         if claims.key_of(d) in got:
@@ -327,13 +263,8 @@ def _claim(store: Store, ctx: RunContext, batch: list[Decision]) -> list[Decisio
 def _release_errors(session: Session, ctx: RunContext, prepared: list[PreparedStep]) -> None:
     """Steps that could not be rendered stay due until the template is fixed: their claims go."""
     assert ctx.runner is not None
-    keys = [claims.key_of(t) for p in prepared if p.outcome == "error" for t in _targets(p.decision)]
+    keys = [claims.key_of(t) for p in prepared if p.outcome == "error" for t in targets(p.decision)]
     claims.release(session, keys, runner_id=ctx.runner.id)
-
-
-def _targets(d: Decision) -> list[Decision]:
-    """The decision and the ones merged into its email (same customer, plan and step): one action row each."""
-    return [d, *d.merged]
 
 
 def _make_todos(session: Session, ctx: RunContext, prepared: list[PreparedStep]) -> None:
@@ -358,120 +289,9 @@ def _make_todos(session: Session, ctx: RunContext, prepared: list[PreparedStep])
     ]
     ids = todos.add_many(session, rows)
     assert ctx.runner is not None
-    links = [(claims.key_of(t), todo_id) for p, todo_id in zip(made, ids, strict=True) for t in _targets(p.decision)]
+    links = [(claims.key_of(t), todo_id) for p, todo_id in zip(made, ids, strict=True) for t in targets(p.decision)]
     claims.settle(session, "todo", links, runner_id=ctx.runner.id, at=ctx.at)
     ctx.report.todos += len(made)
 
 
 # --- sending ------------------------------------------------------------------------------
-
-
-def _send_letters(store: Store, ctx: RunContext, letters: list[Letter]) -> None:
-    assert ctx.transport is not None
-    # Recorded `sending` a few at a time: a process killed mid-batch leaves at most one chunk
-    # `unknown` (it may have left); the rest of its claims go back to the next cycle.
-    for start in range(0, len(letters), SEND_CHUNK):
-        if _stopped(ctx):
-            _release(store, ctx, letters[start:])
-            return
-        outgoing.send(
-            store,
-            ctx.transport,
-            letters[start : start + SEND_CHUNK],
-            at=ctx.at,
-            domain=ctx.domain,
-            reserve=lambda session, recorded: _reserve_steps(session, ctx, recorded),
-            settle=lambda session, outcomes: _settle(session, ctx, outcomes),
-            stop=ctx.stop,
-        )
-
-
-def _release(store: Store, ctx: RunContext, letters: list[Letter]) -> None:
-    """The claims of letters never handed over: the steps are due again."""
-    assert ctx.runner is not None
-    with store.session(write_lock=True) as session:
-        keys = [claims.key_of(t) for letter in letters for t in _targets(letter.tag.decision)]
-        claims.release(session, keys, runner_id=ctx.runner.id)
-
-
-def _letter(ctx: RunContext, drafted: compose.Draft) -> Letter:
-    s, r, d = drafted.sender, drafted.recipients, drafted.decision
-    message = OutgoingMessage(
-        message_id="",
-        from_=Address(s.from_address, s.name),
-        to=[Address(c.email, c.name) for c in r.to],
-        cc=[Address(c.email, c.name) for c in r.cc],
-        bcc=[Address(c.email, c.name) for c in r.bcc],
-        reply_to=Address(s.reply_to) if s.reply_to else None,
-        subject=drafted.email.subject,
-        text=drafted.email.text,
-        html=drafted.email.html,
-        date=ctx.at,
-        # RFC 3834: discourages auto-responders; people still reply.
-        headers={"Auto-Submitted": "auto-generated", "X-Dunningops-Customer": d.customer},
-    )
-    return Letter(
-        message=message,
-        kind="reminder",
-        automatic=True,
-        customer_id=d.customer_id,
-        plan_id=d.plan.id,
-        step_id=d.step.id,
-        anchor_invoice_id=d.anchor_invoice_id,
-        template_id=d.step.template,
-        language=drafted.language,
-        sender_ref=s.ref,
-        invoice_ids=tuple(drafted.invoice_ids),
-        reuse=REMINDER_KEY,
-        track_opens=signing.public_base_url(ctx.config.settings) if d.plan.track_opens else "",
-        tag=drafted,
-    )
-
-
-def _reserve_steps(session: Session, ctx: RunContext, recorded: list[Recorded]) -> None:
-    """The steps' claims become ``sent``, committed with the `sending` messages: from now on the steps count as performed."""
-    assert ctx.runner is not None
-    links = [(claims.key_of(t), r.id) for r in recorded for t in _targets(r.letter.tag.decision)]
-    claims.settle(session, "sent", links, runner_id=ctx.runner.id, at=ctx.at)
-
-
-def _settle(session: Session, ctx: RunContext, outcomes: list[Outcome]) -> None:
-    report, again, sent = ctx.report, [], []
-    for o in outcomes:
-        d = o.letter.tag.decision
-        report.messages.append(
-            {"message_id": o.message_id, "customer": d.customer, "kind": "reminder", "status": o.status, "detail": o.problem}
-        )
-        if o.status == "sent":
-            report.sent += 1
-            sent.append(o.letter.tag)
-        elif o.status == "failed":
-            report.failed += 1  # C11: a failed reminder is not re-sent automatically
-        elif o.status == "deferred":
-            # Nothing was delivered: the step is due again next run, and that send reuses this Message-ID.
-            report.deferred += 1
-            again += [
-                {"p": t.plan.id, "s": t.step.id, "c": t.customer_id, "a": t.anchor_invoice_id}
-                for t in _targets(o.letter.tag.decision)
-            ]
-        else:
-            report.unconfirmed += 1  # may have left: the step stays performed, never re-sent
-    if again:
-        session.execute(
-            delete(actions).where(
-                actions.c.plan_id == bindparam("p"),
-                actions.c.step_id == bindparam("s"),
-                actions.c.customer_id == bindparam("c"),
-                actions.c.anchor_invoice_id == bindparam("a"),
-            ),
-            again,
-        )
-    if sent:  # T4: the template's last send; the alias's too
-        session.execute(
-            update(TemplateRow.__table__)
-            .where(TemplateRow.id.in_({dr.decision.step.template for dr in sent}))
-            .values(last_sent_at=ctx.at)
-        )
-        aliases = {dr.sender.ref.split(".", 1)[1] for dr in sent if dr.sender.ref.startswith("alias.")}
-        if aliases:
-            session.execute(update(AliasRow.__table__).where(AliasRow.id.in_(aliases)).values(last_sent_at=ctx.at))
