@@ -73,7 +73,8 @@ FLAT_RSS = 1.3  # peak RSS at 10× the data within this factor counts as "flat" 
 
 IMPORT_GOAL = "≤ 3× sqlite3 .import of the same CSV (performance.md); memory flat"
 REIMPORT_GOAL = "≤ 3× sqlite3 .import, and cheaper than the first import (nothing changes)"
-DECIDE_GOAL = "≤ 10 s on SQLite at 100k customers / 1M invoices, set-based (performance.md); memory flat"
+DECIDE_GOAL = "≤ 5× one SELECT over the invoices at 100k customers / 1M invoices, set-based (performance.md); memory flat"
+DRY_RUN_GOAL = "≤ 10 s on SQLite at 100k customers / 1M invoices (the whole dry run: deciding + preparing every due step)"
 SEND_GOAL = "≥ 0.5× anchor (1) in messages/s (performance.md)"
 RUN_SEND_GOAL = "end to end (decide + render + record + send): compared with the same ≥ 0.5× anchor (1) in messages/s"
 
@@ -286,18 +287,28 @@ def bench_import(n: int, work: Path, ledger: Path, counts: dict, repeat: int, wa
 # --- 2. deciding what is due ------------------------------------------------------------------
 
 
-def decide_argv(config: Path, url: str) -> list:
-    return cli("run", "send", "--dry-run", "--at", AT, "--format", "json", "--config", config, "--database-url", url)
+def decide_argv(config: Path, url: str, *, decide_only: bool = True) -> list:
+    return cli("run", "send", "--dry-run", *(["--decide-only"] if decide_only else []), "--at", AT, "--format", "json",
+               "--config", config, "--database-url", url)
 
 
-def bench_decide(label: str, url: str, anchor_code: str, anchor_target: str, repeat: int, *, goal_size: bool) -> tuple[dict, dict]:
-    log(f"[{label}] decide: run send --dry-run (warm-up, counting the decisions)")
+def bench_decide(label: str, url: str, anchor_code: str, anchor_target: str, repeat: int, *, goal_size: bool) -> tuple[dict, dict, dict]:
+    """Deciding (``run send --dry-run --decide-only``) against one SELECT; and the whole dry run, which
+    also prepares every due step (recipients, rendering): (decide, dry run, anchor)."""
+    log(f"[{label}] decide: run send --dry-run --decide-only (warm-up, counting the decisions)")
     warm = run_cmd(decide_argv(CONFIG, url))
     decisions = json.loads(warm.stdout)["decisions"]
     outcomes = Counter(d["outcome"] for d in decisions)
     reasons = Counter(re.sub(r"\d+", "N", d["reason"]) for d in decisions if d["reason"]).most_common(4)
-    log(f"[{label}] decide: {len(decisions):,} decisions; {repeat} measured runs, stdout to /dev/null")
+    json_bytes = len(warm.stdout)
+    del warm, decisions
+    log(f"[{label}] decide: {sum(outcomes.values()):,} decisions; {repeat} measured runs, stdout to /dev/null")
     sample = measure(decide_argv(CONFIG, url), repeat=repeat, discard=True)
+    log(f"[{label}] the whole dry run (preparing every due step): warm-up, then {repeat} measured runs")
+    full_warm = run_cmd(decide_argv(CONFIG, url, decide_only=False))
+    full_outcomes = Counter(d["outcome"] for d in json.loads(full_warm.stdout)["decisions"])
+    del full_warm
+    full = measure(decide_argv(CONFIG, url, decide_only=False), repeat=repeat, discard=True)
     queries: list[dict] = []
 
     def inner(run: Run) -> float:
@@ -306,14 +317,17 @@ def bench_decide(label: str, url: str, anchor_code: str, anchor_target: str, rep
 
     anchor = measure([sys.executable, "-c", anchor_code, anchor_target], repeat=max(repeat, 3), warmup=1, inner=inner)
     process = measure([sys.executable, "-c", anchor_code, anchor_target], repeat=1)
-    meets = sample.median_s <= 10.0 if goal_size else None  # memory: see memory_verdicts
-    e = entry(sample, anchor, "one SELECT count(*), sum(outstanding_cents) … WHERE status='open' (query time)",
-              DECIDE_GOAL, meets, decisions=len(decisions), outcomes=dict(outcomes), top_reasons=reasons,
-              json_bytes=len(warm.stdout), open_invoices=queries[-1]["open"],
+    anchor_name = "one SELECT count(*), sum(outstanding_cents) … WHERE status='open' (query time)"
+    meets = sample.median_s <= 5 * anchor.median_s if goal_size else None  # memory: see memory_verdicts
+    e = entry(sample, anchor, anchor_name, DECIDE_GOAL, meets, decisions=sum(outcomes.values()), outcomes=dict(outcomes),
+              top_reasons=reasons, json_bytes=json_bytes, open_invoices=queries[-1]["open"],
               anchor_process_s=round(process.median_s, 4))
+    dry = entry(full, anchor, anchor_name, DRY_RUN_GOAL, full.median_s <= 10.0 if goal_size else None,
+                decisions=sum(full_outcomes.values()), outcomes=dict(full_outcomes),
+                vs_decide_only=round(full.median_s / sample.median_s, 2))
     if not goal_size:
-        e["note"] = "the goal is judged at the run's goal size; this size shows the growth"
-    return e, {"what": "python: connect + the SELECT, timed inside the process", **anchor.to_dict()}
+        e["note"] = dry["note"] = "the goal is judged at the run's goal size; this size shows the growth"
+    return e, dry, {"what": "python: connect + the SELECT, timed inside the process", **anchor.to_dict()}
 
 
 # --- 3. rendering + sending -------------------------------------------------------------------
@@ -485,7 +499,7 @@ def summary(result: dict) -> str:
     if "decide" in pg:
         b = pg["decide"]
         lines.append(f"\nPostgreSQL ({pg['customers']:,} customers): decide {b['absolute_s']:.3f}s vs SELECT {b['anchor_s']:.4f}s,"
-                     f" {b['decisions']:,} decisions, {b['peak_rss_mib']:.1f} MiB")
+                     f" {b['decisions']:,} decisions, {b['peak_rss_mib']:.1f} MiB; the whole dry run {pg['dry_run']['absolute_s']:.3f}s")
     else:
         lines.append(f"\nPostgreSQL: {pg.get('skipped')}")
     if result["growth"]:
@@ -557,9 +571,10 @@ def main(argv: list[str] | None = None) -> int:
                 benchmarks, anchors, store = bench_import(n, folder, ledgers[n], counts, repeat, 1 if index == 0 else 0, snapshots)
                 stores[n] = store
                 if not args.imports_only:
-                    decide, decide_anchor = bench_decide(f"{n:,} customers", sqlite_url(store), ANCHOR_SQLITE, str(store),
-                                                         repeat, goal_size=n == goal)
+                    decide, dry_run, decide_anchor = bench_decide(f"{n:,} customers", sqlite_url(store), ANCHOR_SQLITE,
+                                                                  str(store), repeat, goal_size=n == goal)
                     benchmarks["decide_sqlite"] = decide
+                    benchmarks["dry_run_sqlite"] = dry_run
                     anchors["select_open_invoices"] = decide_anchor
                 if not args.no_run_send:
                     benchmarks["run_send_sqlite"] = bench_run_send(n, folder, store, config, counts)
@@ -620,10 +635,10 @@ def pg_decide(pg, ledger: Path, repeat: int) -> dict:
         imports[kind] = {"seconds": round(run.seconds, 2), "peak_rss_mib": round(run.peak_rss_kib / 1024, 1)}
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     customers = int(ledger.parent.name[1:])
-    decide, anchor = bench_decide(f"PostgreSQL, {customers:,} customers", url, ANCHOR_PG, dsn, repeat, goal_size=False)
-    decide["note"] = f"the ≤ 10 s goal is stated for SQLite at 100k customers; PostgreSQL at {customers:,} for comparison"
+    decide, dry_run, anchor = bench_decide(f"PostgreSQL, {customers:,} customers", url, ANCHOR_PG, dsn, repeat, goal_size=False)
+    decide["note"] = dry_run["note"] = f"the goals are judged on SQLite at 100k customers; PostgreSQL at {customers:,} for comparison"
     return {**pg.info, "note": "peak RSS is the dunningops client's only; the server runs in its own processes",
-            "customers": customers, "import_s_for_orientation": imports, "decide": decide, "anchor": anchor}
+            "customers": customers, "import_s_for_orientation": imports, "decide": decide, "dry_run": dry_run, "anchor": anchor}
 
 
 def profiles(result: dict, stores: dict, work: Path, send_ledger: Path, port: int, config: Path) -> dict:

@@ -58,11 +58,20 @@ def run(app: App, ctx: click.Context, at_, lock_timeout) -> None:
 @pass_app
 @AT
 @click.option("--dry-run", is_flag=True, help="Show what is due and what would happen; write and send nothing.")
+@click.option(
+    "--decide-only",
+    is_flag=True,
+    help="With --dry-run: only what is due and why the rest waits, fast on a large ledger; recipients and "
+    "templates are not checked (a full dry run shows the steps that would find nobody to write to or fail to render).",
+)
 @LOCK_TIMEOUT
 @FORMAT
-def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
+def run_send_command(app: App, at_, dry_run, decide_only, lock_timeout, fmt_) -> None:
     """The send cycle: send due automatic emails, turn manual steps into to-dos."""
     from dunningops.dunning.cycle import run_send
+
+    if decide_only and not dry_run:
+        raise click.UsageError("--decide-only goes with --dry-run (a real run prepares every step it sends)")
 
     with _Spool(fmt_) as decisions:
         report = run_send(
@@ -70,6 +79,7 @@ def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
             at=at_ or app.now(),
             transport_factory=app.transport,
             dry_run=dry_run,
+            decide_only=decide_only,
             lock_timeout_s=lock_timeout,
             on_decisions=decisions.add,
         )
@@ -80,6 +90,8 @@ def run_send_command(app: App, at_, dry_run, lock_timeout, fmt_) -> None:
             return
         decisions.echo_table()
     _echo_send(app, report, dry_run=dry_run, announced=announced)
+    if decide_only:
+        click.echo("Recipients and templates were not checked (--decide-only).")
     finish(report.errors, code=report.exit_code)
 
 
@@ -127,6 +139,8 @@ class _Spool:
         self.file: IO[str] | None = None
         self.widths = [len(title) for _, title in DECISION_COLUMNS]
         self._keys: dict[str, str] = {}
+        self._shape: tuple[str, ...] | None = None
+        self._template = ""
 
     def __enter__(self) -> _Spool:
         import tempfile  # only a send cycle pays for it (`--help`, `plan` do not)
@@ -141,18 +155,32 @@ class _Spool:
     def add(self, batch: list) -> None:
         assert self.file is not None
         write = self.file.write
+        if self.fmt == "json":
+            if batch:
+                # One write per batch (a decision's object each, comma-separated, as the whole list prints).
+                write(("" if not self.count else ",\n") + ",\n".join([self._json(d.row()) for d in batch]))
+                self.count += len(batch)
+            return
         for d in batch:
             row = d.row()
-            if self.fmt == "json":
-                write(self._json(row) if not self.count else ",\n" + self._json(row))
-            else:
-                cells = ["" if row.get(k) is None else str(row[k]) for k, _ in DECISION_COLUMNS]
-                self.widths = [max(w, len(c)) for w, c in zip(self.widths, cells, strict=True)]
-                write(json.dumps(cells, ensure_ascii=False) + "\n")
+            cells = ["" if row.get(k) is None else str(row[k]) for k, _ in DECISION_COLUMNS]
+            self.widths = [max(w, len(c)) for w, c in zip(self.widths, cells, strict=True)]
+            write(json.dumps(cells, ensure_ascii=False) + "\n")
             self.count += 1
 
     def _json(self, row: dict) -> str:
         """One decision as ``json.dumps(..., indent=2, ensure_ascii=False)`` prints it inside the report."""
+        if self._shape == tuple(row):
+            try:
+                # The usual row (the keys in their order, every value a string): one format of
+                # C-encoded strings (encode_basestring refuses anything else, which goes the long way).
+                return self._template % tuple(map(encode_basestring, row.values()))
+            except TypeError:
+                pass
+        elif self._shape is None:
+            self._shape = tuple(row)
+            self._template = "    {\n" + ",\n".join(f"      {encode_basestring(k)}: %s" for k in row) + "\n    }"
+            return self._json(row)
         keys = self._keys
         lines = []
         for k, v in row.items():

@@ -60,6 +60,7 @@ def run_send(
     at: datetime,
     transport_factory: Callable[[RunConfig], Transport] | None = None,
     dry_run: bool = False,
+    decide_only: bool = False,
     batch_size: int = BATCH,
     config: RunConfig | None = None,
     lock_timeout_s: float = LOCK_TIMEOUT_S,
@@ -70,6 +71,10 @@ def run_send(
     """One send cycle at ``at``. ``dry_run`` decides, prepares and reports, and writes and sends nothing.
 
     Args:
+        decide_only: with ``dry_run``, the decisions alone: no recipients chosen, nothing rendered
+            (so no step becomes a to-do for want of a recipient, nor an ``error``): what is due and
+            why the rest waits, at the cost of the due query, on a ledger where preparing every
+            due step (rendering tens of thousands of to-dos) takes several times longer.
         lock_timeout_s: SQLite: how long to wait for another send cycle on the same store to finish.
         runner: this process on the store (store/runners.py); default: the store's own.
         stop: once set, no more steps are claimed, the messages in flight finish and the rest are
@@ -95,7 +100,7 @@ def run_send(
 
     try:
         if dry_run:
-            _dry_run(store, config, report, batch_size, done)
+            _dry_run(store, config, report, batch_size, done, prepared=not decide_only)
         else:
             with send_cycle_lock(store, timeout_s=lock_timeout_s):
                 _run(store, config, report, batch_size, transport_factory, runner or runner_of(store, "run"), stop, done)
@@ -143,13 +148,13 @@ def _decided(session: Session, ctx: RunContext) -> Iterator[Decision]:
     return decide(session, ctx.config, ctx.at, calendar=ctx.calendar, today=ctx.today)
 
 
-def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int, done: Done) -> None:
+def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int, done: Done, *, prepared: bool) -> None:
     with store.session() as session:
         ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
         report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
         for batch in _batches(_decided(session, ctx), batch_size):
             acting = [d for d in batch if d.outcome in ("send", "todo")]
-            if acting:
+            if acting and prepared:
                 prepare(session, ctx, acting)
             done(batch)
 

@@ -6,10 +6,27 @@ what a target is and when a step is due is said in schedule.py.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Date, Integer, String, and_, case, cast, func, literal, null, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.selectable import Join
 
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.ledger.assignment import plan_expression
@@ -57,19 +74,49 @@ def _case(whens: list) -> ColumnElement:
     return case(*whens, else_=none) if whens else none
 
 
-def due_query(config: RunConfig, today: date, *, paused_on: date | None = None, customer_ids: Collection[int] | None = None):
+class LeftFirst(Join):
+    """An inner join whose left side drives the loop: SQLite's ``CROSS JOIN`` (its documented way to
+    fix the nesting order), a plain ``JOIN`` elsewhere.
+
+    Used where SQLite, with no way to estimate how few rows the left side keeps (a customer's plan
+    is an expression), would otherwise walk the right side's large index and look each row up on the
+    left: 636k open invoices walked to find the 38k of the customers in invoice-level plans took
+    about two thirds of the due query's time on a 1M-invoice ledger.
+    """
+
+    inherit_cache = True
+
+
+@compiles(LeftFirst, "sqlite")
+def _cross_join(join: LeftFirst, compiler: Any, asfrom: bool = False, from_linter: Any = None, **kw: Any) -> str:
+    if from_linter:  # as the compiler's own visit_join does: the two sides are joined (no cartesian warning)
+        from_linter.edges.update((a, b) for a in join.left._from_objects for b in join.right._from_objects)
+    left = join.left._compiler_dispatch(compiler, asfrom=True, from_linter=from_linter, **kw)
+    right = join.right._compiler_dispatch(compiler, asfrom=True, from_linter=from_linter, **kw)
+    onclause: Any = join.onclause
+    return f"{left} CROSS JOIN {right} ON {onclause._compiler_dispatch(compiler, from_linter=from_linter, **kw)}"
+
+
+# The bound parameter of ``due_query(..., some_customers=True)``: the customers' ids, a list.
+CUSTOMER_IDS = "customer_ids"
+
+
+def due_query(config: RunConfig, today: date, *, paused_on: date | None = None, some_customers: bool = False):
     """The due rows, oldest due first: one statement whatever the ledger's size.
 
     Args:
         paused_on: the day whose invoice pauses choose customer-level anchors (default ``today``);
             the forecast asks for the rows due by the window's last day, anchored as of its first.
-        customer_ids: only these customers' rows (the same rows the whole query gives for them).
+        some_customers: only the rows (the same rows the whole query gives for them) of the
+            customers whose ids are bound as ``CUSTOMER_IDS`` when it is executed: one statement
+            built (and compiled) once for every chunk that asks.
     """
     assignments = {pid: p.assign for pid, p in config.plans.items()}
     by_level = {lvl: [p for p, cfg in config.plans.items() if cfg.level == lvl] for lvl in ("customer", "invoice")}
+    ids: Any = bindparam(CUSTOMER_IDS, expanding=True)
 
     def only(column) -> list:
-        return [] if customer_ids is None else [column.in_(list(customer_ids))]
+        return [column.in_(ids)] if some_customers else []
 
     # Each customer's plan (assignment expression), once per customer.
     assigned = (
@@ -85,8 +132,9 @@ def due_query(config: RunConfig, today: date, *, paused_on: date | None = None, 
         select(
             assigned.c.customer_id, assigned.c.plan_id, invoices.c.id.label("anchor_id"), invoices.c.due_date.label("anchor_due")
         )
-        .select_from(assigned)
-        .join(invoices, and_(invoices.c.customer_id == assigned.c.customer_id, invoices.c.status == "open"))
+        .select_from(
+            LeftFirst(assigned, invoices, and_(invoices.c.customer_id == assigned.c.customer_id, invoices.c.status == "open"))
+        )
         .where(assigned.c.plan_id.in_(by_level["invoice"] or [""]))
     )
     oldest = invoices.alias("oldest")

@@ -27,15 +27,17 @@ round of its own; the paused one's round goes on where it stopped once it is the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from dunningops.dunning.calendar import SendingCalendar
-from dunningops.dunning.due import COUNTED, due_query
+from dunningops.dunning.due import COUNTED, CUSTOMER_IDS, due_query
 from dunningops.dunning.reasons import waiting_reason
 from dunningops.dunning.runconfig import PlanConfig, RunConfig, StepConfig
 from dunningops.outgoing.history import COUNTED_KINDS
@@ -110,7 +112,7 @@ def sent_counts(session: Session, calendar: SendingCalendar, at: datetime) -> tu
 
 # Decisions judged before the invoices merged into them are looked up and they are handed on:
 # what deciding holds at once, whatever the ledger's size.
-DECIDE_CHUNK = 2000
+DECIDE_CHUNK = 10000
 
 
 def decide(
@@ -132,7 +134,8 @@ def decide(
     today = today or calendar.local(at).date()
     rules = RunRules(config, at, calendar, today, *sent_counts(session, calendar, at), merges_later=True)
     chunk: list[Decision] = []
-    for row in session.execute(due_query(config, today)).yield_per(5000):
+    query = due_query(config, today)
+    for row in map(_as_due_row(query), session.execute(query).yield_per(5000)):
         d = rules.judge(row)
         if d is None:
             continue
@@ -142,6 +145,13 @@ def decide(
             chunk = []
     if chunk:
         yield from rules.finish(session, chunk)
+
+
+def _as_due_row(query: Any) -> Callable[[Any], Any]:
+    """The due query's rows as named tuples: a row is read a score of times while judged, and a
+    named tuple's fields cost a tenth of a SQLAlchemy row's attributes (about 0.7 s of 5 at 1M invoices)."""
+    row_type: Any = namedtuple("DueRow", query.selected_columns.keys())  # type: ignore[misc]
+    return row_type._make
 
 
 class RunRules:
@@ -182,6 +192,7 @@ class RunRules:
         # values for every row, and each costs a calendar walk or a time-zone conversion.
         self._first: dict[tuple[str, str], datetime] = {}
         self._days: dict[datetime, date] = {}
+        self._merges: Any = None  # the due query of some customers (finish), once needed
 
     def _contact_day(self, at: datetime) -> date:
         day = self._days.get(at)
@@ -285,8 +296,10 @@ class RunRules:
             if d.outcome in ("send", "todo") and d.plan.level == "invoice" and d.plan.group_invoices
         }
         if leads:
-            rows = session.execute(due_query(self.config, self.today, customer_ids={k[0] for k in leads}))
-            for row in rows:
+            if self._merges is None:  # built once: building the statement cost more than running it
+                self._merges = due_query(self.config, self.today, some_customers=True)
+            rows = session.execute(self._merges, {CUSTOMER_IDS: sorted({k[0] for k in leads})})
+            for row in map(_as_due_row(self._merges), rows):
                 lead = leads.get((row.customer_id, row.plan_id, row.step_id))
                 if lead is None or row.anchor_id == lead.anchor_invoice_id or row.invoice_paused or row.reply_todo:
                     continue
