@@ -97,8 +97,9 @@ def _cross_join(join: LeftFirst, compiler: Any, asfrom: bool = False, from_linte
     return f"{left} CROSS JOIN {right} ON {onclause._compiler_dispatch(compiler, from_linter=from_linter, **kw)}"
 
 
-# The bound parameter of ``due_query(..., some_customers=True)``: the customers' ids, a list.
-CUSTOMER_IDS = "customer_ids"
+# The bound parameters of ``due_query(..., some_customers=True)``: the customers' ids and the
+# step ids (of any plan) whose rows are wanted, lists.
+CUSTOMER_IDS, STEP_IDS = "customer_ids", "step_ids"
 
 
 def due_query(config: RunConfig, today: date, *, paused_on: date | None = None, some_customers: bool = False):
@@ -108,8 +109,8 @@ def due_query(config: RunConfig, today: date, *, paused_on: date | None = None, 
         paused_on: the day whose invoice pauses choose customer-level anchors (default ``today``);
             the forecast asks for the rows due by the window's last day, anchored as of its first.
         some_customers: only the rows (the same rows the whole query gives for them) of the
-            customers whose ids are bound as ``CUSTOMER_IDS`` when it is executed: one statement
-            built (and compiled) once for every chunk that asks.
+            customers whose ids are bound as ``CUSTOMER_IDS`` when it is executed, at the steps
+            bound as ``STEP_IDS``: one statement built (and compiled) once for every chunk that asks.
     """
     assignments = {pid: p.assign for pid, p in config.plans.items()}
     by_level = {lvl: [p for p, cfg in config.plans.items() if cfg.level == lvl] for lvl in ("customer", "invoice")}
@@ -265,6 +266,9 @@ def due_query(config: RunConfig, today: date, *, paused_on: date | None = None, 
                 or_(reply.c.invoice_id.is_(None), reply.c.invoice_id == next_step.c.anchor_id),
             ),
         )
-        .where(next_step.c.anchor_due <= steps.c.threshold)
+        .where(
+            next_step.c.anchor_due <= steps.c.threshold,
+            *([steps.c.step_id.in_(bindparam(STEP_IDS, expanding=True))] if some_customers else []),
+        )
         .order_by(next_step.c.anchor_due, next_step.c.customer_id, next_step.c.anchor_id)
     )

@@ -37,7 +37,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from dunningops.dunning.calendar import SendingCalendar
-from dunningops.dunning.due import COUNTED, CUSTOMER_IDS, due_query
+from dunningops.dunning.due import COUNTED, CUSTOMER_IDS, STEP_IDS, due_query
 from dunningops.dunning.reasons import waiting_reason
 from dunningops.dunning.runconfig import PlanConfig, RunConfig, StepConfig
 from dunningops.outgoing.history import COUNTED_KINDS
@@ -181,7 +181,8 @@ class RunRules:
         self.room = max(0, min(caps.per_day - day_count, caps.per_month - month_count))
         self.closed = calendar.why_not(at)
         self.closed_category = waiting_reason(self.closed) if self.closed else ""
-        self.steps = {(p.id, s.id): s for p in config.plans.values() for s in p.steps}
+        # Per (plan, step) of the rows: the plan, the step and whether it is automatic, in one lookup a row.
+        self.steps = {(p.id, s.id): (p, s, s.automatic) for p in config.plans.values() for s in p.steps}
         # Within this run: who already gets an automatic email (the minimum delay), and the decision each
         # (customer, plan, step) goes out with (group_invoices). Rows come oldest due first, so the
         # oldest invoice leads; the whole run is kept to attach later invoices to their lead (with
@@ -209,8 +210,7 @@ class RunRules:
 
     def _decision(self, row) -> Decision:
         """The row as a decision to send or make a to-do, before any rule has said why it waits."""
-        plan = self.config.plans[row.plan_id]
-        step = self.steps[(plan.id, row.step_id)]
+        plan, step, automatic = self.steps[row.plan_id, row.step_id]
         d = Decision(
             customer_id=row.customer_id,
             customer=row.external_id,
@@ -220,7 +220,7 @@ class RunRules:
             anchor_invoice_id=row.anchor_id,
             anchor_due=row.anchor_due,
             threshold=row.threshold,
-            outcome="todo" if not step.automatic else "send",
+            outcome="send" if automatic else "todo",
             account_manager=row.account_manager,
             locale=row.locale,
         )
@@ -233,6 +233,7 @@ class RunRules:
         today, at = self.today, self.at
         d = self._decision(row)
         plan, step = d.plan, d.step
+        automatic = d.outcome == "send"  # as the step is, before any rule holds it
         if row.paused_until and row.paused_until >= today:
             d.outcome, d.category = "skip", "paused"
             d.reason = f"customer paused until {row.paused_until} ({row.pause_reason or 'no reason given'})"
@@ -249,7 +250,7 @@ class RunRules:
         ):
             d.outcome, d.category = "skip", "min_delay"
             d.reason = f"last contact {self._contact_day(row.last_contact)}, minimum delay {plan.min_contact_delay_days}d"
-        elif step.automatic:
+        elif automatic:
             first = self._first_send(step)
             if at < first:  # E3
                 d.outcome, d.category = "wait", "new_step"
@@ -271,11 +272,11 @@ class RunRules:
                 # and it holds back every kind of step.
                 d.outcome, d.category = "wait", "min_delay"
                 d.reason = f"{IN_RUN}, minimum delay {plan.min_contact_delay_days}d"
-            elif step.automatic and self.room <= 0:  # T6
+            elif automatic and self.room <= 0:  # T6
                 d.outcome, d.category = "wait", "caps"
                 d.reason = f"sending cap reached ({self.caps.per_day}/day, {self.caps.per_month}/month)"
             else:
-                if step.automatic:
+                if automatic:
                     self.room -= 1
                     self.emailed.add(d.customer_id)
                 if grouped:
@@ -298,7 +299,9 @@ class RunRules:
         if leads:
             if self._merges is None:  # built once: building the statement cost more than running it
                 self._merges = due_query(self.config, self.today, some_customers=True)
-            rows = session.execute(self._merges, {CUSTOMER_IDS: sorted({k[0] for k in leads})})
+            # The leads' customers at the leads' steps: a customer's rows at other steps cannot merge.
+            wanted = {CUSTOMER_IDS: sorted({k[0] for k in leads}), STEP_IDS: sorted({k[2] for k in leads})}
+            rows = session.execute(self._merges, wanted)
             for row in map(_as_due_row(self._merges), rows):
                 lead = leads.get((row.customer_id, row.plan_id, row.step_id))
                 if lead is None or row.anchor_id == lead.anchor_invoice_id or row.invoice_paused or row.reply_todo:
