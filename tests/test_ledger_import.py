@@ -193,3 +193,27 @@ def test_cli_import_and_lists(run, v1: Path, tmp_path: Path, snapshot):
     shown = run("contacts", "show", anne, "--config", v1, "--database-url", url)
     assert '"is_primary": true' in shown.stdout and '"payer"' in shown.stdout
     assert run("contacts", "mark-valid", "999", "--config", v1, "--database-url", url).stderr == "Error: no contact #999\n"
+
+
+def test_new_invoices_get_the_balance_rules_the_recompute_applies(store, tmp_path: Path):
+    """A new invoice's outstanding and status are set as it is written (the recompute skips new rows):
+    the same rules as for an invoice the file changes, whose payments still count."""
+    _import_all(store)
+    more = tmp_path / "invoices.csv"
+    more.write_text(
+        (LEDGER / "invoices.csv").read_text().replace("1200.00,1200.00", "1200.00,1100.00")  # I1 changed; P1 paid 200
+        + "I5,C1,FA-5,2026-10-01,2026-11-01,10.00,0.00,EUR,,open\n"  # reported open, nothing owed: paid
+        + "I6,C1,FA-6,2026-10-01,2026-11-01,10.00,10.00,EUR,,void\n"  # void as reported
+        + "I7,C1,FA-7,2026-10-01,2026-11-01,10.00,10.00,EUR,,paid\n"  # paid as reported, whatever it says is owed
+        + "I8,C1,FA-8,2026-10-01,2026-11-01,10.00,7.50,EUR,,\n"
+    )
+    summary = import_file(store, "invoices", more, now=NOW)
+    assert (summary.added, summary.changed) == (4, 1)
+    invoices = _invoices(store)
+    assert invoices["I1"] == (90000, "open")  # 1100 - 200 paid
+    assert {k: invoices[k] for k in ("I5", "I6", "I7", "I8")} == {
+        "I5": (0, "paid"),
+        "I6": (1000, "void"),
+        "I7": (1000, "paid"),
+        "I8": (750, "open"),
+    }

@@ -187,6 +187,9 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
             "reported_status",
         )
         values = {c: stg.c[c] for c in cols} | {"customer_id": cu.c.id}
+        # The invoices this write creates are the ones above today's last id (ledger writers take turns).
+        before = session.scalar(select(func.coalesce(func.max(invoices.c.id), 0)))
+        reported = stg.c.reported_outstanding_cents
         counts.added, counts.changed = _upsert(
             session,
             invoices,
@@ -197,8 +200,10 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
             now,
             {
                 "external_id": stg.c.external_id,
-                "outstanding_cents": stg.c.reported_outstanding_cents,
-                "status": stg.c.reported_status,
+                # A new invoice has no payments yet: its balance is what the file reports, worked out
+                # here as _recompute_outstanding would, so that pass skips the new rows (a 1M-row pass).
+                "outstanding_cents": case((reported < 0, 0), else_=reported),
+                "status": _status(stg.c.reported_status, reported),
                 "paused": literal(False),
             },
         )
@@ -210,7 +215,7 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
                     .values(status="void", reported_status="void", updated_at=now)
                 )
             )
-        _recompute_outstanding(session, select(stg.c.external_id))
+        _recompute_outstanding(session, select(stg.c.external_id), existing_up_to=before or 0)
     else:
         inv = invoices.alias("inv")
         joins = [inv.c.external_id == stg.c.invoice_external_id]
@@ -271,9 +276,22 @@ def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
     return _insert_from(session, payments, list(inserted), source), changed
 
 
-def _recompute_outstanding(session: Session, external_ids) -> None:
+def _status(reported_status, balance):
+    """An invoice's status from the file's status and its balance: void and paid as reported, else by the balance."""
+    return case(
+        (reported_status == "void", "void"),
+        (reported_status == "paid", "paid"),
+        (balance <= 0, "paid"),
+        else_="open",
+    )
+
+
+def _recompute_outstanding(session: Session, external_ids, *, existing_up_to: int | None = None) -> None:
     """Outstanding = reported balance - payments and credit notes; a fully paid invoice leaves dunning.
-    A failed payment (A9) reduces nothing."""
+    A failed payment (A9) reduces nothing. ``existing_up_to``: only invoices with an id up to it
+    (the ones there before this write; the write gave the new ones their balance already)."""
+    if existing_up_to == 0:
+        return  # a first import: every invoice is new, and has its balance already
     # The payments summed once per invoice in a derived table (UPDATE … FROM), not in a correlated
     # subquery the SET and WHERE clauses each ran again: a quarter of a million-invoice import.
     paid = (
@@ -290,16 +308,11 @@ def _recompute_outstanding(session: Session, external_ids) -> None:
     )
     b = (
         balance.join_from(inv, paid, paid.c.invoice_id == inv.c.id, isouter=True)
-        .where(inv.c.external_id.in_(external_ids))
+        .where(inv.c.external_id.in_(external_ids), *([] if existing_up_to is None else [inv.c.id <= existing_up_to]))
         .subquery("balance")
     )
     outstanding = case((b.c.balance < 0, 0), else_=b.c.balance)
-    status = case(
-        (b.c.reported_status == "void", "void"),
-        (b.c.reported_status == "paid", "paid"),
-        (b.c.balance <= 0, "paid"),
-        else_="open",
-    )
+    status = _status(b.c.reported_status, b.c.balance)
     new = select(b.c.id, outstanding.label("outstanding"), status.label("status")).subquery("recomputed")
     differs = or_(
         invoices.c.outstanding_cents.is_distinct_from(new.c.outstanding), invoices.c.status.is_distinct_from(new.c.status)
