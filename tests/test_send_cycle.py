@@ -294,3 +294,17 @@ def test_e6_date_header_is_the_run_instant(store, maildir):
     folder, factory = maildir
     run_send(store, at=paris(2026, 12, 4), transport_factory=factory)
     assert {m["Date"].datetime for m in _mails(folder)} == {paris(2026, 12, 4)}
+
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_each_reminders_fate_kept_for_the_log_only_when_asked(store, maildir, keep: bool):
+    # The daemon logs every message's fate after the cycle; the CLI prints counts, and a run of
+    # 100,000 customers must not hold a row per email for nobody (memory flat).
+    folder, factory = maildir
+    report = run_send(store, at=paris(2026, 12, 4), transport_factory=factory, keep_messages=keep)
+    sent = len([m for m in _mails(folder) if m["X-Dunningops-Customer"]])  # the reminders (no alias confirmations)
+    assert sent > 0 and report.sent == sent
+    assert [m["status"] for m in report.messages] == (["sent"] * sent if keep else [])
+    # The same emails are recorded either way.
+    assert [m.status for m in _messages(store) if m.kind == "reminder"] == ["sent"] * sent

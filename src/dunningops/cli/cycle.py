@@ -48,7 +48,7 @@ def run(app: App, ctx: click.Context, at_, lock_timeout) -> None:
     at = at_ or app.now()
     imported = run_import_cycle(app, at, lock_timeout)
     echo_import_report(imported)
-    report = run_send(app.store, at=at, transport_factory=app.transport, lock_timeout_s=lock_timeout)
+    report = run_send(app.store, at=at, transport_factory=app.transport, lock_timeout_s=lock_timeout, keep_messages=False)
     _echo_send(app, report, dry_run=False)
     errors = imported.errors + ([str(imported.fatal)] if imported.fatal else []) + report.errors
     finish(errors, code=max(imported.exit_code, report.exit_code))
@@ -82,6 +82,7 @@ def run_send_command(app: App, at_, dry_run, decide_only, lock_timeout, fmt_) ->
             decide_only=decide_only,
             lock_timeout_s=lock_timeout,
             on_decisions=decisions.add,
+            keep_messages=False,  # the CLI prints counts, not each message
         )
         announced = _announce(app, report)
         if fmt_ == "json":

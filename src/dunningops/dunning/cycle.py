@@ -67,6 +67,7 @@ def run_send(
     runner: Runner | None = None,
     stop: threading.Event | None = None,
     on_decisions: Callable[[list[Decision]], None] | None = None,
+    keep_messages: bool = True,
 ) -> CycleReport:
     """One send cycle at ``at``. ``dry_run`` decides, prepares and reports, and writes and sends nothing.
 
@@ -82,6 +83,8 @@ def run_send(
         on_decisions: given, each batch of decisions once final (prepared, claimed), in the due
             query's order, instead of keeping every one in ``report.decisions``: memory stays flat
             (the report's counts are kept either way).
+        keep_messages: False leaves ``report.messages`` (each reminder's fate, for a log) empty:
+            memory flat for a caller that logs none (the counts are kept either way).
 
     Raises:
         LockError: another send cycle still ran after ``lock_timeout_s``; nothing was sent.
@@ -91,7 +94,7 @@ def run_send(
     A transport that cannot work as configured stops the run: ``report.fatal`` (and a line in
     ``report.errors``); ``report.exit_code`` is then the error's.
     """
-    report = CycleReport(at=at, dry_run=dry_run)
+    report = CycleReport(at=at, dry_run=dry_run, keep_messages=keep_messages)
 
     def done(batch: list[Decision]) -> None:
         report.add(batch, keep=on_decisions is None)

@@ -78,7 +78,7 @@ class WayOut:
 
 def send_portal(store: Store, ctx: RunContext, transport: Transport) -> None:
     done = portal.send_pending(store, ctx.config, at=ctx.at, transport=transport)
-    ctx.report.messages += done.messages
+    ctx.report.add_messages(done.messages)
     ctx.report.errors += done.problems
     if done.fatal is not None:
         raise done.fatal
@@ -166,8 +166,8 @@ def settle(session: Session, ctx: RunContext, outcomes: list[Outcome]) -> None:
     report, again, sent = ctx.report, [], []
     for o in outcomes:
         d = o.letter.tag.decision
-        report.messages.append(
-            {"message_id": o.message_id, "customer": d.customer, "kind": "reminder", "status": o.status, "detail": o.problem}
+        report.add_messages(
+            [{"message_id": o.message_id, "customer": d.customer, "kind": "reminder", "status": o.status, "detail": o.problem}]
         )
         if o.status == "sent":
             report.sent += 1
