@@ -193,7 +193,8 @@ class RunRules:
         # values for every row, and each costs a calendar walk or a time-zone conversion.
         self._first: dict[tuple[str, str], datetime] = {}
         self._days: dict[datetime, date] = {}
-        self._merges: Any = None  # the due query of some customers (finish), once needed
+        # The due query of some customers (finish) and its rows' named tuple, built once needed.
+        self._merges: tuple[Any, Callable[[Any], Any]] | None = None
 
     def _contact_day(self, at: datetime) -> date:
         day = self._days.get(at)
@@ -298,11 +299,12 @@ class RunRules:
         }
         if leads:
             if self._merges is None:  # built once: building the statement cost more than running it
-                self._merges = due_query(self.config, self.today, some_customers=True)
+                query = due_query(self.config, self.today, some_customers=True)
+                self._merges = query, _as_due_row(query)
+            query, as_row = self._merges
             # The leads' customers at the leads' steps: a customer's rows at other steps cannot merge.
             wanted = {CUSTOMER_IDS: sorted({k[0] for k in leads}), STEP_IDS: sorted({k[2] for k in leads})}
-            rows = session.execute(self._merges, wanted)
-            for row in map(_as_due_row(self._merges), rows):
+            for row in map(as_row, session.execute(query, wanted)):
                 lead = leads.get((row.customer_id, row.plan_id, row.step_id))
                 if lead is None or row.anchor_id == lead.anchor_invoice_id or row.invoice_paused or row.reply_todo:
                     continue
