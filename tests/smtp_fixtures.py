@@ -345,6 +345,9 @@ Fault = Literal[
     "tempfail_at_dot",   # 451 at the final "."
     "tempfail_at_rcpt",  # 451 at RCPT
     "drop_at_rcpt",      # closes the connection when RCPT arrives
+    "tempfail_at_mail",  # 451 at MAIL
+    "refuse_at_mail",    # 550 at MAIL
+    "closing_at_rcpt",   # 421 at RCPT, then closes
 ]
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]*>)", re.IGNORECASE | re.MULTILINE)
 
@@ -383,15 +386,17 @@ class FaultySmtpServer:
         delay: the wait before a ``late_reply``.
         auth: offer AUTH PLAIN/LOGIN and require it before MAIL.
         refuse: ``{address: reply}``: answer RCPT TO these addresses with ``reply``, always.
+        pipelining: offer PIPELINING (RFC 2920): the client may then send MAIL and its RCPTs in one write.
     """
 
     def __init__(self, fault: Fault | None = None, *, times: int | None = None, delay: float = 2.5,
-                 auth: bool = False, refuse: dict[str, str] | None = None):
+                 auth: bool = False, refuse: dict[str, str] | None = None, pipelining: bool = False):
         import socketserver
 
         self.fault, self.times, self.delay = fault, times, delay
         self.auth = auth or fault == "refuse_auth"
         self.refuse = {k.lower(): v for k, v in (refuse or {}).items()}
+        self.pipelining = pipelining
         self.deliveries: list[Delivery] = []
         self.commands: list[list[str]] = []  # per connection, in order
         self.logins = 0
@@ -497,7 +502,8 @@ class FaultySmtpServer:
             verb = verb.upper()
             log.append(verb)
             if verb == "EHLO":
-                features = ["SIZE 10485760", "8BITMIME", *(["AUTH PLAIN LOGIN"] if self.auth else [])]
+                features = ["SIZE 10485760", "8BITMIME", *(["PIPELINING"] if self.pipelining else []),
+                            *(["AUTH PLAIN LOGIN"] if self.auth else [])]
                 say("250-faulty.test", *(f"250-{f}" for f in features), "250 ENHANCEDSTATUSCODES")
             elif verb == "HELO":
                 say("250 faulty.test")
@@ -513,6 +519,12 @@ class FaultySmtpServer:
                 if not authenticated:
                     say("530 5.7.0 Authentication required")
                     continue
+                if self._strikes("tempfail_at_mail"):
+                    say("451 4.3.0 Try again later")
+                    continue
+                if self._strikes("refuse_at_mail"):
+                    say("550 5.7.1 Sender refused")
+                    continue
                 mail_from, rcpt_tos = _angle(argument), []
                 say("250 2.1.0 OK")
             elif verb == "RCPT":
@@ -520,6 +532,9 @@ class FaultySmtpServer:
                 if mail_from is None:
                     say("503 5.5.1 MAIL first")
                 elif self._strikes("drop_at_rcpt"):
+                    return hang_up()
+                elif self._strikes("closing_at_rcpt"):
+                    say("421 4.3.2 Shutting down")
                     return hang_up()
                 elif self._strikes("tempfail_at_rcpt"):
                     say("451 4.3.0 Try again later")
@@ -591,19 +606,28 @@ def _angle(argument: str) -> str:
     return argument[start + 1:end] if 0 <= start < end else argument.partition(":")[2].strip()
 
 
-@pytest.fixture
-def make_faulty_smtp_server() -> Iterator[Callable[..., FaultySmtpServer]]:
-    """Start fault-injecting servers: ``make_faulty_smtp_server("drop_after_data", times=1)``; stopped after the test."""
+@contextlib.contextmanager
+def faulty_servers(**defaults: Any) -> Iterator[Callable[..., FaultySmtpServer]]:
+    """A factory of fault-injecting servers with ``defaults`` for their options; all stopped on leaving."""
     started: list[FaultySmtpServer] = []
 
     def make(fault: Fault | None = None, **options: Any) -> FaultySmtpServer:
         try:
-            server = FaultySmtpServer(fault, **options).start()
+            server = FaultySmtpServer(fault, **{**defaults, **options}).start()
         except Exception as exc:  # noqa: BLE001 - a server that cannot start fails the test, never skips it
             pytest.fail(f"could not start the fault-injecting SMTP server: {exc!r}", pytrace=False)
         started.append(server)
         return server
 
-    yield make
-    for server in started:
-        server.stop()
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def make_faulty_smtp_server() -> Iterator[Callable[..., FaultySmtpServer]]:
+    """Start fault-injecting servers: ``make_faulty_smtp_server("drop_after_data", times=1)``; stopped after the test."""
+    with faulty_servers() as make:
+        yield make

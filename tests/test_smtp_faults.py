@@ -18,7 +18,14 @@ from dunningops.errors import UnavailableError
 from dunningops.transport import Address, OutgoingMessage, SmtpTransport, TransportError, new_message_id, to_bytes
 from smtp_fixtures import FaultySmtpServer
 
-make_faulty_smtp_server = smtp_fixtures.make_faulty_smtp_server
+
+
+@pytest.fixture(params=[False, True], ids=["one-command-at-a-time", "pipelining"])
+def make_faulty_smtp_server(request):
+    # Every test runs against a server without PIPELINING and one with it (RFC 2920), where
+    # MAIL and its RCPTs go out in one write: the same outcomes, the same "never twice".
+    with smtp_fixtures.faulty_servers(pipelining=request.param) as make:
+        yield make
 
 PASSWORD = "n0t-the-Right-0ne"
 
@@ -160,6 +167,90 @@ def test_idle_pooled_connection_dropped_is_a_free_reconnect(make_faulty_smtp_ser
     assert server.received(first.message_id) == server.received(second.message_id) == 1
 
 
+# --- MAIL and RCPT answered in one go (PIPELINING): each answer read in its place -------------
+
+
+def test_refused_sender_fails_and_the_connection_carries_the_next_message(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("refuse_at_mail", times=1)
+    refused, after = message("a@example.fr"), message("b@example.fr")
+    with smtp(server) as transport:
+        results = transport.send([refused, after])
+    assert [(r.status, r.code) for r in results] == [("failed", 550), ("sent", 250)]
+    assert "refused at MAIL FROM <relances@acme.fr>: 5.7.1 Sender refused" in results[0].detail
+    assert server.received(refused.message_id) == 0 and server.received(after.message_id) == 1
+    # With PIPELINING the RCPT went out with the MAIL and was answered (503) before the RSET, so
+    # the next message's answers are its own; without it nothing followed the refused MAIL.
+    rcpt = ["RCPT"] if server.pipelining else []
+    assert server.commands[0] == ["EHLO", "MAIL", *rcpt, "RSET", "MAIL", "RCPT", "DATA", "QUIT"]
+    assert server.connections == 1
+
+
+def test_4xx_at_mail_is_retried_then_sent_once(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("tempfail_at_mail", times=1)
+    msg = message()
+    with smtp(server) as transport:
+        [result] = transport.send([msg])
+    assert result.status == "sent"
+    assert server.received(msg.message_id) == 1
+    assert server.connections == 1
+
+
+def test_421_at_rcpt_is_retried_on_a_new_connection_then_sent_once(make_faulty_smtp_server):
+    server = make_faulty_smtp_server("closing_at_rcpt", times=1)
+    msg = message()
+    with smtp(server) as transport:
+        [result] = transport.send([msg])
+    assert result.status == "sent"
+    assert server.received(msg.message_id) == 1
+    assert server.connections == 2
+
+
+def test_several_recipients_each_answer_read_in_its_place(make_faulty_smtp_server):
+    server = make_faulty_smtp_server(refuse={"gone@example.fr": "550 5.1.1 No such user"})
+    msg = message(to="a@example.fr", cc=[Address("gone@example.fr"), Address("b@example.fr")])
+    with smtp(server) as transport:
+        [result] = transport.send([msg])
+        [next_one] = transport.send([message("c@example.fr")])
+    assert result.status == "sent" and result.permanent_recipients == ["gone@example.fr"]  # C9
+    [delivery] = server.payloads(msg.message_id)
+    assert delivery.rcpt_tos == ["a@example.fr", "b@example.fr"] and delivery.complete
+    assert next_one.status == "sent" and server.connections == 1
+
+
+def test_pipelining_sends_mail_and_rcpt_in_one_write(make_faulty_smtp_server):
+    # What PIPELINING changes on the wire, seen from a socket that records each write.
+    import socket as socket_module
+
+    server = make_faulty_smtp_server()
+    writes: list[bytes] = []
+    real = socket_module.socket.sendall
+
+    def recording(sock, data, *args):
+        writes.append(bytes(data))
+        return real(sock, data, *args)
+
+    msg = message(to="a@example.fr", cc=[Address("b@example.fr")])
+    socket_module.socket.sendall = recording
+    try:
+        with smtp(server) as transport:
+            [result] = transport.send([msg])
+    finally:
+        socket_module.socket.sendall = real
+    assert result.status == "sent"
+    envelope = [w.upper() for w in writes if w.upper().startswith((b"MAIL", b"RCPT"))]
+    if server.pipelining:
+        size = len(to_bytes_of(server, msg))
+        assert envelope == [b"MAIL FROM:<RELANCES@ACME.FR> SIZE=%d\r\nRCPT TO:<A@EXAMPLE.FR>\r\nRCPT TO:<B@EXAMPLE.FR>\r\n" % size]
+    else:
+        assert [w.split(b":")[0] for w in envelope] == [b"MAIL FROM", b"RCPT TO", b"RCPT TO"]
+    assert b"DATA\r\n" in [w.upper() for w in writes]  # DATA on its own, only once the recipients were answered
+
+
+def to_bytes_of(server: FaultySmtpServer, msg: OutgoingMessage) -> bytes:
+    [delivery] = server.payloads(msg.message_id)
+    return delivery.data
+
+
 # --- configuration: fatal, everything deferred, not one login per message --------------------
 
 
@@ -200,3 +291,21 @@ def test_server_down_is_deferred_but_not_fatal():
     with transport:
         assert transport.send([message()])[0].status == "deferred"
         assert transport.fatal is None
+
+
+# --- what follows the 354 -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b".", b"..\r\n", b".starts\r\nwith a dot", b"a\r\n.b\r\n..c\r\n.\r\n", b"no dot\r\n",
+    b"x\n.bare LF\n", b"=2E\r\n.=\r\n", b"end.\r\n.",
+])
+def test_wire_form_is_what_smtplib_data_sends(payload):
+    import re
+
+    from dunningops.transport.smtp_session import wire_form
+
+    # smtplib.SMTP.data (on bytes): every line's leading dot doubled, then CRLF "." CRLF (a CRLF added when missing).
+    expected = re.sub(rb"(?m)^\.", b"..", payload)
+    expected += b"" if expected.endswith(b"\r\n") else b"\r\n"
+    assert wire_form(payload) == expected + b".\r\n"

@@ -29,6 +29,7 @@ import logging
 import re
 import smtplib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -92,7 +93,6 @@ class _Unknown(Exception):
 # blame the recipient; 7 (security, policy: "5.7.1 relay denied"), 3, 4, 5 and 6 blame the
 # sender's setup or the content, so the contact stays valid (C9 marks only the address's faults).
 _ENHANCED = re.compile(rb"[245]\.(\d{1,3})\.\d{1,3}(?![.\d])")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 def address_at_fault(reply: bytes | str) -> bool:
@@ -121,8 +121,11 @@ def envelope_command(smtp: smtplib.SMTP, verb: str, address: str, options: tuple
 
 def wire_form(payload: bytes) -> bytes:
     """What follows the 354: dot-stuffed (RFC 5321 4.5.2) and ended by CRLF "." CRLF, as ``smtplib.SMTP.data``."""
-    if payload.startswith(b".") or b"\n." in payload:
-        payload = _LEADING_DOT.sub(b"..", payload)
+    # A dot at the start of a line gets another. bytes.replace, not smtplib's regex: quoted-printable
+    # bodies have such lines in most messages, and the regex cost ~60 µs of 10 kB per message.
+    payload = payload.replace(b"\n.", b"\n..")
+    if payload.startswith(b"."):
+        payload = b"." + payload
     if not payload.endswith(b"\r\n"):
         payload += b"\r\n"
     return payload + b".\r\n"
@@ -251,14 +254,17 @@ class Session:
         smtp = self.smtp
         assert smtp is not None
         options = (f"SIZE={size}",) if smtp.does_esmtp and smtp.has_extn("size") else ()
-        code, reply = envelope_command(smtp, "mail", sender, options)
+        pending = list(state.pending)
+        answers = self._envelope(smtp, sender, options, pending)
+        code, reply = next(answers)
         if code != 250:
-            self._end_transaction(code)
+            if self.smtp is not None:  # None: the connection went while the pipelined answers were read
+                self._end_transaction(code)
             raise _Refused(code if code > 0 else None, f"refused at MAIL FROM <{sender}>: {text(reply)}", final=500 <= code < 600)
         accepted: list[str] = []
         temporary: dict[str, Answer] = {}
-        for rcpt in list(state.pending):
-            code, reply = envelope_command(smtp, "rcpt", rcpt)
+        for rcpt in pending:
+            code, reply = next(answers)
             if code in (250, 251):
                 accepted.append(rcpt)
             elif 500 <= code < 600:
@@ -306,6 +312,39 @@ class Session:
             self._end_transaction(code)
             raise _Refused(code, f"refused at DATA (end of message): {text(reply)}", final=code >= 500)
         raise _Unknown(code if code > 0 else None, f"{self.t.where} answered the message with {text(reply)!r}, not an SMTP reply")
+
+    def _envelope(
+        self, smtp: smtplib.SMTP, sender: str, options: tuple[str, ...], rcpts: list[str]
+    ) -> Iterator[tuple[int, bytes]]:
+        """The answers to MAIL FROM, then to each RCPT TO, in order, as the caller asks for them.
+
+        Without PIPELINING each command is written when its answer is asked for, so nothing
+        follows a refused MAIL. With it (RFC 2920) MAIL and every RCPT go in one write and
+        their answers are read in one go: a round trip per recipient less, most of a
+        message's sending on a nearby server. DATA is never in the group: it is written
+        on its own once a recipient was accepted, so that the moment the message counts as
+        handed over is the same either way.
+        """
+        plain = _PLAIN_ADDRESS.fullmatch
+        if not (smtp.does_esmtp and smtp.has_extn("pipelining") and plain(sender) and all(map(plain, rcpts))):
+            yield envelope_command(smtp, "mail", sender, options)
+            for rcpt in rcpts:
+                yield envelope_command(smtp, "rcpt", rcpt)
+            return
+        extra = " " + " ".join(options) if options else ""
+        smtp.send(f"MAIL FROM:<{sender}>{extra}\r\n" + "".join(f"RCPT TO:<{rcpt}>\r\n" for rcpt in rcpts))
+        answers: list[tuple[int, bytes]] = []
+        try:
+            for _ in range(len(rcpts) + 1):
+                code, reply = smtp.getreply()
+                answers.append((code, reply))
+                if code == 421 or not 200 <= code < 600:
+                    break  # the server is closing, or talks nonsense: the caller drops the connection here
+        except OSError:
+            if not answers or answers[0][0] == 250:
+                raise  # lost before DATA, as without pipelining: nothing delivered, tried again
+            self._drop()  # MAIL was refused already: that answer stands; this connection carries nothing more
+        yield from answers
 
     def _end_transaction(self, code: int) -> None:
         """After a refusal: RSET, so that the next message on this connection starts clean.
