@@ -21,6 +21,7 @@ to ``<out>/ledger-cycle-<timestamp>.json``.
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import os
@@ -496,6 +497,11 @@ def summary(result: dict) -> str:
             lines.append(f"  {name:<30} {b['absolute_s']:8.3f}s  {b['messages_per_s']:8,.0f} msg/s  {b['peak_rss_mib']:6.1f} MiB"
                          f"  {b['ratio']}× (1), {b['ratio_to_anchor2']}× (2)  {verdict(b)}")
     pg = result["postgresql"]
+    if "imports" in pg:
+        lines.append(f"\nPostgreSQL ledger import ({pg['customers']:,} customers), against psql \\copy of the same file:")
+        for name, b in pg["imports"].items():
+            lines.append(f"  {name:<30} {b['absolute_s']:8.3f}s  {b['peak_rss_mib']:6.1f} MiB"
+                         f"  {b['ratio']}× (\\copy {b['anchor_s']:.3f}s)")
     if "decide" in pg:
         b = pg["decide"]
         lines.append(f"\nPostgreSQL ({pg['customers']:,} customers): decide {b['absolute_s']:.3f}s vs SELECT {b['anchor_s']:.4f}s,"
@@ -622,23 +628,47 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def pg_copy_anchor(psql: Path, dsn: str, csv_file: Path, repeat: int) -> Sample:
+    """``psql -c "\\copy t FROM FILE (FORMAT csv, HEADER)"`` into a new bare table of text columns, one per CSV column."""
+    with csv_file.open(encoding="utf-8") as fh:
+        columns = len(next(csv.reader(fh)))
+    create = f"DROP TABLE IF EXISTS bare; CREATE TABLE bare ({', '.join(f'c{i} text' for i in range(columns))})"
+    return measure([psql, "-X", "-q", dsn, "-c", f"\\copy bare FROM '{csv_file}' WITH (FORMAT csv, HEADER true)"],
+                   repeat=max(repeat, 3), warmup=1,
+                   setup=lambda: subprocess.run([str(psql), "-X", "-q", dsn, "-c", create], check=True, capture_output=True))
+
+
 def pg_decide(pg, ledger: Path, repeat: int) -> dict:
-    url = pg.make_database("ledger_cycle")
-    counts_run = run_cmd(cli("apply", "--auto-approve", "--config", CONFIG, "--database-url", url), now=True)
-    if "Apply complete!" not in counts_run.stdout:
-        raise BenchmarkError(f"apply on PostgreSQL failed:\n{counts_run.stdout[-2000:]}")
-    imports = {}
-    for kind in KINDS:
-        log(f"[PostgreSQL] import {kind}")
-        run = run_cmd(cli("ledger", "import", "--config", CONFIG, "--database-url", url, kind, ledger / f"{kind}.csv"), now=True)
-        expect(" added")(run)
-        imports[kind] = {"seconds": round(run.seconds, 2), "peak_rss_mib": round(run.peak_rss_kib / 1024, 1)}
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    """On PostgreSQL: the four imports (each run on a new database) against ``psql \\copy``, then decide."""
     customers = int(ledger.parent.name[1:])
+    runs: dict[str, list[Run]] = {k: [] for k in KINDS}
+    url = ""
+    for rep in range(repeat):
+        url = pg.make_database(f"ledger_cycle_{rep}")
+        counts_run = run_cmd(cli("apply", "--auto-approve", "--config", CONFIG, "--database-url", url), now=True)
+        if "Apply complete!" not in counts_run.stdout:
+            raise BenchmarkError(f"apply on PostgreSQL failed:\n{counts_run.stdout[-2000:]}")
+        for kind in KINDS:
+            log(f"[PostgreSQL, {customers:,} customers] import {kind}, run {rep + 1} of {repeat}")
+            argv = cli("ledger", "import", "--config", CONFIG, "--database-url", url, kind, ledger / f"{kind}.csv")
+            run = run_cmd(argv, now=True)
+            expect(" added")(run)
+            runs[kind].append(run)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    imports, anchors = {}, {}
+    for kind in KINDS:
+        log(f"[PostgreSQL] anchor: psql \\copy {kind}.csv")
+        anchors[kind] = pg_copy_anchor(pg.psql, dsn, ledger / f"{kind}.csv", repeat)
+        s = Sample(tuple(runs[kind]))
+        imports[f"import_{kind}"] = entry(s, anchors[kind], f"psql \\copy {kind}.csv into a bare table of text columns",
+                                          "for comparison (the goal is judged on SQLite)", None)
+    total, total_anchor = summed([Sample(tuple(runs[k])) for k in KINDS]), summed([anchors[k] for k in KINDS])
+    imports["import_all"] = entry(total, total_anchor, "psql \\copy of the four files", "for comparison", None)
+    subprocess.run([str(pg.psql), "-X", "-q", dsn, "-c", "DROP TABLE IF EXISTS bare"], check=True, capture_output=True)
     decide, dry_run, anchor = bench_decide(f"PostgreSQL, {customers:,} customers", url, ANCHOR_PG, dsn, repeat, goal_size=False)
     decide["note"] = dry_run["note"] = f"the goals are judged on SQLite at 100k customers; PostgreSQL at {customers:,} for comparison"
     return {**pg.info, "note": "peak RSS is the dunningops client's only; the server runs in its own processes",
-            "customers": customers, "import_s_for_orientation": imports, "decide": decide, "dry_run": dry_run, "anchor": anchor}
+            "customers": customers, "imports": imports, "decide": decide, "dry_run": dry_run, "anchor": anchor}
 
 
 def profiles(result: dict, stores: dict, work: Path, send_ledger: Path, port: int, config: Path) -> dict:

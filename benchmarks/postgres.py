@@ -22,6 +22,7 @@ class PostgresAvailability:
 
     make_database: Callable[[str], str] | None
     info: dict
+    psql: Path | None = None  # the server's own psql, for anchors such as \\copy
 
 
 @contextmanager
@@ -50,6 +51,6 @@ def postgres(enabled: bool = True) -> Iterator[PostgresAvailability]:
         version = subprocess.run([str(server.bindir / "postgres"), "--version"], capture_output=True, text=True)
         info = {"server": version.stdout.strip(), "settings": "fsync=off, synchronous_commit=off (tests/servers.py)",
                 "note": "peak RSS is the plan client's only; the server runs in its own processes"}
-        yield PostgresAvailability(make_database, info)
+        yield PostgresAvailability(make_database, info, server.bindir / "psql")
     finally:
         server.stop()
