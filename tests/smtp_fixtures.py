@@ -343,6 +343,7 @@ Fault = Literal[
     "drop_at_data",      # closes as soon as the DATA command arrives (before 354)
     "refuse_auth",       # 535 to every AUTH
     "tempfail_at_dot",   # 451 at the final "."
+    "refuse_at_dot",     # 554 at the final "."
     "tempfail_at_rcpt",  # 451 at RCPT
     "drop_at_rcpt",      # closes the connection when RCPT arrives
     "tempfail_at_mail",  # 451 at MAIL
@@ -569,6 +570,9 @@ class FaultySmtpServer:
                 elif self._strikes("tempfail_at_dot"):
                     record(451)
                     say("451 4.3.0 Temporary failure, try again")
+                elif self._strikes("refuse_at_dot"):
+                    record(554)
+                    say("554 5.6.0 Message refused")
                 else:
                     record(250)
                     say("250 2.0.0 Queued")

@@ -217,26 +217,14 @@ def test_several_recipients_each_answer_read_in_its_place(make_faulty_smtp_serve
     assert next_one.status == "sent" and server.connections == 1
 
 
-def test_pipelining_sends_mail_and_rcpt_in_one_write(make_faulty_smtp_server):
+def test_pipelining_sends_mail_and_rcpt_in_one_write(make_faulty_smtp_server, recorded_writes):
     # What PIPELINING changes on the wire, seen from a socket that records each write.
-    import socket as socket_module
-
     server = make_faulty_smtp_server()
-    writes: list[bytes] = []
-    real = socket_module.socket.sendall
-
-    def recording(sock, data, *args):
-        writes.append(bytes(data))
-        return real(sock, data, *args)
-
     msg = message(to="a@example.fr", cc=[Address("b@example.fr")])
-    socket_module.socket.sendall = recording
-    try:
-        with smtp(server) as transport:
-            [result] = transport.send([msg])
-    finally:
-        socket_module.socket.sendall = real
+    with smtp(server) as transport:
+        [result] = transport.send([msg])
     assert result.status == "sent"
+    writes = recorded_writes
     envelope = [w.upper() for w in writes if w.upper().startswith((b"MAIL", b"RCPT"))]
     if server.pipelining:
         size = len(to_bytes_of(server, msg))
@@ -244,6 +232,86 @@ def test_pipelining_sends_mail_and_rcpt_in_one_write(make_faulty_smtp_server):
     else:
         assert [w.split(b":")[0] for w in envelope] == [b"MAIL FROM", b"RCPT TO", b"RCPT TO"]
     assert b"DATA\r\n" in [w.upper() for w in writes]  # DATA on its own, only once the recipients were answered
+
+
+@pytest.fixture
+def recorded_writes():
+    """Every ``socket.sendall`` of the test, in order (what went on the wire, write by write)."""
+    import socket as socket_module
+
+    writes: list[bytes] = []
+    real = socket_module.socket.sendall
+
+    def recording(sock, data, *args):
+        writes.append(bytes(data))
+        return real(sock, data, *args)
+
+    socket_module.socket.sendall = recording
+    try:
+        yield writes
+    finally:
+        socket_module.socket.sendall = real
+
+
+def test_the_next_envelope_goes_with_the_end_of_the_message(make_faulty_smtp_server, recorded_writes):
+    server = make_faulty_smtp_server()
+    first, second, third = message("a@example.fr"), message("b@example.fr"), message("c@example.fr")
+    with smtp(server) as transport:
+        assert [r.status for r in transport.send([first, second, third])] == ["sent", "sent", "sent"]
+    assert [server.received(m.message_id) for m in (first, second, third)] == [1, 1, 1]
+    ends = [w for w in recorded_writes if b"\r\n.\r\n" in w]
+    assert len(ends) == 3
+    if server.pipelining:
+        # The final "." of one message, then at once the next one's MAIL and RCPT (RFC 2920), never its DATA.
+        assert ends[0].endswith(b"\r\n.\r\nMAIL FROM:<relances@acme.fr> SIZE=%d\r\nRCPT TO:<b@example.fr>\r\n"
+                                % len(to_bytes_of(server, second)))
+        assert ends[1].upper().endswith(b"RCPT TO:<C@EXAMPLE.FR>\r\n")
+        assert ends[2].endswith(b"\r\n.\r\n")  # the last of the batch: nothing follows
+    else:
+        assert all(w.endswith(b"\r\n.\r\n") for w in ends)
+    assert server.commands[0] == ["EHLO", *["MAIL", "RCPT", "DATA"] * 3, "QUIT"]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("fault", ["drop_after_data", "reset_after_data", "garbage_reply", "late_reply"])
+def test_no_answer_to_a_message_whose_end_carried_the_next_envelope(make_faulty_smtp_server, fault):
+    # The first message is unknown (never retried); the envelope sent with its end went with the
+    # connection: the second starts again on a new one and arrives once.
+    server = make_faulty_smtp_server(fault, times=1, delay=1.5)
+    first, second = message("a@example.fr"), message("b@example.fr")
+    with smtp(server, timeout=1) as transport:
+        results = transport.send([first, second])
+    assert [r.status for r in results] == ["unknown", "sent"]
+    assert server.received(first.message_id) == 1 and len(server.payloads(first.message_id)) == 1
+    assert server.received(second.message_id) == 1 and len(server.payloads(second.message_id)) == 1
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(("fault", "first_status"), [("tempfail_at_dot", "sent"), ("refuse_at_dot", "failed")])
+def test_a_refused_message_end_that_carried_the_next_envelope(make_faulty_smtp_server, fault, first_status):
+    # 451 (tried again, same bytes) or 554 (failed) at the first message's end, with the second's
+    # envelope already sent: its answers are read, RSET ends its transaction, and it is sent afresh.
+    server = make_faulty_smtp_server(fault, times=1)
+    first, second = message("a@example.fr"), message("b@example.fr")
+    with smtp(server) as transport:
+        results = transport.send([first, second])
+    assert [r.status for r in results] == [first_status, "sent"]
+    assert server.received(first.message_id) == (2 if first_status == "sent" else 1)
+    assert [d.reply for d in server.payloads(first.message_id)] == ([451, 250] if first_status == "sent" else [554])
+    assert server.received(second.message_id) == 1 and len(server.payloads(second.message_id)) == 1
+    assert server.connections == 1
+    if server.pipelining:
+        assert server.commands[0][:7] == ["EHLO", "MAIL", "RCPT", "DATA", "MAIL", "RCPT", "RSET"]
+
+
+def test_a_next_message_that_cannot_be_written_is_not_announced(make_faulty_smtp_server):
+    server = make_faulty_smtp_server()
+    good, bad = message("a@example.fr"), message("b@example.fr", headers={"Bad Header": "x"})
+    with smtp(server) as transport:
+        results = transport.send([good, bad, message("c@example.fr")])
+    assert [r.status for r in results] == ["sent", "failed", "sent"]
+    assert results[1].code is None and "cannot write this message" in results[1].detail
+    assert server.commands[0] == ["EHLO", *["MAIL", "RCPT", "DATA"] * 2, "QUIT"]
 
 
 def to_bytes_of(server: FaultySmtpServer, msg: OutgoingMessage) -> bytes:

@@ -379,8 +379,15 @@ def test_unreachable_server_defers_the_batch_quickly():
 
 
 def test_worker_pool_keeps_order_and_reports_a_worker_bug():
+    seen: list[list[tuple[int, int | None]]] = []  # per worker: (job, the job it was told comes next)
+
     class Doubler:
-        def run(self, job: int) -> int:
+        def __init__(self) -> None:
+            seen.append(mine := [])
+            self.mine = mine
+
+        def run(self, job: int, after: int | None = None) -> int:
+            self.mine.append((job, after))
             if job < 0:
                 raise RuntimeError("bug")
             return job * 2
@@ -390,6 +397,12 @@ def test_worker_pool_keeps_order_and_reports_a_worker_bug():
 
     pool: WorkerPool[int, int] = WorkerPool(3, Doubler)
     assert pool.map(range(100)) == [j * 2 for j in range(100)]
+    # A job announced as next is the very job that worker runs next, and every job runs once.
+    for runs in seen:
+        for (_, after), (following, _) in zip(runs, runs[1:]):
+            assert after is None or after == following
+        assert not runs or runs[-1][1] is None  # nothing announced that was not run
+    assert sorted(job for runs in seen for job, _ in runs) == list(range(100))
     with pytest.raises(RuntimeError, match="bug"):
         pool.map([1, 2, -1, 3])
     assert pool.map([1, 2]) == [2, 4]  # still usable afterwards

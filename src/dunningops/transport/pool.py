@@ -24,9 +24,14 @@ J_contra = TypeVar("J_contra", contravariant=True)
 
 
 class Worker(Protocol[J_contra, R_co]):
-    """What one thread owns: ``run`` handles one job, ``close`` releases the resource."""
+    """What one thread owns: ``run`` handles one job, ``close`` releases the resource.
 
-    def run(self, job: J_contra) -> R_co: ...
+    ``after`` is the job this worker runs next when it is already known (taken from the queue
+    with this one): a worker may start on it early, e.g. an SMTP session sends its envelope
+    with this message's end (RFC 2920). ``run(after, ...)`` always follows.
+    """
+
+    def run(self, job: J_contra, after: J_contra | None = None) -> R_co: ...
 
     def close(self) -> None: ...
 
@@ -98,14 +103,23 @@ class WorkerPool(Generic[J, R]):
     def _serve(self) -> None:
         worker: Worker[J, R] | None = None
         try:
-            while (item := self._jobs.get()) is not None:
+            item = self._jobs.get()
+            while item is not None:
                 index, job, done = item
+                # The next job, if one is waiting, is this worker's too: it is told, so that it can
+                # start on it early. Only jobs of the same map call are ever queued together.
+                try:
+                    following, waiting = self._jobs.get_nowait(), True
+                except queue.Empty:
+                    following, waiting = None, False
+                after = following[1] if following is not None else None
                 try:
                     if worker is None:
                         worker = self._make_worker()
-                    done.put((index, True, worker.run(job)))
+                    done.put((index, True, worker.run(job, after)))
                 except BaseException as exc:
                     done.put((index, False, exc))
+                item = following if waiting else self._jobs.get()  # following may be None: the stop sentinel
         finally:
             if worker is not None:
                 with contextlib.suppress(Exception):

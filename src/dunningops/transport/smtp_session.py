@@ -147,6 +147,21 @@ def _refusals(answers: dict[str, Answer]) -> tuple[int, str]:
     return items[0][1][0], f"refused at RCPT: {listed}"
 
 
+@dataclass(slots=True)
+class _Presented:
+    """The next message, whose MAIL and RCPTs went out with this one's end: their answers are still to be read."""
+
+    msg: OutgoingMessage
+    payload: bytes  # its bytes, built once: every attempt sends the same
+    answers: int  # owed on the connection: MAIL's, then one per RCPT
+
+
+def _envelope_lines(sender: str, options: tuple[str, ...], rcpts: list[str]) -> str:
+    """MAIL FROM and one RCPT TO per recipient, as one pipelined group (plain addresses only)."""
+    extra = " " + " ".join(options) if options else ""
+    return f"MAIL FROM:<{sender}>{extra}\r\n" + "".join(f"RCPT TO:<{rcpt}>\r\n" for rcpt in rcpts)
+
+
 class Session:
     """One worker's connection, opened on first use, reopened when it drops."""
 
@@ -154,6 +169,7 @@ class Session:
         self.t = transport
         self.smtp: smtplib.SMTP | None = None
         self.reused = False  # has this connection already carried a message?
+        self._presented: _Presented | None = None  # only ever on the open connection (_forget clears it)
 
     def close(self) -> None:
         if self.smtp is not None:
@@ -163,17 +179,28 @@ class Session:
                 self.smtp.close()  # the server is gone already: nothing to say goodbye to
             self._forget()
 
-    def run(self, msg: OutgoingMessage) -> SendResult:
-        try:
-            payload = to_bytes(msg)
-        except ValueError as exc:
-            # The message itself is wrong (no server involved): code None tells it from a bounce.
-            return SendResult(msg.message_id, "failed", None, f"cannot write this message: {exc}")
-        return self._deliver(msg, payload)
+    def run(self, msg: OutgoingMessage, after: OutgoingMessage | None = None) -> SendResult:
+        """Send ``msg``; ``after``, the message this session sends next, may have its envelope sent with ``msg``'s end."""
+        presented = self._presented
+        if presented is not None and presented.msg is not msg:
+            self._abandon_presented()  # not what was announced (the pool never does this): keep the answers in step
+            presented = None
+        if presented is not None:
+            payload = presented.payload
+        else:
+            try:
+                payload = to_bytes(msg)
+            except ValueError as exc:
+                # The message itself is wrong (no server involved): code None tells it from a bounce.
+                return SendResult(msg.message_id, "failed", None, f"cannot write this message: {exc}")
+        result = self._deliver(msg, payload, after)
+        if self._presented is not None and self._presented.msg is msg:
+            self._abandon_presented()  # its answers were never read (deferred before any exchange)
+        return result
 
     # --- one message, attempt after attempt ------------------------------------------
 
-    def _deliver(self, msg: OutgoingMessage, payload: bytes) -> SendResult:
+    def _deliver(self, msg: OutgoingMessage, payload: bytes, after: OutgoingMessage | None) -> SendResult:
         sender = envelope_sender(msg)
         # Built once: every attempt sends the very same bytes (same Message-ID, same Date).
         wire = wire_form(payload)
@@ -190,7 +217,7 @@ class Session:
                 if self.smtp is None or self.smtp.sock is None:
                     self._open()
                 was_reused, self.reused = self.reused, True
-                temporary = self._transaction(sender, state, wire, len(payload))
+                temporary = self._transaction(msg, sender, state, wire, len(payload), after)
                 if not temporary:
                     return self._result(msg, state, "failed")  # sent, unless every recipient was refused
                 last = _refusals(temporary)
@@ -243,7 +270,9 @@ class Session:
             )
             time.sleep(wait)
 
-    def _transaction(self, sender: str, state: _Progress, wire: bytes, size: int) -> dict[str, Answer]:
+    def _transaction(
+        self, msg: OutgoingMessage, sender: str, state: _Progress, wire: bytes, size: int, after: OutgoingMessage | None
+    ) -> dict[str, Answer]:
         """One MAIL / RCPT / DATA exchange for ``state.pending``; returns the recipients refused with 4xx.
 
         Updates ``state`` (delivered, refused, what is still pending). Raises
@@ -253,9 +282,15 @@ class Session:
         """
         smtp = self.smtp
         assert smtp is not None
-        options = (f"SIZE={size}",) if smtp.does_esmtp and smtp.has_extn("size") else ()
         pending = list(state.pending)
-        answers = self._envelope(smtp, sender, options, pending)
+        presented, self._presented = self._presented, None
+        if presented is not None and presented.msg is msg:
+            # Its MAIL and RCPTs (all its recipients: this is its first attempt) went out with the
+            # previous message's end: only their answers are left to read.
+            answers = self._answers(smtp, presented.answers)
+        else:
+            options = (f"SIZE={size}",) if smtp.does_esmtp and smtp.has_extn("size") else ()
+            answers = self._envelope(smtp, sender, options, pending)
         code, reply = next(answers)
         if code != 250:
             if self.smtp is not None:  # None: the connection went while the pipelined answers were read
@@ -298,7 +333,7 @@ class Session:
                 raise _Refused(code, f"refused at DATA: {text(reply)}", final=code >= 500)
             raise _Unknown(code if code > 0 else None, f"{self.t.where} answered DATA with {text(reply)!r}")
         try:
-            smtp.send(wire)
+            smtp.send(wire + self._present(smtp, after))
             code, reply = smtp.getreply()
         except OSError as exc:  # timeout, drop, reset, an overlong reply line
             raise _Unknown(
@@ -309,7 +344,9 @@ class Session:
             state.pending = list(temporary)
             return temporary
         if 400 <= code < 600:
-            self._end_transaction(code)
+            self._drain_presented()  # the next message's answers first, so that RSET's is RSET's
+            if self.smtp is not None:
+                self._end_transaction(code)  # RSET also ends the next message's transaction: it starts again
             raise _Refused(code, f"refused at DATA (end of message): {text(reply)}", final=code >= 500)
         raise _Unknown(code if code > 0 else None, f"{self.t.where} answered the message with {text(reply)!r}, not an SMTP reply")
 
@@ -331,11 +368,14 @@ class Session:
             for rcpt in rcpts:
                 yield envelope_command(smtp, "rcpt", rcpt)
             return
-        extra = " " + " ".join(options) if options else ""
-        smtp.send(f"MAIL FROM:<{sender}>{extra}\r\n" + "".join(f"RCPT TO:<{rcpt}>\r\n" for rcpt in rcpts))
+        smtp.send(_envelope_lines(sender, options, rcpts))
+        yield from self._answers(smtp, len(rcpts) + 1)
+
+    def _answers(self, smtp: smtplib.SMTP, count: int) -> Iterator[tuple[int, bytes]]:
+        """The answers to a pipelined MAIL and its RCPTs (``count`` in all), read when the first is asked for."""
         answers: list[tuple[int, bytes]] = []
         try:
-            for _ in range(len(rcpts) + 1):
+            for _ in range(count):
                 code, reply = smtp.getreply()
                 answers.append((code, reply))
                 if code == 421 or not 200 <= code < 600:
@@ -345,6 +385,47 @@ class Session:
                 raise  # lost before DATA, as without pipelining: nothing delivered, tried again
             self._drop()  # MAIL was refused already: that answer stands; this connection carries nothing more
         yield from answers
+
+    def _present(self, smtp: smtplib.SMTP, after: OutgoingMessage | None) -> bytes:
+        """The envelope of ``after`` to write with this message's end (RFC 2920: the next MAIL may follow
+        the final "."), or nothing. Only its MAIL and RCPTs: its DATA, and so its bytes, wait for their answers.
+
+        Saves the round trip of the next message's envelope. Whatever becomes of this message, the
+        next one has delivered nothing: a lost connection takes the envelope with it (``_forget``),
+        and a refusal of this message reads its answers and RSETs before anything else.
+        """
+        if after is None or not (smtp.does_esmtp and smtp.has_extn("pipelining")):
+            return b""
+        sender, rcpts = envelope_sender(after), recipients(after)
+        if not (_PLAIN_ADDRESS.fullmatch(sender) and all(map(_PLAIN_ADDRESS.fullmatch, rcpts))):
+            return b""
+        try:
+            payload = to_bytes(after)
+        except ValueError:
+            return b""  # run() reports what is wrong with it
+        options = (f"SIZE={len(payload)}",) if smtp.has_extn("size") else ()
+        self._presented = _Presented(after, payload, len(rcpts) + 1)
+        return _envelope_lines(sender, options, rcpts).encode("ascii")
+
+    def _drain_presented(self) -> None:
+        """Read the answers still owed to a presented envelope, so that the next answer read is the next command's."""
+        presented, self._presented = self._presented, None
+        if presented is None or self.smtp is None:
+            return
+        try:
+            for _ in range(presented.answers):
+                code, _ = self.smtp.getreply()
+                if code == 421 or not 200 <= code < 600:
+                    self._drop()  # closing, or out of step: this connection carries nothing more
+                    return
+        except OSError:
+            self._drop()
+
+    def _abandon_presented(self) -> None:
+        """A presented envelope that will not be followed by its DATA: answers read, then RSET (its message starts again)."""
+        self._drain_presented()
+        if self.smtp is not None:
+            self._reset()
 
     def _end_transaction(self, code: int) -> None:
         """After a refusal: RSET, so that the next message on this connection starts clean.
@@ -412,6 +493,7 @@ class Session:
         log.debug("SMTP connection to %s opened", self.t.where)
 
     def _forget(self) -> None:
+        self._presented = None  # its envelope went with the connection: nothing of it can be delivered
         if self.smtp is not None:
             self.smtp = None
             self.t._count_connection(-1)
