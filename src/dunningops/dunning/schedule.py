@@ -188,7 +188,11 @@ class RunRules:
         # oldest invoice leads; the whole run is kept to attach later invoices to their lead (with
         # ``merges_later``, only that the group has a lead: None).
         self.emailed: set[int] = set()
-        self.leads: dict[tuple[int, str, str], Decision | None] = {}
+        # Keyed by one int per (customer, plan, step): a run of 100,000 customers keeps one entry
+        # each, and an int costs half a (customer, plan, step) tuple.
+        self.leads: dict[int, Decision | None] = {}
+        self._group = {key: n for n, key in enumerate(self.steps)}
+        self._groups = max(1, len(self._group))
         # E3's first instant per step, and the company-time day of each last contact: the same few
         # values for every row, and each costs a calendar walk or a time-zone conversion.
         self._first: dict[tuple[str, str], datetime] = {}
@@ -259,7 +263,7 @@ class RunRules:
             elif self.closed:
                 d.outcome, d.category, d.reason = "wait", self.closed_category, self.closed
         if d.outcome in ("send", "todo"):
-            key = (d.customer_id, plan.id, step.id)
+            key = d.customer_id * self._groups + self._group[plan.id, step.id]
             grouped = plan.level == "invoice" and plan.group_invoices
             if grouped and key in self.leads:
                 lead = self.leads[key]
