@@ -185,24 +185,16 @@ def test_refused_sender_fails_and_the_connection_carries_the_next_message(make_f
     assert server.connections == 1
 
 
-def test_4xx_at_mail_is_retried_then_sent_once(make_faulty_smtp_server):
-    server = make_faulty_smtp_server("tempfail_at_mail", times=1)
+@pytest.mark.parametrize(("fault", "connections"), [("tempfail_at_mail", 1), ("closing_at_rcpt", 2)])
+def test_4xx_at_mail_or_421_at_rcpt_is_retried_then_sent_once(make_faulty_smtp_server, fault, connections):
+    # 451 at MAIL: again on the same connection; 421 at RCPT (the server closes): on a new one.
+    server = make_faulty_smtp_server(fault, times=1)
     msg = message()
     with smtp(server) as transport:
         [result] = transport.send([msg])
     assert result.status == "sent"
     assert server.received(msg.message_id) == 1
-    assert server.connections == 1
-
-
-def test_421_at_rcpt_is_retried_on_a_new_connection_then_sent_once(make_faulty_smtp_server):
-    server = make_faulty_smtp_server("closing_at_rcpt", times=1)
-    msg = message()
-    with smtp(server) as transport:
-        [result] = transport.send([msg])
-    assert result.status == "sent"
-    assert server.received(msg.message_id) == 1
-    assert server.connections == 2
+    assert server.connections == connections
 
 
 def test_several_recipients_each_answer_read_in_its_place(make_faulty_smtp_server):
