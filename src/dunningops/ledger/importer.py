@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 
 from sqlalchemy import Date, delete, select
 from sqlalchemy.exc import DBAPIError
@@ -32,6 +33,9 @@ from dunningops.ledger.writes import set_problems, write
 from dunningops.store.engine import Store, store_error
 
 BATCH = 5_000
+# A CSV file this large is read by pyarrow (ledger/arrow.py). Importing pyarrow costs ~0.1 s and ~80 MiB of
+# peak RSS: measured, an 8.6 MB customers file gained nothing, a 12 MB invoices file ~0.3 s (of 1.6 s).
+ARROW_MIN_BYTES = 10 * 1024 * 1024
 
 
 @dataclass
@@ -157,33 +161,87 @@ def _stage_csv(session: Session, kind, path, mapping: Mapping, summary: ImportSu
 
 
 def _stage_csv_batches(session: Session, kind, path, mapping: Mapping, summary: ImportSummary, progress, batch_size) -> None:
+    arrow = _arrow(path, mapping)
+    if arrow is not None:
+        _stage_arrow(arrow, session, kind, path, mapping, summary, progress, batch_size)
+        return
     positions, batches = csv_batches(path, KINDS[kind], mapping, batch_size)
     staging = _Staging(session, kind, summary, path.name, "row", mapping)
     fast = batch_converter(kind, staging.ctx, positions, mapping, iso_dates=staging.iso_dates)
     for start, records, detail in batches:
-        if detail is None and fast is not None:
-            try:
-                rows, links = fast(list(range(start, start + len(records))), records)
-            except Slow:
-                pass
-            else:
-                summary.rows += len(records)
-                staging.rows.extend(rows)
-                staging.links.extend(links)
-                staging.flush()
-                if progress:
-                    progress(summary.rows)
-                continue
-        if detail is None:
-            detail = [(number, record, []) for number, record in enumerate(records, start=start)]
-        for row_no, record, problems in detail:
-            staging.row(row_no, None if record is None else record_cells(record, positions, problems), problems)
-        staging.flush()
-        if progress:
-            progress(summary.rows)
+        _stage_batch(staging, fast, positions, start, records, detail, progress)
     if progress:
         progress(summary.rows)
     staging.finish()
+
+
+def _arrow(path: Path, mapping: Mapping) -> ModuleType | None:
+    """The pyarrow path's module for a file large enough to pay for importing pyarrow, else None."""
+    try:
+        large = path.stat().st_size >= ARROW_MIN_BYTES
+    except OSError:
+        return None  # the CSV reader words it
+    if not large:
+        return None
+    try:
+        from dunningops.ledger import arrow
+    except ImportError:  # pyarrow not installed: the CSV reader does the same work, slower
+        return None
+    return arrow if arrow.usable(mapping) else None
+
+
+def _stage_arrow(arrow, session: Session, kind, path, mapping: Mapping, summary: ImportSummary, progress, batch_size) -> None:
+    """A large CSV file read by pyarrow a chunk at a time; a chunk it cannot convert exactly goes the columnar way."""
+    positions, chunks = arrow.chunks(path, KINDS[kind], mapping, batch_size)
+    staging = _Staging(session, kind, summary, path.name, "row", mapping)
+    fast = batch_converter(kind, staging.ctx, positions, mapping, iso_dates=staging.iso_dates)
+    quick = arrow.converter(kind, staging.ctx, positions, iso_dates=staging.iso_dates)
+    for how, start, cells, detail in chunks:
+        if how == "csv":
+            _stage_batch(staging, fast, positions, start, cells, detail, progress)
+            continue
+        if quick is not None:
+            try:
+                rows, links = quick(start, cells)
+            except Slow:
+                pass
+            else:
+                _staged(staging, rows, links, len(rows), progress)
+                continue
+        _stage_batch(staging, fast, positions, start, arrow.records(cells), None, progress)
+    if progress:
+        progress(summary.rows)
+    staging.finish()
+
+
+def _staged(staging: _Staging, rows: list, links: list, count: int, progress) -> None:
+    """A batch converted at once (``count`` records): its staging rows and links, flushed."""
+    staging.summary.rows += count
+    staging.rows.extend(rows)
+    staging.links.extend(links)
+    staging.flush()
+    if progress:
+        progress(staging.summary.rows)
+
+
+def _stage_batch(staging: _Staging, fast, positions, start: int, records, detail, progress) -> None:
+    """One batch of the CSV reader's records: columnar when it all converts, else row by row (exact messages)."""
+    summary = staging.summary
+    if detail is None and fast is not None:
+        try:
+            rows, links = fast(list(range(start, start + len(records))), records)
+        except Slow:
+            pass
+        else:
+            _staged(staging, rows, links, len(records), progress)
+            return
+    if detail is None:
+        detail = [(number, record, []) for number, record in enumerate(records, start=start)]
+    for row_no, record, problems in detail:
+        staging.row(row_no, None if record is None else record_cells(record, positions, problems), problems)
+    staging.flush()
+    if progress:
+        progress(summary.rows)
 
 
 def stage_rows(
