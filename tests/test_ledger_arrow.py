@@ -5,47 +5,30 @@ numbers or cells it is not sure of goes the CSV reader's way."""
 from __future__ import annotations
 
 import csv
-import itertools
-import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+import test_ledger_columnar
 from dunningops.errors import DunningOpsError
 from dunningops.ledger import arrow, importer
-from dunningops.ledger.generate import generate_ledger
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.issues import LedgerImportError
 from dunningops.ledger.mapping import Mapping
-from dunningops.reconcile.apply import apply_config
-from dunningops.spec import load_config
-from dunningops.store import open_store
 from dunningops.store.schema import ContactFunctionLinkRow, ContactRow, CustomerRow, InvoiceRow, PaymentRow
+from test_ledger_columnar import _applied, _dump, _import_all, _ledger
+
+# The same two stores (one imported each way), ledger and dumps as the columnar path's tests.
+urls = test_ledger_columnar.urls
 
 NOW = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
 KINDS = ("customers", "contacts", "invoices", "payments")
 TABLES = (CustomerRow, ContactRow, ContactFunctionLinkRow, InvoiceRow, PaymentRow)
 WAYS = ("arrow", "row")
-_second = itertools.count(1)
-
-
-@pytest.fixture
-def urls(request: pytest.FixtureRequest, database_url: str, tmp_path: Path):
-    """Two empty stores of the same backend: one imported the pyarrow way, one row by row."""
-    if database_url.startswith("sqlite"):
-        yield [database_url, f"sqlite:///{tmp_path}/row_by_row.db"]
-        return
-    server = request.getfixturevalue("postgres_server")
-    name = f"arrow_{os.getpid()}_{next(_second)}"
-    server.create_database(name)
-    try:
-        yield [database_url, server.url(name)]
-    finally:
-        server.drop_database(name)
 
 
 class Spy:
@@ -86,30 +69,6 @@ def _way(monkeypatch: pytest.MonkeyPatch, way: str, chunk: int = 1500) -> Spy | 
     return None
 
 
-def _dump(store) -> dict[str, list[tuple]]:
-    with store.session() as s:
-        return {t.__tablename__: sorted(tuple(r) for r in s.execute(select(*t.__table__.columns)).all()) for t in TABLES}
-
-
-def _import_all(store, folder: Path, **kw) -> list[str]:
-    return [import_file(store, k, folder / f"{k}.csv", now=NOW, batch_size=64, **kw).line() for k in KINDS]
-
-
-def _ledger(tmp_path: Path, v1: Path) -> Path:
-    desired = load_config(v1)
-    folder = tmp_path / "ledger"
-    generate_ledger(
-        folder,
-        customers=120,
-        seed=3,
-        members=sorted(desired.members),
-        functions=sorted(desired.contact_functions),
-        today=date(2026, 11, 23),
-        plans=sorted(desired.plans),
-    )
-    return folder
-
-
 def _rewrite(path: Path, edit) -> None:
     """Rewrite a CSV file row by row: edit(row index, {column: cell}) changes the cells in place."""
     with path.open(encoding="utf-8", newline="") as handle:
@@ -121,12 +80,6 @@ def _rewrite(path: Path, edit) -> None:
         out = csv.DictWriter(handle, fields, restval="")
         out.writeheader()
         out.writerows(rows)
-
-
-def _applied(url: str, v1: Path):
-    store = open_store(url)
-    apply_config(store, load_config(v1), now=NOW, actor="t", git_commit=None)
-    return store
 
 
 def _unusual_but_valid(i: int, row: dict) -> None:
