@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from sqlalchemy import Boolean, Integer, Table
 
 from dunningops.ledger.columnar import Slow
 from dunningops.ledger.columns import _FALSE, _TRUE, KINDS, MAX_DATE, MAX_UNITS_DIGITS, MIN_DATE, PAYMENT_KINDS, Column
@@ -186,18 +187,36 @@ def records(table: pa.Table) -> list[tuple[str, ...]]:
     return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
 
 
-# A converter: (first row number, the chunk's raw table) → (staging tuples, function-link tuples).
-ArrowConverter = Callable[[int, pa.Table], tuple[list[tuple], list[tuple]]]
+# A converter: (first row number, the chunk's raw table) → (staging tuples or table, function-link tuples).
+ArrowConverter = Callable[[int, pa.Table], tuple[Any, list[tuple]]]
 
 
-def converter(kind: str, ctx: LedgerContext, positions: Positions, *, iso_dates: bool) -> ArrowConverter | None:
-    """``kind``'s chunk converter in pyarrow.compute; None: the columnar path converts this kind's chunks."""
+def staging_schema(table: Table) -> pa.Schema:
+    """A staging table's columns as Arrow types; dates are their ISO text, as SQLAlchemy stores them on SQLite."""
+
+    def kind(column) -> pa.DataType:
+        if isinstance(column.type, Boolean):
+            return pa.bool_()
+        return pa.int64() if isinstance(column.type, Integer) else pa.string()
+
+    return pa.schema([pa.field(c.name, kind(c)) for c in table.columns])
+
+
+def converter(
+    kind: str, ctx: LedgerContext, positions: Positions, *, iso_dates: bool, as_table: bool = False
+) -> ArrowConverter | None:
+    """``kind``'s chunk converter in pyarrow.compute; None: the columnar path converts this kind's chunks.
+
+    ``as_table`` (SQLite, ``iso_dates``): a chunk's staging rows as an Arrow table of the staging
+    table's columns (``staging_schema``), not tuples: no Python object per cell.
+    """
     build = {"customers": _customers, "contacts": _contacts, "invoices": _invoices, "payments": _payments}.get(kind)
     if build is None:
         return None
     where = dict(positions)
     spec = {c.name: c for c in KINDS[kind]}
     order = [c.name for c in STAGING[kind].columns]
+    schema = staging_schema(STAGING[kind]) if as_table else None
 
     def convert(start: int, table: pa.Table) -> tuple[list[tuple], list[tuple]]:
         def cells(name: str) -> pa.Array | None:
@@ -217,14 +236,23 @@ def converter(kind: str, ctx: LedgerContext, positions: Positions, *, iso_dates:
         numbers = list(range(start, start + n))
         out = build(ctx, cells, n, iso_dates)
         out["row_no"] = numbers
-        lists = [v if isinstance(v, list) else v.to_pylist() for v in map(out.__getitem__, order)]
+        values = list(map(out.__getitem__, order))
         links = out["links"](numbers) if "links" in out else []
+        if schema is not None:
+            return pa.Table.from_arrays([_typed(v, f.type) for v, f in zip(values, schema, strict=True)], schema=schema), links
+        lists = [v if isinstance(v, list) else v.to_pylist() for v in values]
         return list(zip(*lists, strict=True)), links
 
     return convert
 
 
 Cells = Callable[[str], "pa.Array | None"]
+
+
+def _typed(values: pa.Array | list, kind: pa.DataType) -> pa.Array:
+    if isinstance(values, list):
+        return pa.array(values, kind)
+    return values if values.type == kind else values.cast(kind)
 
 
 def _any(mask: pa.Array) -> bool:

@@ -10,18 +10,20 @@ from __future__ import annotations
 import csv
 import gc
 from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TypeVar
 
-from sqlalchemy import Date, delete, select
+from sqlalchemy import Date, Table, delete, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
-from dunningops.errors import InvalidInputError, StoreError
+from dunningops.errors import ConflictError, InvalidInputError, StoreError
 from dunningops.ledger.columnar import Slow, batch_converter
 from dunningops.ledger.columns import KINDS, make_parsers
 from dunningops.ledger.context import LedgerContext
@@ -33,6 +35,8 @@ from dunningops.ledger.writes import set_problems, write
 from dunningops.store.engine import Store, store_error
 
 BATCH = 5_000
+T = TypeVar("T")
+R = TypeVar("R")
 # A CSV file this large is read by pyarrow (ledger/arrow.py). Importing pyarrow costs ~0.1 s and ~80 MiB of
 # peak RSS: measured, an 8.6 MB customers file gained nothing, a 12 MB invoices file ~0.3 s (of 1.6 s).
 ARROW_MIN_BYTES = 10 * 1024 * 1024
@@ -95,27 +99,75 @@ def import_file(
         raise InvalidInputError("--prune applies to invoices only (a full export voids the invoices it lacks)")
     mapping = mapping or Mapping()
     summary = ImportSummary(kind=kind, file=path.name, dry_run=dry_run)
+
+    def conclude(session: Session) -> None:
+        """After staging, in the write transaction: refuse or reject the bad rows, write, roll back a dry run."""
+        if summary.issues and not skip_invalid:
+            raise LedgerImportError(summary.issues, summary.rows)
+        if summary.issues:
+            _reject(session, kind, summary, reject_file)
+        counts = write(session, kind, now, prune)
+        summary.added, summary.changed, summary.pruned, summary.links_changed = (
+            counts.added,
+            counts.changed,
+            counts.pruned,
+            counts.links_changed,
+        )
+        summary.notices = counts.notices
+        drop_staging(session, kind)
+        if dry_run or (confirm is not None and not confirm(summary)):
+            raise _Rollback
+
     try:
-        with _store_errors(store), store.session() as session:
-            _stage(session, kind, path, fmt, mapping, summary, progress, batch_size)
-            if summary.issues and not skip_invalid:
-                raise LedgerImportError(summary.issues, summary.rows)
-            if summary.issues:
-                _reject(session, kind, summary, reject_file)
-            counts = write(session, kind, now, prune)
-            summary.added, summary.changed, summary.pruned, summary.links_changed = (
-                counts.added,
-                counts.changed,
-                counts.pruned,
-                counts.links_changed,
-            )
-            summary.notices = counts.notices
-            drop_staging(session, kind)
-            if dry_run or (confirm is not None and not confirm(summary)):
-                raise _Rollback
+        arrow = _apart(store, path, fmt, mapping)
+        if arrow is not None:
+            _import_apart(store, arrow, kind, path, mapping, summary, progress, batch_size, conclude)
+        else:
+            with _store_errors(store), store.session() as session:
+                _stage(session, kind, path, fmt, mapping, summary, progress, batch_size)
+                conclude(session)
     except _Rollback:
         pass
     return summary
+
+
+def _apart(store: Store, path: Path, fmt: str | None, mapping: Mapping) -> ModuleType | None:
+    """The pyarrow path's module when the file is staged in a file of its own (staging_file.py), else None."""
+    if store.dialect != "sqlite" or detect_format(path, fmt) != "csv":
+        return None
+    arrow = _arrow(path, mapping)
+    if arrow is None:
+        return None
+    try:
+        import dunningops.ledger.staging_file  # noqa: F401  (its ADBC driver may be missing)
+    except ImportError:
+        return None
+    return arrow
+
+
+def _import_apart(
+    store: Store, arrow, kind, path: Path, mapping: Mapping, summary: ImportSummary, progress, batch_size, conclude
+) -> None:
+    """A large CSV file on SQLite: staged through ADBC into a scratch file, then checked and written as the file
+    is ATTACHed to the write transaction."""
+    from dunningops.ledger.staging_file import SCHEMA, StagingFile
+
+    with _store_errors(store), store.session() as session:
+        ctx = LedgerContext.load(session)
+    with StagingFile(_tables(kind)) as staged:
+        staging = _Staging(staged, ctx, True, kind, summary, path.name, "row", mapping)
+        with _without_cycle_collector():
+            _stage_arrow(arrow, staging, kind, path, mapping, progress, batch_size, as_table=True)
+        staged.close()
+        with _store_errors(store), store.session(attach={SCHEMA: staged.path}) as session:
+            drop_staging(session, kind)  # a TEMP table of the same name would hide the file's
+            # The rows were checked against the config as it was read before: the same config, or nothing.
+            if LedgerContext.load(session) != ctx:
+                raise ConflictError(
+                    f"the applied config changed while {path.name} was read; nothing was imported: run the import again"
+                )
+            staging.check(session)
+            conclude(session)
 
 
 @contextmanager
@@ -161,18 +213,19 @@ def _stage_csv(session: Session, kind, path, mapping: Mapping, summary: ImportSu
 
 
 def _stage_csv_batches(session: Session, kind, path, mapping: Mapping, summary: ImportSummary, progress, batch_size) -> None:
+    staging = _Staging.in_session(session, kind, summary, path.name, "row", mapping)
     arrow = _arrow(path, mapping)
     if arrow is not None:
-        _stage_arrow(arrow, session, kind, path, mapping, summary, progress, batch_size)
-        return
-    positions, batches = csv_batches(path, KINDS[kind], mapping, batch_size)
-    staging = _Staging(session, kind, summary, path.name, "row", mapping)
-    fast = batch_converter(kind, staging.ctx, positions, mapping, iso_dates=staging.iso_dates)
-    for start, records, detail in batches:
-        _stage_batch(staging, fast, positions, start, records, detail, progress)
-    if progress:
-        progress(summary.rows)
-    staging.finish()
+        _stage_arrow(arrow, staging, kind, path, mapping, progress, batch_size)
+    else:
+        positions, batches = csv_batches(path, KINDS[kind], mapping, batch_size)
+        fast = batch_converter(kind, staging.ctx, positions, mapping, iso_dates=staging.iso_dates)
+        for start, records, detail in batches:
+            _stage_batch(staging, fast, positions, start, records, detail, progress)
+        if progress:
+            progress(summary.rows)
+        staging.finish()
+    staging.check(session)
 
 
 def _arrow(path: Path, mapping: Mapping) -> ModuleType | None:
@@ -190,28 +243,60 @@ def _arrow(path: Path, mapping: Mapping) -> ModuleType | None:
     return arrow if arrow.usable(mapping) else None
 
 
-def _stage_arrow(arrow, session: Session, kind, path, mapping: Mapping, summary: ImportSummary, progress, batch_size) -> None:
-    """A large CSV file read by pyarrow a chunk at a time; a chunk it cannot convert exactly goes the columnar way."""
+def _stage_arrow(arrow, staging: _Staging, kind, path, mapping: Mapping, progress, batch_size, *, as_table: bool = False) -> None:
+    """A large CSV file read by pyarrow a chunk at a time; a chunk it cannot convert exactly goes the columnar way.
+    ``as_table``: a converted chunk goes to staging as an Arrow table (staging_file.py), not as tuples."""
     positions, chunks = arrow.chunks(path, KINDS[kind], mapping, batch_size)
-    staging = _Staging(session, kind, summary, path.name, "row", mapping)
     fast = batch_converter(kind, staging.ctx, positions, mapping, iso_dates=staging.iso_dates)
-    quick = arrow.converter(kind, staging.ctx, positions, iso_dates=staging.iso_dates)
-    for how, start, cells, detail in chunks:
-        if how == "csv":
-            _stage_batch(staging, fast, positions, start, cells, detail, progress)
-            continue
-        if quick is not None:
-            try:
-                rows, links = quick(start, cells)
-            except Slow:
-                pass
+    quick = arrow.converter(kind, staging.ctx, positions, iso_dates=staging.iso_dates, as_table=as_table)
+
+    def converted(chunk: tuple) -> tuple | None:
+        """A chunk's staging rows and links; None: not converted here (CSV reader's batch, or Slow)."""
+        how, start, cells, _ = chunk
+        if how == "csv" or quick is None:
+            return None
+        try:
+            return quick(start, cells)
+        except Slow:
+            return None
+
+    # Staging into a file (ADBC, which lets go of the GIL as pyarrow does): the next chunk is read
+    # and converted in a second thread while this one is inserted.
+    for (how, start, cells, detail), done in _ahead(chunks, converted) if as_table else ((c, converted(c)) for c in chunks):
+        if done is not None:
+            rows, links = done
+            if as_table:
+                staging.columns(rows, links, progress)
             else:
                 _staged(staging, rows, links, len(rows), progress)
-                continue
-        _stage_batch(staging, fast, positions, start, arrow.records(cells), None, progress)
+        elif how == "csv":
+            _stage_batch(staging, fast, positions, start, cells, detail, progress)
+        else:
+            _stage_batch(staging, fast, positions, start, arrow.records(cells), None, progress)
     if progress:
-        progress(summary.rows)
+        progress(staging.summary.rows)
     staging.finish()
+
+
+_END = object()
+
+
+def _ahead(items: Iterator[T], work: Callable[[T], R]) -> Iterator[tuple[T, R]]:
+    """Each item with ``work(item)``, the next item taken and worked on in a thread while this one is used.
+    The items are taken one at a time, in order, by that thread alone; its exceptions raise here."""
+
+    def step() -> tuple[Any, Any]:
+        item: Any = next(items, _END)
+        return (item, None) if item is _END else (item, work(item))
+
+    with ThreadPoolExecutor(1, thread_name_prefix="ledger-read") as pool:
+        future = pool.submit(step)
+        while True:
+            item, result = future.result()
+            if item is _END:
+                return
+            future = pool.submit(step)
+            yield item, result
 
 
 def _staged(staging: _Staging, rows: list, links: list, count: int, progress) -> None:
@@ -262,7 +347,7 @@ def stage_rows(
     Every problem lands in ``summary.issues`` (nothing raises for a bad row); ``place`` words a
     row number in the messages that point at another row (default: "row N").
     """
-    staging = _Staging(session, kind, summary, source, unit, mapping or Mapping())
+    staging = _Staging.in_session(session, kind, summary, source, unit, mapping or Mapping())
     for row_no, raw, read_problems in raw_rows:
         staging.row(row_no, raw, read_problems)
         if len(staging.rows) >= batch_size:
@@ -272,25 +357,60 @@ def stage_rows(
     staging.flush()
     if progress:
         progress(summary.rows)
-    staging.finish(place)
+    staging.finish()
+    staging.check(session, place)
 
 
-class _Staging:
-    """One import's staging table: rows converted one by one or a batch at a time, inserted in batches."""
+def _tables(kind: str) -> list[Table]:
+    """``kind``'s staging tables."""
+    return [STAGING[kind], STAGING_FUNCTIONS] if kind == "contacts" else [STAGING[kind]]
 
-    def __init__(self, session: Session, kind: str, summary: ImportSummary, source: str, unit: str, mapping: Mapping):
-        self.session, self.kind, self.summary, self.source, self.unit = session, kind, summary, source, unit
-        self.ctx = LedgerContext.load(session)
-        self.table = STAGING[kind]
-        connection = session.connection()
-        self.iso_dates = connection.dialect.name == "sqlite"
+
+class _TempTables:
+    """Staging in the import's own transaction: TEMP tables loaded by ``executemany`` (SQLite) or COPY (PostgreSQL)."""
+
+    def __init__(self, session: Session, kind: str):
+        self.session = session
         drop_staging(session, kind)
         # The tables without their indexes: built once the rows are in (one sort, not a B-tree
         # insert per row); the checks and writes need them (staging.py, _INDEXES).
-        tables = [self.table, STAGING_FUNCTIONS] if kind == "contacts" else [self.table]
-        for table in tables:
+        self.tables = _tables(kind)
+        connection = session.connection()
+        for table in self.tables:
             connection.execute(CreateTable(table))
-        self.tables = tables
+
+    def insert(self, table: Table, rows: list[tuple]) -> None:
+        _insert_many(self.session, table, rows)
+
+    def index(self) -> None:
+        connection = self.session.connection()
+        for table in self.tables:
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                index.create(connection)
+            if connection.dialect.name == "postgresql":
+                # Autovacuum never analyzes temporary tables: without statistics the planner takes
+                # staging for a few rows and picks nested loops over the whole ledger.
+                connection.exec_driver_sql(f"ANALYZE {table.name}")
+
+
+class _Staging:
+    """One import's staging: rows converted one by one or a batch at a time, inserted in batches into ``sink``
+    (the transaction's TEMP tables, or a StagingFile)."""
+
+    def __init__(
+        self,
+        sink,
+        ctx: LedgerContext,
+        iso_dates: bool,
+        kind: str,
+        summary: ImportSummary,
+        source: str,
+        unit: str,
+        mapping: Mapping,
+    ):
+        self.sink, self.ctx, self.iso_dates = sink, ctx, iso_dates
+        self.kind, self.summary, self.source, self.unit = kind, summary, source, unit
+        self.table = STAGING[kind]
         parsers = make_parsers(mapping.date_format, mapping.decimal_comma)
         self.steps = [(c.name, parsers[c.parse], c.required, c.max_length) for c in KINDS[kind]]
         self.convert = converter(kind, self.ctx)
@@ -299,6 +419,14 @@ class _Staging:
         self.link_names = [c.name for c in STAGING_FUNCTIONS.columns]
         self.rows: list[tuple] = []
         self.links: list[tuple] = []
+
+    @classmethod
+    def in_session(
+        cls, session: Session, kind: str, summary: ImportSummary, source: str, unit: str, mapping: Mapping
+    ) -> _Staging:
+        ctx = LedgerContext.load(session)
+        iso_dates = session.connection().dialect.name == "sqlite"
+        return cls(_TempTables(session, kind), ctx, iso_dates, kind, summary, source, unit, mapping)
 
     def row(self, row_no: int, raw: dict[str, str] | None, read_problems: list[tuple[str, str]]) -> None:
         """One row the row-by-row way: every problem with its column, in ``summary.issues``."""
@@ -341,23 +469,27 @@ class _Staging:
     def flush(self) -> None:
         for table, batch in ((self.table, self.rows), (STAGING_FUNCTIONS, self.links)):
             if batch:
-                _insert_many(self.session, table, batch)
+                self.sink.insert(table, batch)
                 batch.clear()
 
-    def finish(self, place: Callable[[int], str] | None = None) -> None:
-        """Index the staged rows, then the checks that involve other rows or the store."""
+    def columns(self, data, links: list[tuple], progress) -> None:
+        """A chunk converted at once, as an Arrow table (a StagingFile's sink only), and its function links."""
+        self.summary.rows += data.num_rows
+        self.sink.insert_table(self.table, data)
+        self.links.extend(links)
         self.flush()
-        connection = self.session.connection()
-        for table in self.tables:
-            for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                index.create(connection)
-            if connection.dialect.name == "postgresql":
-                # Autovacuum never analyzes temporary tables: without statistics the planner takes
-                # staging for a few rows and picks nested loops over the whole ledger.
-                connection.exec_driver_sql(f"ANALYZE {table.name}")
-        kind, summary = self.kind, self.summary
-        found = set_problems(self.session, kind, place) if place else set_problems(self.session, kind)
-        summary.issues.extend(RowIssue(self.source, r, c, m, self.unit) for r, c, m in found)
+        if progress:
+            progress(self.summary.rows)
+
+    def finish(self) -> None:
+        """The last rows, then the staging indexes."""
+        self.flush()
+        self.sink.index()
+
+    def check(self, session: Session, place: Callable[[int], str] | None = None) -> None:
+        """The checks that involve other rows or the store, once every row is staged."""
+        found = set_problems(session, self.kind, place) if place else set_problems(session, self.kind)
+        self.summary.issues.extend(RowIssue(self.source, r, c, m, self.unit) for r, c, m in found)
 
 
 def _insert_many(session: Session, table, batch: list[tuple]) -> None:

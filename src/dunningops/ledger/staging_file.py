@@ -1,0 +1,114 @@
+"""A large CSV import's staging tables in a SQLite file of their own, loaded from Arrow tables through ADBC.
+
+Binding a million rows' cells one by one (``executemany``) and building their Python objects first
+were a third of a 1M-invoice import on SQLite. ADBC's SQLite driver inserts an Arrow table's columns
+straight from their buffers. It opens its own connection, and a TEMP table lives in one connection:
+so the tables go into a scratch file, which the import's write transaction ATTACHes once the rows
+(and the staging indexes) are in (``Store.session(attach=...)``). The tables keep their names, so
+the checks and writes (writes.py) read them unchanged.
+
+Only for a SQLite store: PostgreSQL already loads staging with COPY, in its transaction.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+import adbc_driver_sqlite.dbapi as adbc
+import pyarrow as pa
+from sqlalchemy import Table
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from dunningops.errors import StoreError
+from dunningops.ledger.arrow import staging_schema
+from dunningops.store.engine import SORT_THREADS
+
+SCHEMA = "stg"  # the name the write transaction attaches the file under
+
+
+class StagingFile:
+    """The scratch file and its writer; removed on exit, whatever happened."""
+
+    def __init__(self, tables: list[Table]):
+        self.tables = tables
+        self.schemas = {t.name: staging_schema(t) for t in tables}
+        try:
+            self._directory = Path(tempfile.mkdtemp(prefix="dunningops-staging-"))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot make the import's staging file in {tempfile.gettempdir()}: {exc.strerror}; nothing was imported"
+            ) from exc
+        self.path = self._directory / "staging.db"
+        self._connection: adbc.Connection | None = None
+        try:
+            with self._errors():
+                self._connection = adbc.connect(str(self.path), autocommit=True)
+            self._cursor = self._connection.cursor()
+            # Scratch: nothing to recover after a crash, so no journal file and no fsync.
+            for pragma in ("PRAGMA journal_mode=MEMORY", "PRAGMA synchronous=OFF", f"PRAGMA threads={SORT_THREADS}"):
+                self._run(pragma)
+            dialect = sqlite.dialect()
+            for table in tables:
+                ddl = str(CreateTable(table).compile(dialect=dialect))
+                # The staging tables are declared TEMPORARY (staging.py); here they are the file's own.
+                self._run(ddl.replace("CREATE TEMPORARY TABLE", "CREATE TABLE", 1))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def __enter__(self) -> StagingFile:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+    def _run(self, sql: str) -> None:
+        with self._errors():
+            self._cursor.execute(sql)
+            if self._cursor.description:
+                self._cursor.fetchall()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A full or unwritable temporary directory: one clear line (the store is not touched yet)."""
+        try:
+            yield
+        except adbc.Error as exc:
+            raise StoreError(
+                f"cannot write the import's staging file in {self._directory.parent}: {exc}; nothing was imported"
+            ) from exc
+
+    def insert(self, table: Table, rows: list[tuple]) -> None:
+        """Staging tuples (the row-by-row and columnar paths' shape), as one Arrow table."""
+        schema = self.schemas[table.name]
+        columns = zip(*rows, strict=True) if rows else ([] for _ in schema)
+        self.insert_table(
+            table, pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
+        )
+
+    def insert_table(self, table: Table, data: pa.Table) -> None:
+        if data.num_rows:
+            with self._errors():
+                self._cursor.adbc_ingest(table.name, data, mode="append")
+
+    def index(self) -> None:
+        """The staging indexes, built once the rows are in (one sort each, not a B-tree insert per row)."""
+        dialect = sqlite.dialect()
+        for table in self.tables:
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                self._run(str(CreateIndex(index).compile(dialect=dialect)))
+
+    def close(self) -> None:
+        """Close the writer, so that the write transaction alone holds the file."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            if hasattr(self, "_cursor"):
+                self._cursor.close()
+            connection.close()

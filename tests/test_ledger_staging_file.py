@@ -1,0 +1,224 @@
+"""A large CSV import on SQLite stages its rows in a scratch file of its own (through ADBC), ATTACHed to
+the write transaction: the same rows and errors as the in-transaction staging, nothing left behind,
+nothing half-imported, and a config changed in between refuses the import."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Index, text
+
+from dunningops.errors import ConflictError, DunningOpsError
+from dunningops.ledger import importer, staging_file
+from dunningops.ledger.importer import import_file
+from dunningops.ledger.issues import LedgerImportError
+from dunningops.store.schema import InvoiceRow
+from test_ledger_arrow import _rewrite
+from test_ledger_columnar import NOW, _applied, _dump, _import_all, _ledger
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every file goes the staging file's way; the scratch files land in a folder the test watches."""
+    monkeypatch.setattr(importer, "ARROW_MIN_BYTES", 0)
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+class Files:
+    """Counts the staging files made (so a test knows that path ran)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.made: list[Path] = []
+        make = staging_file.StagingFile.__init__
+
+        def spied(this, *a, **k):
+            make(this, *a, **k)
+            self.made.append(this.path)
+
+        monkeypatch.setattr(staging_file.StagingFile, "__init__", spied)
+
+
+def _attached(store) -> list[str]:
+    with store.session() as s:
+        return [row[1] for row in s.execute(text("PRAGMA database_list"))]
+
+
+def _indexes(path: str) -> dict[str, str]:
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'invoices'").fetchall())
+
+
+def test_same_rows_as_in_transaction_staging_and_nothing_left(sqlite_url, tmp_path, v1, scratch, monkeypatch):
+    folder = _ledger(tmp_path, v1)
+    files = Files(monkeypatch)
+    store = _applied(sqlite_url, v1)
+    lines = _import_all(store, folder)
+    assert len(files.made) == 4  # one per file, each its own
+    assert list(scratch.iterdir()) == []  # removed once written
+    assert "stg" not in _attached(store)  # the pooled connection keeps nothing attached
+    dump = _dump(store)
+    assert all(": imported" in line and " 0 added, 0 changed" in line for line in _import_all(store, folder))
+    assert _dump(store) == dump  # the same files again change nothing
+    store.dispose()
+
+    # The same files staged in the transaction (no ADBC driver): the same rows and summaries.
+    made = len(files.made)
+    monkeypatch.setitem(sys.modules, "dunningops.ledger.staging_file", None)
+    other = _applied(f"sqlite:///{tmp_path}/in_transaction.db", v1)
+    assert _import_all(other, folder) == lines
+    assert len(files.made) == made  # none made this time
+    assert _dump(other) == dump
+    other.dispose()
+
+
+def test_bad_rows_write_nothing_and_leave_nothing(sqlite_url, tmp_path, v1, scratch, monkeypatch):
+    folder = _ledger(tmp_path, v1)
+    store = _applied(sqlite_url, v1)
+    for kind in ("customers", "contacts"):
+        import_file(store, kind, folder / f"{kind}.csv", now=NOW)
+    before = _dump(store)
+
+    def edit(i: int, row: dict) -> None:
+        if i == 4:
+            row["customer_external_id"] = "NOBODY"  # a set-based check, in the write transaction
+        if i == 9:
+            row["external_id"] = "I-dup"
+        if i == 11:
+            row["external_id"] = "I-dup"
+        if i == 12:
+            row["due_date"] = "2026-02-30"  # a cell check, while staging
+
+    _rewrite(folder / "invoices.csv", edit)
+    files = Files(monkeypatch)
+    with pytest.raises(LedgerImportError) as caught:
+        import_file(store, "invoices", folder / "invoices.csv", now=NOW)
+    found = {(i.row, i.column) for i in caught.value.issues}
+    assert found == {(6, "customer_external_id"), (13, "external_id"), (14, "due_date")}
+    assert len(files.made) == 1 and list(scratch.iterdir()) == []
+    assert _dump(store) == before
+
+    # --skip-invalid: the bad rows rejected, the others written.
+    summary = import_file(store, "invoices", folder / "invoices.csv", now=NOW, skip_invalid=True)
+    assert summary.rejected == 3 and summary.added == summary.rows - 3
+    store.dispose()
+
+
+def test_dry_run_and_first_import_keep_the_indexes(sqlite_url, tmp_path, v1, scratch, monkeypatch):
+    folder = _ledger(tmp_path, v1)
+    store = _applied(sqlite_url, v1)
+    path = sqlite_url.removeprefix("sqlite:///")
+    schema_indexes = _indexes(path)
+    assert "ix_invoices_status_due" in schema_indexes
+    for kind in ("customers", "contacts"):
+        import_file(store, kind, folder / f"{kind}.csv", now=NOW)
+    # Small enough for the test to run fast, large enough for the unordered index to be rebuilt.
+    monkeypatch.setattr("dunningops.ledger.writes._REBUILD_MIN", 10)
+    dropped, drop = [], Index.drop
+    monkeypatch.setattr(Index, "drop", lambda self, *a, **k: (dropped.append(self.name), drop(self, *a, **k)))
+    dry = import_file(store, "invoices", folder / "invoices.csv", now=NOW, dry_run=True)
+    assert dry.added > 0 and _dump(store)["invoices"] == []
+    assert _indexes(path) == schema_indexes  # dropped and built again inside the transaction, rolled back
+    real = import_file(store, "invoices", folder / "invoices.csv", now=NOW)
+    assert real.added == dry.added
+    assert dropped == ["ix_invoices_status_due"] * 2  # rebuilt by both
+    assert _indexes(path) == schema_indexes
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        # The rebuilt index answers as the table does.
+        indexed = db.execute(
+            "SELECT count(*) FROM invoices INDEXED BY ix_invoices_status_due WHERE status = 'open' AND due_date <= '2026-11-23'"
+        ).fetchone()
+        scanned = db.execute(
+            "SELECT count(*) FROM invoices NOT INDEXED WHERE status = 'open' AND due_date <= '2026-11-23'"
+        ).fetchone()
+        assert indexed == scanned and indexed[0] > 0
+    store.dispose()
+
+
+def test_a_temp_table_of_the_same_name_does_not_hide_the_staging_file(sqlite_url, tmp_path, v1, scratch):
+    folder = _ledger(tmp_path, v1)
+    store = _applied(sqlite_url, v1)
+    for kind in ("customers", "contacts"):
+        import_file(store, kind, folder / f"{kind}.csv", now=NOW)
+    # A TEMP table left on the pooled connection (an earlier import cut short, say).
+    with store.session() as s:
+        s.execute(text("CREATE TEMP TABLE stg_invoices (row_no INTEGER PRIMARY KEY, external_id TEXT)"))
+        s.execute(text("INSERT INTO stg_invoices VALUES (1, 'I-stale')"))
+    summary = import_file(store, "invoices", folder / "invoices.csv", now=NOW)
+    with store.session() as s:
+        ids = set(s.scalars(text("SELECT external_id FROM invoices")))
+    assert summary.added == len(ids) > 0 and "I-stale" not in ids
+    store.dispose()
+
+
+def test_config_changed_while_the_file_was_read_imports_nothing(sqlite_url, tmp_path, v1, scratch):
+    folder = _ledger(tmp_path, v1)
+    store = _applied(sqlite_url, v1)
+    import_file(store, "customers", folder / "customers.csv", now=NOW)
+
+    def apply_meanwhile(rows: int) -> None:
+        # Another writer changes the applied config (the company's currency) while rows are staged.
+        if rows:
+            with store.session() as s:
+                s.execute(text("UPDATE settings SET data = json_set(data, '$.company.currency', 'USD')"))
+
+    with pytest.raises(ConflictError, match=r"changed while contacts\.csv was read; nothing was imported"):
+        import_file(store, "contacts", folder / "contacts.csv", now=NOW, progress=apply_meanwhile)
+    assert _dump(store)["contacts"] == [] and list(scratch.iterdir()) == []
+    store.dispose()
+
+
+def test_unwritable_scratch_folder_is_one_clear_error(sqlite_url, tmp_path, v1, scratch, monkeypatch):
+    folder = _ledger(tmp_path, v1)
+    store = _applied(sqlite_url, v1)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    with pytest.raises(
+        DunningOpsError, match=r"cannot make the import's staging file in .*no-such-folder: .*; nothing was imported"
+    ):
+        import_file(store, "customers", folder / "customers.csv", now=NOW)
+    assert _dump(store)["customers"] == []
+    store.dispose()
+
+
+def test_staging_file_rows_and_tables_round_trip(tmp_path, scratch):
+    """Tuples of the row-by-row path and Arrow tables land with SQLite's types (booleans 0/1, dates as text)."""
+    from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS
+
+    with staging_file.StagingFile([STAGING["contacts"], STAGING_FUNCTIONS]) as staged:
+        staged.insert(
+            STAGING["contacts"],
+            [(1, "C1", "a@x.example", None, None, None, True, None), (2, "C1", "b@x.example", "B", None, None, False, False)],
+        )
+        staged.insert(STAGING["contacts"], [])
+        staged.index()
+        staged.close()
+        with sqlite3.connect(staged.path) as db:
+            rows = db.execute(
+                "SELECT row_no, email, is_primary, typeof(is_primary), valid FROM stg_contacts ORDER BY row_no"
+            ).fetchall()
+            names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert rows == [(1, "a@x.example", 1, "integer", None), (2, "b@x.example", 0, "integer", 0)]
+        assert names == {"ix_stg_contacts_key", "ix_stg_contact_functions_key"}
+        folder = staged.path.parent
+    assert not folder.exists()
+
+
+def test_invoice_rows_untouched_by_index_rebuild_on_reimport(sqlite_url, tmp_path, v1, scratch, monkeypatch):
+    """A reimport adds few invoices to many: the unordered index is kept, not rebuilt."""
+    folder = _ledger(tmp_path, v1)
+    store = _applied(sqlite_url, v1)
+    _import_all(store, folder)
+    dropped = []
+    monkeypatch.setattr("sqlalchemy.Index.drop", lambda self, *a, **k: dropped.append(self.name))
+    import_file(store, "invoices", folder / "invoices.csv", now=NOW)
+    assert dropped == []
+    with store.session() as s:
+        assert s.query(InvoiceRow).count() > 0
+    store.dispose()
