@@ -217,3 +217,35 @@ def test_new_invoices_get_the_balance_rules_the_recompute_applies(store, tmp_pat
         "I7": (1000, "paid"),
         "I8": (750, "open"),
     }
+
+
+def test_a_payment_moved_to_another_invoice_gives_the_first_its_balance_back(store, tmp_path: Path):
+    """A corrected payments file links P1 to I4 instead of I1: I1 owes its 1200 again, I4 is reduced."""
+    _import_all(store)
+    moved = tmp_path / "payments.csv"
+    moved.write_text((LEDGER / "payments.csv").read_text().replace("P1,I1,", "P1,I4,"))
+    summary = import_file(store, "payments", moved, now=NOW)
+    assert (summary.added, summary.changed) == (0, 1)
+    invoices = _invoices(store)
+    assert invoices["I1"] == (120000, "open")
+    assert invoices["I4"] == (480000, "open")  # 5000 - 200
+
+
+def test_unchanged_invoices_reimport_recomputes_no_balance(store, tmp_path: Path, monkeypatch):
+    """Only invoices a write changes can owe a new balance (payments are not touched by an invoice import)."""
+    from dunningops.ledger import writes
+
+    _import_all(store)
+    before = _invoices(store)
+    calls = []
+    recompute = writes._recompute_outstanding
+    monkeypatch.setattr(writes, "_recompute_outstanding", lambda *a, **k: (calls.append(k), recompute(*a, **k))[1])
+    assert _import(store, "invoices").changed == 0
+    assert calls == [] and _invoices(store) == before
+    # One invoice changed a day later: recomputed with its payment, the others left as they are.
+    changed = tmp_path / "invoices.csv"
+    changed.write_text((LEDGER / "invoices.csv").read_text().replace("1200.00,1200.00", "1200.00,1000.00"))
+    later = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
+    assert import_file(store, "invoices", changed, now=later).changed == 1
+    assert [c.get("changed_at") for c in calls] == [later]
+    assert _invoices(store) == before | {"I1": (80000, "open")}  # 1000 - 200 paid

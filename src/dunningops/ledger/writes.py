@@ -220,15 +220,29 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
                     .values(status="void", reported_status="void", updated_at=now)
                 )
             )
-        _recompute_outstanding(session, select(stg.c.external_id), existing_up_to=before or 0)
+        # Only the invoices this write changed can owe a new balance: every write (here and the
+        # payments') leaves each invoice's outstanding amount what its reported balance and its
+        # payments make, an invoice import changes no payment, and the new ones have theirs.
+        if counts.changed:
+            _recompute_outstanding(session, select(stg.c.external_id), existing_up_to=before or 0, changed_at=now)
     else:
         inv = invoices.alias("inv")
         joins = [inv.c.external_id == stg.c.invoice_external_id]
         values = {"invoice_id": inv.c.id, "paid_on": stg.c.paid_on, "amount_cents": stg.c.amount_cents, "kind": stg.c.kind}
         # The payments this write creates are the ones above today's last id (ledger writers take turns).
         before = session.scalar(select(func.coalesce(func.max(payments.c.id), 0)))
+        # A corrected payment moved to another invoice: the invoice it leaves owes its balance back.
+        left = session.scalars(
+            select(payments.c.invoice_id)
+            .join(stg, stg.c.external_id == payments.c.external_id)
+            .join(inv, inv.c.external_id == stg.c.invoice_external_id)
+            .where(payments.c.invoice_id != inv.c.id)
+            .distinct()
+        ).all()
         counts.added, counts.changed = _upsert_payments(session, stg, values, joins, now)
         _recompute_outstanding(session, select(stg.c.invoice_external_id))
+        for start in range(0, len(left), 1000):
+            _recompute_outstanding(session, select(invoices.c.external_id).where(invoices.c.id.in_(left[start : start + 1000])))
         if counts.added:
             # Imported here, not at the top: notify sits above the ledger (it renders, it sends).
             from dunningops.notify.owed import owe
@@ -318,10 +332,13 @@ def _status(reported_status, balance):
     )
 
 
-def _recompute_outstanding(session: Session, external_ids, *, existing_up_to: int | None = None) -> None:
+def _recompute_outstanding(
+    session: Session, external_ids, *, existing_up_to: int | None = None, changed_at: datetime | None = None
+) -> None:
     """Outstanding = reported balance - payments and credit notes; a fully paid invoice leaves dunning.
     A failed payment (A9) reduces nothing. ``existing_up_to``: only invoices with an id up to it
-    (the ones there before this write; the write gave the new ones their balance already)."""
+    (the ones there before this write; the write gave the new ones their balance already).
+    ``changed_at``: only invoices updated then (by this write)."""
     if existing_up_to == 0:
         return  # a first import: every invoice is new, and has its balance already
     # The payments summed once per invoice in a derived table (UPDATE … FROM), not in a correlated
@@ -340,7 +357,11 @@ def _recompute_outstanding(session: Session, external_ids, *, existing_up_to: in
     )
     b = (
         balance.join_from(inv, paid, paid.c.invoice_id == inv.c.id, isouter=True)
-        .where(inv.c.external_id.in_(external_ids), *([] if existing_up_to is None else [inv.c.id <= existing_up_to]))
+        .where(
+            inv.c.external_id.in_(external_ids),
+            *([] if existing_up_to is None else [inv.c.id <= existing_up_to]),
+            *([] if changed_at is None else [inv.c.updated_at == changed_at]),
+        )
         .subquery("balance")
     )
     outstanding = case((b.c.balance < 0, 0), else_=b.c.balance)
