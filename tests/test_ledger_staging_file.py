@@ -36,11 +36,13 @@ class Files:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.made: list[Path] = []
+        self.files: list[staging_file.StagingFile] = []
         make = staging_file.StagingFile.__init__
 
         def spied(this, *a, **k):
             make(this, *a, **k)
             self.made.append(this.path)
+            self.files.append(this)
 
         monkeypatch.setattr(staging_file.StagingFile, "__init__", spied)
 
@@ -61,6 +63,7 @@ def test_same_rows_as_in_transaction_staging_and_nothing_left(sqlite_url, tmp_pa
     store = _applied(sqlite_url, v1)
     lines = _import_all(store, folder)
     assert len(files.made) == 4  # one per file, each its own
+    assert all(f.keys_unique for f in files.files)  # their keys' UNIQUE index stood in for the duplicates query
     assert list(scratch.iterdir()) == []  # removed once written
     assert "stg" not in _attached(store)  # the pooled connection keeps nothing attached
     dump = _dump(store)
@@ -102,6 +105,7 @@ def test_bad_rows_write_nothing_and_leave_nothing(sqlite_url, tmp_path, v1, scra
     found = {(i.row, i.column) for i in caught.value.issues}
     assert found == {(6, "customer_external_id"), (13, "external_id"), (14, "due_date")}
     assert len(files.made) == 1 and list(scratch.iterdir()) == []
+    assert files.files[0].keys_unique is False  # the duplicates found and worded by the query
     assert _dump(store) == before
 
     # --skip-invalid: the bad rows rejected, the others written.

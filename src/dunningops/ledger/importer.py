@@ -488,7 +488,12 @@ class _Staging:
 
     def check(self, session: Session, place: Callable[[int], str] | None = None) -> None:
         """The checks that involve other rows or the store, once every row is staged."""
-        found = set_problems(session, self.kind, place) if place else set_problems(session, self.kind)
+        unique = getattr(self.sink, "keys_unique", False)
+        found = (
+            set_problems(session, self.kind, place, keys_unique=unique)
+            if place
+            else set_problems(session, self.kind, keys_unique=unique)
+        )
         self.summary.issues.extend(RowIssue(self.source, r, c, m, self.unit) for r, c, m in found)
 
 

@@ -219,3 +219,8 @@ _INDEXES: dict[str, list[Index]] = {
         Index("ix_stg_payments_invoice", STAGING["payments"].c.invoice_external_id),
     ],
 }
+
+# The index on each staging table's own key (the columns duplicates are found by, writes.set_problems):
+# the first of its kind's indexes above. A staging file builds it UNIQUE when it can, which proves
+# there are no duplicates without the query that finds them.
+KEY_INDEXES = {kind: indexes[0] for kind, indexes in _INDEXES.items()}

@@ -27,6 +27,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from dunningops.errors import StoreError
 from dunningops.ledger.arrow import staging_schema
+from dunningops.ledger.staging import KEY_INDEXES
 from dunningops.store.engine import SORT_THREADS
 
 SCHEMA = "stg"  # the name the write transaction attaches the file under
@@ -37,6 +38,7 @@ class StagingFile:
 
     def __init__(self, tables: list[Table]):
         self.tables = tables
+        self.keys_unique = False  # the staged rows' keys proved unique by their index (index())
         self.schemas = {t.name: staging_schema(t) for t in tables}
         try:
             self._directory = Path(tempfile.mkdtemp(prefix="dunningops-staging-"))
@@ -99,11 +101,21 @@ class StagingFile:
                 self._cursor.adbc_ingest(table.name, data, mode="append")
 
     def index(self) -> None:
-        """The staging indexes, built once the rows are in (one sort each, not a B-tree insert per row)."""
+        """The staging indexes, built once the rows are in (one sort each, not a B-tree insert per row).
+        The key index UNIQUE when the keys are (``keys_unique``): then no query needs to look for duplicates."""
         dialect = sqlite.dialect()
+        keys = {index.name for index in KEY_INDEXES.values()}
         for table in self.tables:
             for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                self._run(str(CreateIndex(index).compile(dialect=dialect)))
+                ddl = str(CreateIndex(index).compile(dialect=dialect))
+                if index.name in keys:
+                    try:
+                        self._cursor.execute(ddl.replace("CREATE INDEX", "CREATE UNIQUE INDEX", 1))
+                        self.keys_unique = True
+                        continue
+                    except adbc.IntegrityError:
+                        pass  # duplicates: writes.set_problems finds and words them
+                self._run(ddl)
 
     def close(self) -> None:
         """Close the writer, so that the write transaction alone holds the file."""

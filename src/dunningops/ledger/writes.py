@@ -36,15 +36,19 @@ def _row_place(row: int) -> str:
     return f"row {row}"
 
 
-def set_problems(session: Session, kind: str, place: Callable[[int], str] = _row_place) -> list[tuple[int, str, str]]:
+def set_problems(
+    session: Session, kind: str, place: Callable[[int], str] = _row_place, *, keys_unique: bool = False
+) -> list[tuple[int, str, str]]:
     """(row, column, message) for problems that involve other rows or the store.
 
     ``place`` words the other row a message points at ("row 3"; the HTTP API says "item 2").
+    ``keys_unique``: the staged keys are known to be unique (a UNIQUE index on them was built).
     """
     stg = STAGING[kind]
     problems: list[tuple[int, str, str]] = []
     key = ("customer_external_id", "email") if kind == "contacts" else ("external_id",)
-    problems += _duplicates(session, stg, key, place)
+    if not keys_unique:
+        problems += _duplicates(session, stg, key, place)
     if kind in ("contacts", "invoices"):
         problems += _unknown(session, stg, "customer_external_id", customers, "customer")
     if kind == "payments":
