@@ -9,6 +9,7 @@ The plain-text part is built from the same blocks, not from the HTML.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,9 @@ import yaml
 from jinja2 import Template
 from markupsafe import escape
 
+from dunningops.render import limits
 from dunningops.render.environment import render
+from dunningops.render.escaping import escape_text
 from dunningops.render.labels import days_overdue
 from dunningops.render.layout import FONT, MUTED, RULE, TEXT, ink_on, text_html
 
@@ -131,7 +134,7 @@ def parse_blocks(text: str) -> tuple[list[RawBlock], list[tuple[int | None, str]
 @dataclass(frozen=True)
 class CompiledBlock:
     type: str
-    fields: dict[str, Template]
+    fields: dict[str, Template | str]  # a str: a field without variables, as it always renders (constant_field)
     line: int  # where the block starts in the body file
     lines: dict[str, int]  # where each field is
 
@@ -154,20 +157,20 @@ def _invoice_table(tvars: dict, words: dict[str, str], brand: str) -> tuple[str,
     html = [
         '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="font-size:14px;">',
         '<tr style="background:#f3f5f7;">'
-        + "".join(f'<th align="{a}"{c} style="{th}">{escape(words[k])}</th>' for a, c, k in heads)
+        + "".join(f'<th align="{a}"{c} style="{th}">{escape_text(words[k])}</th>' for a, c, k in heads)
         + "</tr>",
     ]
     text = []
     colon = words["colon"]
     for inv in tvars["invoices"]:
         url = inv["document_url"]
-        link = f'<a href="{escape(url)}">{escape(words["view"])}</a>' if url else ""
+        link = f'<a href="{escape_text(url)}">{escape_text(words["view"])}</a>' if url else ""
         html.append(
-            f'<tr><td style="{_TD}">{escape(inv["number"])}</td>'
-            f'<td style="{_TD} white-space:nowrap;">{escape(inv["due_date"])}</td>'
+            f'<tr><td style="{_TD}">{escape_text(inv["number"])}</td>'
+            f'<td style="{_TD} white-space:nowrap;">{escape_text(inv["due_date"])}</td>'
             f'<td align="right" class="dno-hide-sm" style="{_TD}">{inv["days_overdue"]}</td>'
-            f'<td align="right" class="dno-hide-sm" style="{_TD} white-space:nowrap;">{escape(inv["amount"])}</td>'
-            f'<td align="right" style="{_TD} white-space:nowrap;">{escape(inv["outstanding"])}</td>'
+            f'<td align="right" class="dno-hide-sm" style="{_TD} white-space:nowrap;">{escape_text(inv["amount"])}</td>'
+            f'<td align="right" style="{_TD} white-space:nowrap;">{escape_text(inv["outstanding"])}</td>'
             f'<td style="{_TD}">{link}</td></tr>'
         )
         first = f"• {words['invoice']} {inv['number']} – {words['due']}{colon}{inv['due_date']}"
@@ -177,9 +180,9 @@ def _invoice_table(tvars: dict, words: dict[str, str], brand: str) -> tuple[str,
         text.append(f"  {words['amount']}{colon}{inv['amount']} – {words['outstanding'].lower()}{colon}{inv['outstanding']}")
         if url:
             text.append(f"  {words['view']}{colon}{url}")
-    total = escape(tvars["totals"]["outstanding"])
+    total = escape_text(tvars["totals"]["outstanding"])
     html.append(
-        f'<tr><td colspan="2" style="padding:12px 8px; font-weight:bold;">{escape(words["total"])}</td>'
+        f'<tr><td colspan="2" style="padding:12px 8px; font-weight:bold;">{escape_text(words["total"])}</td>'
         '<td class="dno-hide-sm"></td><td class="dno-hide-sm"></td>'
         f'<td align="right" style="padding:12px 8px; font-weight:bold; white-space:nowrap;">{total}</td><td></td></tr>'
     )
@@ -201,6 +204,28 @@ def _button(label: str, url: str, brand: str) -> str:
     )
 
 
+def constant_field(source: str, template: Template) -> Template | str:
+    """A block field with no variable, statement or @TAG@ (no '{', no '@') as the text it renders to
+    in every email, rendered once; else ``template``."""
+    if "{" in source or "@" in source:
+        return template
+    previous = limits.begin()
+    try:
+        return render(template, {})
+    except Exception:  # e.g. past a limit: rendered per email instead, which reports it
+        return template
+    finally:
+        limits.end(previous)
+
+
+# The HTML of a constant text is the same in every email.
+_constant_html = functools.lru_cache(maxsize=256)(text_html)
+
+
+def _text_html(block: CompiledBlock, text: str) -> str:
+    return _constant_html(text) if isinstance(block.fields.get("text"), str) else text_html(text)
+
+
 def render_blocks(
     blocks: Sequence[CompiledBlock], tvars: dict, words: dict[str, str], brand: str, company_name: str
 ) -> tuple[str, str]:
@@ -208,19 +233,23 @@ def render_blocks(
     html: list[str] = []
     text: list[str] = []
     for index, block in enumerate(blocks, start=1):
-        values = {key: render(template, tvars) for key, template in block.fields.items()}
+        # A constant is charged to the email's budget as its rendering would be.
+        values = {
+            key: limits.concat_output((field,)) if isinstance(field, str) else render(field, tvars)
+            for key, field in block.fields.items()
+        }
         kind = block.type
         if kind == "heading":
             colour = brand if ink_on(brand) == "#ffffff" else TEXT
             html.append(
                 _ROW.format(
                     f'<h1 style="margin:0; font-family:{FONT}; font-size:22px; line-height:1.3; '
-                    f'color:{colour};">{text_html(values["text"].strip())}</h1>'
+                    f'color:{colour};">{_text_html(block, values["text"].strip())}</h1>'
                 )
             )
             text.append(values["text"].strip())
         elif kind == "paragraph":
-            html.append(_ROW.format(f'<p style="margin:0;">{text_html(values["text"].strip())}</p>'))
+            html.append(_ROW.format(f'<p style="margin:0;">{_text_html(block, values["text"].strip())}</p>'))
             text.append(values["text"].strip())
         elif kind == "invoice_table":
             table_html, table_text = _invoice_table(tvars, words, brand)

@@ -17,6 +17,7 @@ from jinja2.utils import missing
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
 
+from dunningops.render.escaping import escape_text
 from dunningops.render.filters import bounded_filters
 from dunningops.render.limits import (
     binop,
@@ -177,7 +178,12 @@ def compile_template(env: BoundedEnvironment, source: str, filename: str) -> Tem
     ast = _Bound().visit(env.parse(source, name=filename, filename=filename))
     ast.set_environment(env)
     code = env.compile(ast, name=filename, filename=filename)
-    return env.template_class.from_code(env, code, env.make_globals(None), None)
+    template = env.template_class.from_code(env, code, env.make_globals(None), None)
+    # The compiled code escapes what it writes with the ``escape`` of its own module namespace, and
+    # only joins the results (a block or macro then wraps the text in a Markup): escape_text gives
+    # the same text without a Markup per value.
+    template.root_render_func.__globals__["escape"] = escape_text
+    return template
 
 
 def render(template: Template, variables: dict) -> str:

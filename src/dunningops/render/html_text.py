@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from html import unescape
+from itertools import islice
 
 _SKIP = frozenset({"head", "style", "script", "title", "template"})
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})
@@ -156,9 +158,69 @@ class _Converter:
             self.out.append(mark)
 
     def feed(self, html: str) -> None:
+        if "<!--" in html:  # a comment may run past a '<': the tokenizer over the whole text
+            self.tokens(_TOKENS.findall(html))
+            return
+        # Without comments, every '<' starts a token and no token runs past the next '<' (see
+        # _TOKENS): the text splits at '<' into pieces of a tag and the text after it. A template
+        # writes the same pieces in every email, each worked out once (_piece); a piece the
+        # cached shortcut cannot decide goes through the tokenizer on its own.
+        pieces = html.split("<")
+        if pieces[0]:
+            self.tokens((("", "", "", pieces[0]),))
+        get = _PIECES.get
+        out = self.out
+        append = out.append
+        tags, keeps_stack = self.tags, self.keeps
+        for piece in islice(pieces, 1, None):
+            found = get(piece)
+            if found is None:
+                found = _piece(piece)
+                if found is None:
+                    self.tokens(_TOKENS.findall("<" + piece))
+                    continue
+            action, raw, text = found
+            # The commonest tags, outside a dropped element, are opened and closed here, as
+            # start() and end() would (a method call per tag is much of the cost of an email).
+            if isinstance(action, str):  # an end tag
+                if tags and tags[-1] == action and action not in _CLOSE_WORK and not self.skip_tag:
+                    tags.pop()
+                    self.pre -= keeps_stack.pop()
+                    mark = _CLOSE_MARK.get(action)
+                    if mark is not None:
+                        append(mark)
+                else:
+                    self.end(action)
+            elif action is not None:
+                name, dropped, href, keeps, self_closing = action
+                if dropped or self_closing or name in _OPEN_WORK or self.skip_tag:
+                    self.start(name, dropped, href, keeps)
+                    if self_closing:
+                        self.end(name)
+                else:
+                    mark = _OPEN_MARK.get(name)
+                    if mark is not None:
+                        append(mark)
+                    if name == "tr":
+                        self.cells = 0
+                    elif name == "td" or name == "th":
+                        if self.cells:
+                            append(_CELL)
+                        self.cells += 1
+                    if name not in _VOID:
+                        tags.append(name)
+                        keeps_stack.append(keeps)
+                        self.pre += keeps
+            if raw and not self.skip_tag:
+                if self.pre:
+                    append(unescape(raw).replace("\r\n", "\n").replace("\n", _BR))
+                else:
+                    append(text if text is not None else _text(raw))
+
+    def tokens(self, tokens: Iterable[tuple[str, str, str, str]]) -> None:
+        """Convert ``_TOKENS.findall`` tokens: one tuple of groups each, '' for those that did not take part."""
         append = self.out.append
-        # findall: one tuple of groups per token, '' for the groups that did not take part.
-        for closing, tag, raw, text in _TOKENS.findall(html):
+        for closing, tag, raw, text in tokens:
             if text:
                 if self.skip_tag:
                     continue
@@ -178,8 +240,64 @@ class _Converter:
                     self.end(name)
 
 
+# What the markup at the start of a piece is, by its text up to the first '>': a start tag's
+# _StartTag, an end tag's name, None for a doctype or processing instruction (dropped), or _UNSURE
+# when that '>' does not end it (it is inside a quoted value, or the '<' is text).
+_Markup = _StartTag | str | None
+_UNSURE = ""  # no tag name is empty
+_MARKUP: dict[str, _Markup] = {}
+# A piece: (its markup, the text after it, that text converted outside pre or None if too long to cache).
+_PIECES: dict[str, tuple[_Markup, str, str | None]] = {}
+_CACHED_PIECES = 8192  # entries of each cache: emptied when full (a body's own pieces are untrusted)
+
+
+def _markup(head: str) -> _Markup:
+    # The tokenizer never looks past the '>' that ends a doctype, an instruction or a tag (possessive
+    # quantifiers, no quoted value holding a '<'), so what "<head>" is, the whole piece is.
+    match = _TOKENS.match(f"<{head}>")
+    if match is None or match.end() != len(head) + 2:
+        return _UNSURE
+    closing, tag, raw, _ = match.groups()
+    if tag is None:
+        return None
+    if closing:
+        return tag.lower()
+    return _start_tag(tag, raw)
+
+
+def _piece(piece: str) -> tuple[_Markup, str, str | None] | None:
+    """``piece`` (what follows a '<' up to the next one) as (markup, text after it, that text converted);
+    None when the tokenizer has to decide."""
+    end = piece.find(">")
+    if end < 0:
+        return None
+    head = piece[:end]
+    if head in _MARKUP:
+        markup = _MARKUP[head]
+    else:
+        markup = _markup(head)
+        if len(head) <= _CACHED_TAG:
+            if len(_MARKUP) >= _CACHED_PIECES:
+                _MARKUP.clear()
+            _MARKUP[head] = markup
+    if markup == _UNSURE:
+        return None
+    raw = piece[end + 1 :]
+    if len(raw) > _CACHED_TEXT:
+        return markup, raw, None
+    found = (markup, raw, _cached_text(raw))
+    if len(head) <= _CACHED_TAG:  # long pieces are not kept, as long tags and texts are not
+        if len(_PIECES) >= _CACHED_PIECES:
+            _PIECES.clear()
+        _PIECES[piece] = found
+    return found
+
+
 _OPEN_MARK = {"br": _BR, **dict.fromkeys(_PARAGRAPH, _PARA), **dict.fromkeys(_LINE, _NL)}
 _CLOSE_MARK = {**dict.fromkeys(_PARAGRAPH, _PARA), **dict.fromkeys(_LINE, _NL)}
+# Tags whose start or end does more than write its marker and open or close the element.
+_OPEN_WORK = frozenset({"ul", "ol", "li", "a"})
+_CLOSE_WORK = frozenset({"ul", "ol", "a"})
 
 
 def _breaks(match: re.Match) -> str:
@@ -193,18 +311,40 @@ def _breaks(match: re.Match) -> str:
 _BLANKS = re.compile(r"\t[ \t]*| [ \t]+")
 _BREAK_RUNS = re.compile(f"[{_NL}{_PARA}{_BR}]+")
 _CELL_RUNS = re.compile(f"{_CELL}{_CELL}+")
+_MARKS = f"{_NL}{_PARA}{_CELL}{_BR}"
+# A cluster: a run of markers with the blanks between and after them. What it becomes depends on
+# it alone, and a template's clusters are the same few dozen in every email (_cached_gap). The
+# pattern starts with a class of characters, which re's search skips to at C speed.
+_CLUSTERS = re.compile(f"([{_MARKS}][{_MARKS} \t]*+)")
+_CACHED_GAP = 64  # characters
+
+
+def _gap(run: str) -> str:
+    """A gap as text: its blanks collapsed or dropped next to a marker, its markers as line breaks and cells."""
+    text = _BLANKS.sub(" ", run)
+    # Blanks are single spaces now: one next to a marker goes (str.replace, not a regex per match).
+    for mark in (_NL, _PARA, _CELL, _BR):
+        text = text.replace(" " + mark, mark).replace(mark + " ", mark)
+    text = _BREAK_RUNS.sub(_breaks, text)
+    # Empty cells (e.g. a column hidden on phones) leave no gap.
+    return _CELL_RUNS.sub(_CELL, text)
+
+
+# A template's gaps are the same few dozen in every email.
+_cached_gap = functools.lru_cache(maxsize=1024)(_gap)
 
 
 def html_to_text(html: str) -> str:
     """The plain-text version of ``html``."""
     parser = _Converter()
     parser.feed(html)
-    text = _BLANKS.sub(" ", "".join(parser.out))
-    # Blanks are single spaces now: one next to a marker goes (str.replace, not a regex per match).
-    for mark in (_NL, _PARA, _CELL, _BR):
-        text = text.replace(" " + mark, mark).replace(mark + " ", mark)
-    text = _BREAK_RUNS.sub(_breaks, text)
-    # Empty cells (e.g. a column hidden on phones) leave no gap.
-    text = _CELL_RUNS.sub(_CELL, text)
+    # re.split with a group: the words at even indexes, the clusters between them at odd ones.
+    parts = _CLUSTERS.split("".join(parser.out))
+    # Blanks before a marker go, like those after it (in its cluster).
+    parts[0:-1:2] = [word.rstrip(" \t") for word in parts[0:-1:2]]
+    parts[1::2] = [_cached_gap(gap) if len(gap) <= _CACHED_GAP else _gap(gap) for gap in parts[1::2]]
+    text = "".join(parts)
+    if "\t" in text or "  " in text:  # the words' own runs of blanks
+        text = _BLANKS.sub(" ", text)
     lines = (line.strip(" " + _CELL).replace(_CELL, "  ") for line in text.strip().split("\n"))
     return "\n".join(lines).strip() + "\n"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from markupsafe import escape
 
+from dunningops.render.escaping import escape_text
+
 DEFAULT_BRAND = "#1f4e79"
 PAGE_BG, TEXT, MUTED, RULE = "#f3f5f7", "#1d2733", "#6b7785", "#e3e7eb"
 FONT = "Arial, Helvetica, sans-serif"
@@ -42,7 +44,7 @@ class Shell:
     bottom: str
 
     def wrap(self, subject: str, content: str) -> str:
-        return f"{self.head}{escape(subject)}{self.top}{content}{self.bottom}"
+        return f"{self.head}{escape_text(subject)}{self.top}{content}{self.bottom}"
 
 
 def shell(company: dict, language: str) -> Shell:
@@ -107,5 +109,7 @@ def text_html(text: str) -> str:
 
 def text_to_html(text: str) -> str:
     """A text body as HTML paragraphs: a blank line starts a paragraph, a line break stays one."""
-    paragraphs = _PARAGRAPHS.split(text.strip())
-    return "\n".join(f'<p style="margin:0 0 16px;">{text_html(p)}</p>' for p in paragraphs if p.strip())
+    # Escaping and linking work the same on the whole text as paragraph by paragraph (neither
+    # touches white space, no URL spans any): done once, in two passes instead of two a paragraph.
+    paragraphs = _PARAGRAPHS.split(linkify(str(escape(text.strip()))))
+    return "\n".join('<p style="margin:0 0 16px;">' + p.replace("\n", "<br>\n") + "</p>" for p in paragraphs if p.strip())

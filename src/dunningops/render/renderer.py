@@ -15,7 +15,7 @@ from jinja2 import Template, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SecurityError
 
 from dunningops.render import limits
-from dunningops.render.blocks import BlockError, CompiledBlock, parse_blocks, render_blocks
+from dunningops.render.blocks import BlockError, CompiledBlock, constant_field, parse_blocks, render_blocks
 from dunningops.render.context import EmailContext
 from dunningops.render.environment import compile_template, environment, render
 from dunningops.render.errors import RenderError
@@ -156,7 +156,10 @@ class Renderer:
                     block.type,
                     {
                         # Every field is text here: parse_blocks reported any that is not (raised above).
-                        key: compile_part(cast(str, value), f"block {block.index} {key}", False, block.lines.get(key, block.line))
+                        key: constant_field(
+                            cast(str, value),
+                            compile_part(cast(str, value), f"block {block.index} {key}", False, block.lines.get(key, block.line)),
+                        )
                         for key, value in block.fields.items()
                     },
                     block.line,

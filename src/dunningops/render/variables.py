@@ -97,14 +97,18 @@ def _documented(path: str, source: dict) -> Vars:
 
 
 def _invoice(inv: InvoiceData, index: int, locale: str) -> Vars:
+    amount = money(inv.amount_cents, inv.currency, locale)
     return Vars(
         f"invoices[{index}]",
         {
             "number": inv.number,
             "issue_date": long_date(inv.issue_date, locale) if inv.issue_date else None,
             "due_date": long_date(inv.due_date, locale),
-            "amount": money(inv.amount_cents, inv.currency, locale),
-            "outstanding": money(inv.outstanding_cents, inv.currency, locale),
+            "amount": amount,
+            # Most invoices a reminder lists are unpaid: nothing paid, the same text.
+            "outstanding": amount
+            if inv.outstanding_cents == inv.amount_cents
+            else money(inv.outstanding_cents, inv.currency, locale),
             "currency": inv.currency,
             "days_overdue": inv.days_overdue,
             "document_url": inv.document_url or None,
@@ -140,7 +144,8 @@ _STATE_WORDS = {"fr": {"open": "ouvert", "closed": "clos"}, "en": {"open": "open
 
 
 def _incident(incident: dict | None, locale: str) -> Vars:
-    incident = incident or {}
+    if not incident:  # every field None (a reminder's case): what the lines below give for {}
+        return _documented("incident", {})
     words = _STATE_WORDS.get(locale.split("_")[0], _STATE_WORDS["en"])
     opened, closed = incident.get("opened_on"), incident.get("closed_on")
     return _documented(
@@ -157,7 +162,8 @@ def _incident(incident: dict | None, locale: str) -> Vars:
 
 
 def _payment(payment: dict | None, locale: str) -> Vars:
-    payment = payment or {}
+    if not payment:  # every field None (a reminder's case): what the lines below give for {}
+        return _documented("payment", {})
     currency = payment.get("currency") or "EUR"
     amount, left, paid_on = payment.get("amount_cents"), payment.get("outstanding_cents"), payment.get("paid_on")
     return _documented(
