@@ -530,3 +530,30 @@ def test_unreachable_server_is_not_retried_batch_after_batch():
         second = transport.send([message("b@example.fr")])
         assert attempts is not None and transport._unusable is attempts  # the same problem, not rediscovered
     assert first[0].status == second[0].status == "deferred"
+
+
+def test_message_ids_random_unique_and_drawn_anew_after_fork():
+    """Ids come from a block of os.urandom bytes: each a version-4 UUID, never repeated, and a forked
+    child never hands out the ids its parent's block still holds."""
+    import os
+    import uuid as uuid_module
+
+    from dunningops.transport.message import _OURS
+
+    ids = [new_message_id("mail.example", "0a1b2c3d") for _ in range(3 * 256 + 7)]  # over three blocks
+    assert len(set(ids)) == len(ids)
+    for mid in ids[:300]:
+        assert _OURS.match(mid)
+        assert uuid_module.UUID(hex=mid[1:33]).version == 4
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, to the parent
+        os.close(reader)
+        os.write(writer, "\n".join(new_message_id("mail.example") for _ in range(10)).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        child = pipe.read().split("\n")
+    os.waitpid(pid, 0)
+    parent = [new_message_id("mail.example") for _ in range(10)]
+    assert len(child) == 10 and not set(child) & set(parent)
