@@ -226,3 +226,56 @@ def test_invoice_rows_untouched_by_index_rebuild_on_reimport(sqlite_url, tmp_pat
     with store.session() as s:
         assert s.query(InvoiceRow).count() > 0
     store.dispose()
+
+
+def test_unknown_customers_of_a_first_import_found_after_the_write_the_same(sqlite_url, tmp_path, v1, scratch, monkeypatch):
+    """A first import of invoices looks for unknown customers only when the write left rows out: the same
+    problems as the check before the write gives, and nothing written (dry run or not)."""
+    from dunningops.ledger import writes
+
+    folder = _ledger(tmp_path, v1)
+
+    def edit(i: int, row: dict) -> None:
+        if i in (3, 40):
+            row["customer_external_id"] = f"NOBODY-{i}"
+
+    _rewrite(folder / "invoices.csv", edit)
+    looked = []
+    unknown = writes.unknown_customers
+
+    def spy(when: str):
+        def spied(session, kind):
+            if kind == "invoices":
+                looked.append(when)
+            return unknown(session, kind)
+
+        return spied
+
+    monkeypatch.setattr(importer, "unknown_customers", spy("after"))
+    monkeypatch.setattr(writes, "unknown_customers", spy("before"))
+    found = []
+    for url in (sqlite_url, f"sqlite:///{tmp_path}/in_transaction.db"):
+        if found:  # the second store: staged in the transaction, checked before the write
+            monkeypatch.setitem(sys.modules, "dunningops.ledger.staging_file", None)
+        store = _applied(url, v1)
+        for kind in ("customers", "contacts"):
+            import_file(store, kind, folder / f"{kind}.csv", now=NOW)
+        for dry_run in (True, False):
+            with pytest.raises(LedgerImportError) as caught:
+                import_file(store, "invoices", folder / "invoices.csv", now=NOW, dry_run=dry_run)
+            found.append([(i.file, i.row, i.column, i.message) for i in caught.value.issues])
+            assert _dump(store)["invoices"] == []
+        store.dispose()
+    assert looked == ["after", "after", "before", "before"]
+    assert found[0] == found[1] == found[2] == found[3]
+    assert [f[1:3] for f in found[0]] == [(5, "customer_external_id"), (42, "customer_external_id")]
+    assert "unknown customer 'NOBODY-3' (import customers first)" in found[0][0][3]
+
+    # A clean first import: no query for unknown customers at all.
+    looked.clear()
+    monkeypatch.delitem(sys.modules, "dunningops.ledger.staging_file")
+    clean = _ledger(tmp_path / "clean", v1)
+    store = _applied(f"sqlite:///{tmp_path}/clean.db", v1)
+    lines = _import_all(store, clean)
+    assert looked == [] and " 0 rejected" not in lines[2] and "added" in lines[2]
+    store.dispose()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from dunningops.ledger.columns import REDUCING_KINDS
 from dunningops.ledger.staging import ADDRESS_COLUMNS, STAGING, STAGING_FUNCTIONS
+from dunningops.store.engine import SORT_THREADS
 from dunningops.store.schema import ContactFunctionLinkRow, ContactRow, CustomerRow, InvoiceRow, PaymentRow
 
 customers, contacts, invoices, payments = (t.__table__ for t in (CustomerRow, ContactRow, InvoiceRow, PaymentRow))
@@ -32,25 +33,31 @@ class WriteCounts:
     notices: int = 0  # payments: the portal notifications (A9) the new payments owe
 
 
-def _row_place(row: int) -> str:
+def row_place(row: int) -> str:
     return f"row {row}"
 
 
 def set_problems(
-    session: Session, kind: str, place: Callable[[int], str] = _row_place, *, keys_unique: bool = False
+    session: Session,
+    kind: str,
+    place: Callable[[int], str] = row_place,
+    *,
+    keys_unique: bool = False,
+    customers_later: bool = False,
 ) -> list[tuple[int, str, str]]:
     """(row, column, message) for problems that involve other rows or the store.
 
     ``place`` words the other row a message points at ("row 3"; the HTTP API says "item 2").
     ``keys_unique``: the staged keys are known to be unique (a UNIQUE index on them was built).
+    ``customers_later``: unknown customers are looked for after the write (``unknown_customers``).
     """
     stg = STAGING[kind]
     problems: list[tuple[int, str, str]] = []
     key = ("customer_external_id", "email") if kind == "contacts" else ("external_id",)
     if not keys_unique:
         problems += _duplicates(session, stg, key, place)
-    if kind in ("contacts", "invoices"):
-        problems += _unknown(session, stg, "customer_external_id", customers, "customer")
+    if kind in ("contacts", "invoices") and not customers_later:
+        problems += unknown_customers(session, kind)
     if kind == "payments":
         problems += _unknown(session, stg, "invoice_external_id", invoices, "invoice")
     if kind == "contacts":
@@ -82,6 +89,11 @@ def _duplicates(session: Session, stg: Table, key: tuple[str, ...], place: Calla
     )
     what = " and ".join(key)
     return [(r[0], key[-1], f"duplicate {what} {'/'.join(map(str, r[2:]))!r} (first on {place(r[1])})") for r in rows]
+
+
+def unknown_customers(session: Session, kind: str) -> list[tuple[int, str, str]]:
+    """Staged rows (contacts, invoices) whose customer is not in the store."""
+    return _unknown(session, STAGING[kind], "customer_external_id", customers, "customer")
 
 
 def _unknown(session: Session, stg: Table, column: str, target: Table, what: str) -> list[tuple[int, str, str]]:
@@ -322,8 +334,12 @@ def _built_after(session: Session, stg: Table, existing: int) -> Iterator[None]:
     for index in indexes:
         index.drop(connection)
     yield
-    for index in indexes:
-        index.create(connection)
+    connection.exec_driver_sql(f"PRAGMA threads={SORT_THREADS}")  # the sort of a million keys, in helper threads
+    try:
+        for index in indexes:
+            index.create(connection)
+    finally:
+        connection.exec_driver_sql("PRAGMA threads=0")
 
 
 def _status(reported_status, balance):
