@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from dunningops.errors import InvalidInputError
 from dunningops.ledger.columns import KINDS
-from dunningops.ledger.importer import ImportSummary, drop_staging, stage_rows
+from dunningops.ledger.importer import ImportSummary, stage_rows
 from dunningops.ledger.issues import RowIssue
+from dunningops.ledger.loading import drop_staging
 from dunningops.ledger.mapping import Mapping
 from dunningops.ledger.reader import RawRow, json_cells
 from dunningops.ledger.writes import write
