@@ -231,7 +231,7 @@ def test_invoice_rows_untouched_by_index_rebuild_on_reimport(sqlite_url, tmp_pat
 def test_unknown_customers_of_a_first_import_found_after_the_write_the_same(sqlite_url, tmp_path, v1, scratch, monkeypatch):
     """A first import of invoices looks for unknown customers only when the write left rows out: the same
     problems as the check before the write gives, and nothing written (dry run or not)."""
-    from dunningops.ledger import writes
+    from dunningops.ledger import checks
 
     folder = _ledger(tmp_path, v1)
 
@@ -241,7 +241,7 @@ def test_unknown_customers_of_a_first_import_found_after_the_write_the_same(sqli
 
     _rewrite(folder / "invoices.csv", edit)
     looked = []
-    unknown = writes.unknown_customers
+    unknown = checks.unknown_customers
 
     def spy(when: str):
         def spied(session, kind):
@@ -252,7 +252,7 @@ def test_unknown_customers_of_a_first_import_found_after_the_write_the_same(sqli
         return spied
 
     monkeypatch.setattr(importer, "unknown_customers", spy("after"))
-    monkeypatch.setattr(writes, "unknown_customers", spy("before"))
+    monkeypatch.setattr(checks, "unknown_customers", spy("before"))
     found = []
     for url in (sqlite_url, f"sqlite:///{tmp_path}/in_transaction.db"):
         if found:  # the second store: staged in the transaction, checked before the write

@@ -224,7 +224,7 @@ def _contacts(ctx: LedgerContext, cells: Cells, iso: bool) -> BatchConverter:
             "name": _text(cells(records, "name"), n),
             "phone": _text(cells(records, "phone"), n),
             "job": _text(cells(records, "job"), n),
-            "is_primary": [bool(p) for p in primary],  # C3: checked and written set-based (writes.py)
+            "is_primary": [bool(p) for p in primary],  # C3: checked and written set-based (checks.py, writes.py)
             "valid": _bools(cells(records, "valid"), n),  # C10: None leaves the contact's validity as it is
         }
         # C7: functions by id or label (any language), each once per contact, in the file's order.

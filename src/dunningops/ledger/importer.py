@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from dunningops.errors import ConflictError, InvalidInputError, StoreError
+from dunningops.ledger.checks import unknown_customers
 from dunningops.ledger.columnar import Slow, batch_converter
 from dunningops.ledger.columns import KINDS
 from dunningops.ledger.context import LedgerContext
@@ -31,7 +32,7 @@ from dunningops.ledger.loading import Staging, drop_staging, tables
 from dunningops.ledger.mapping import Mapping
 from dunningops.ledger.reader import RawRow, csv_batches, detect_format, read_rows, record_cells
 from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS
-from dunningops.ledger.writes import unknown_customers, write
+from dunningops.ledger.writes import write
 from dunningops.store.engine import Store, store_error
 from dunningops.store.schema import InvoiceRow
 

@@ -14,12 +14,12 @@ from sqlalchemy import Date, Table
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
+from dunningops.ledger.checks import row_place, set_problems
 from dunningops.ledger.columns import KINDS, make_parsers
 from dunningops.ledger.context import LedgerContext
 from dunningops.ledger.issues import RowIssue
 from dunningops.ledger.mapping import Mapping
 from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS, converter
-from dunningops.ledger.writes import row_place, set_problems
 
 if TYPE_CHECKING:
     from dunningops.ledger.importer import ImportSummary

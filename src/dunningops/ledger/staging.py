@@ -220,7 +220,7 @@ _INDEXES: dict[str, list[Index]] = {
     ],
 }
 
-# The index on each staging table's own key (the columns duplicates are found by, writes.set_problems):
+# The index on each staging table's own key (the columns duplicates are found by, checks.set_problems):
 # the first of its kind's indexes above. A staging file builds it UNIQUE when it can, which proves
 # there are no duplicates without the query that finds them.
 KEY_INDEXES = {kind: indexes[0] for kind, indexes in _INDEXES.items()}

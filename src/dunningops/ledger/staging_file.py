@@ -5,7 +5,7 @@ were a third of a 1M-invoice import on SQLite. ADBC's SQLite driver inserts an A
 straight from their buffers. It opens its own connection, and a TEMP table lives in one connection:
 so the tables go into a scratch file, which the import's write transaction ATTACHes once the rows
 (and the staging indexes) are in (``Store.session(attach=...)``). The tables keep their names, so
-the checks and writes (writes.py) read them unchanged.
+the checks and writes (checks.py, writes.py) read them unchanged.
 
 Only for a SQLite store: PostgreSQL already loads staging with COPY, in its transaction.
 """
@@ -114,7 +114,7 @@ class StagingFile:
                         self.keys_unique = True
                         continue
                     except adbc.IntegrityError:
-                        pass  # duplicates: writes.set_problems finds and words them
+                        pass  # duplicates: checks.set_problems finds and words them
                 self._run(ddl)
 
     def close(self) -> None:
