@@ -356,8 +356,10 @@ def bench_send(ledger: Path, port: int, repeat: int) -> tuple[dict, dict]:
     a1 = measure(send_child("smtplib", ledger, port), inner=inner("smtplib"), **reps)
     log(f"[send] anchor (2): smtp-source -m {SEND_MESSAGES} -s 10 -l 2000")
     a2 = measure([SOURCE, "-m", SEND_MESSAGES, "-s", "10", "-l", "2000", f"127.0.0.1:{port}"], **reps)
-    log("[send] ours: Renderer + OutgoingMessage + SmtpTransport(pool_size=10), batches of 200 (the cycle's BATCH)")
+    log("[send] ours: RenderWorker + OutgoingMessage + SmtpTransport(pool_size=10), batches of 200 (the cycle's BATCH)")
     ours = measure(send_child("ours", ledger, port, "--batch", "200"), inner=inner("ours_batch200"), **reps)
+    log("[send] ours, one process: the same batches of 200 rendered in this process (what the render worker gains)")
+    ours_1p = measure(send_child("ours-one-process", ledger, port, "--batch", "200"), inner=inner("ours_one_process"), **reps)
     log("[send] ours, sequential: the same batches of 200, rendered and sent in turn (what the overlap gains)")
     ours_seq = measure(send_child("ours-sequential", ledger, port, "--batch", "200"), inner=inner("ours_sequential"), **reps)
     log(f"[send] ours: one batch of {SEND_MESSAGES:,}")
@@ -367,10 +369,10 @@ def bench_send(ledger: Path, port: int, repeat: int) -> tuple[dict, dict]:
         return round(SEND_MESSAGES / s.median_s, 1)
 
     entries = {}
-    which = {"render_send_batch200": "ours_batch200", "render_send_sequential_batch200": "ours_sequential",
-             "render_send_one_batch": "ours_one_batch"}
-    for name, s in (("render_send_batch200", ours), ("render_send_sequential_batch200", ours_seq),
-                    ("render_send_one_batch", ours_one)):
+    which = {"render_send_batch200": "ours_batch200", "render_send_one_process_batch200": "ours_one_process",
+             "render_send_sequential_batch200": "ours_sequential", "render_send_one_batch": "ours_one_batch"}
+    for name, s in (("render_send_batch200", ours), ("render_send_one_process_batch200", ours_1p),
+                    ("render_send_sequential_batch200", ours_seq), ("render_send_one_batch", ours_one)):
         d = details[which[name]]
         ratio1 = a1.median_s / s.median_s  # messages/s over messages/s: same count
         entries[name] = {

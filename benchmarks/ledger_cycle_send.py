@@ -47,6 +47,7 @@ from datetime import date
 from pathlib import Path
 
 from dunningops.dunning.compose import pick_language
+from dunningops.dunning.render_worker import RenderWorker
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.outgoing.overlap import overlapped
 from dunningops.reconcile.objects import desired_objects
@@ -137,14 +138,20 @@ class Cycle:
                         "currency": c.currency}
         self.renderer: Renderer | None = None
 
-    def start(self) -> None:
-        # Part of the timed work: the cycle builds one Renderer per run (templates compiled on first use).
-        self.renderer = Renderer(self.config.templates, company=self.config.settings.company.model_dump())
+    def start(self, *, worker: bool = False) -> None:
+        # Part of the timed work: the cycle builds one renderer per run (templates compiled on first use),
+        # a RenderWorker (its batches rendered in a process of its own once that is ready).
+        company = self.config.settings.company.model_dump()
+        self.renderer = (RenderWorker(self.config.templates, company) if worker
+                         else Renderer(self.config.templates, company=company))
 
-    def message(self, item: Item) -> OutgoingMessage:
-        assert self.renderer is not None
+    def close(self) -> None:
+        if isinstance(self.renderer, RenderWorker):
+            self.renderer.close()
+
+    def request(self, item: Item) -> tuple[str, str, EmailContext]:
         language, locale = pick_language(self.config, item.template, item.locale)
-        ctx = EmailContext(
+        return item.template, language, EmailContext(
             company=self.company, customer=item.customer,
             contact={"name": item.contact_name, "email": item.contact_email},
             invoices=[InvoiceData(number=n, due_date=due, amount_cents=a, outstanding_cents=o, currency=cur,
@@ -153,7 +160,20 @@ class Cycle:
             sender={"name": self.sender.name, "email": self.sender.email}, signature=self.signature,
             today=self.today, locale=locale,
         )
-        email = self.renderer.render(item.template, language, ctx)
+
+    def messages(self, items: list[Item]) -> list[OutgoingMessage]:
+        """A batch as dunning/prepare.py and dunning/sending.py make it: rendered together, then built."""
+        assert self.renderer is not None
+        emails = self.renderer.render_many([self.request(item) for item in items])
+        return [self._message(item, email) for item, email in zip(items, emails, strict=True)]
+
+    def message(self, item: Item) -> OutgoingMessage:
+        assert self.renderer is not None
+        return self._message(item, self.renderer.render(*self.request(item)))
+
+    def _message(self, item: Item, email) -> OutgoingMessage:
+        if isinstance(email, Exception):
+            raise email
         return OutgoingMessage(
             message_id=new_message_id(self.domain), from_=self.sender, to=[Address(item.contact_email, item.contact_name)],
             reply_to=Address(REPLY_TO), subject=email.subject, text=email.text, html=email.html,
@@ -161,18 +181,18 @@ class Cycle:
         )
 
 
-def run_ours(items: list[Item], cycle: Cycle, port: int, batch: int, *, overlap: bool = True) -> dict:
+def run_ours(items: list[Item], cycle: Cycle, port: int, batch: int, *, overlap: bool = True, worker: bool = True) -> dict:
     render_s = send_s = render_cpu_s = 0.0
     sent = 0
     start, cpu = time.perf_counter(), time.process_time()
-    cycle.start()
+    cycle.start(worker=worker)
     transport = SmtpTransport("127.0.0.1", port, security="none", pool_size=CONNECTIONS, local_hostname=EHLO_NAME)
 
     def prepare(first: int) -> list[OutgoingMessage]:
         nonlocal render_s
         nonlocal render_cpu_s
         t0, c0 = time.perf_counter(), time.thread_time()
-        messages = [cycle.message(item) for item in items[first:first + batch]]
+        messages = cycle.messages(items[first:first + batch])
         render_s += time.perf_counter() - t0
         render_cpu_s += time.thread_time() - c0
         return messages
@@ -192,10 +212,12 @@ def run_ours(items: list[Item], cycle: Cycle, port: int, batch: int, *, overlap:
                 send(prepare(first))
     finally:
         transport.close()
+        cycle.close()
     seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     return {"seconds": seconds, "sent": sent, "render_and_build_s": round(render_s, 3), "transport_send_s": round(send_s, 3),
             "waited_s": round(max(0.0, seconds - render_s), 3), "overlapped": overlap, "cpu_s": round(cpu_s, 3),
-            "render_and_build_cpu_s": round(render_cpu_s, 3)}
+            "render_and_build_cpu_s": round(render_cpu_s, 3),
+            "batches_rendered_apart": cycle.renderer.used if isinstance(cycle.renderer, RenderWorker) else 0}
 
 
 def run_smtplib(items: list[Item], cycle: Cycle, port: int) -> dict:
@@ -236,7 +258,7 @@ def run_smtplib(items: list[Item], cycle: Cycle, port: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ledger_cycle_send", description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["ours", "ours-sequential", "smtplib"])
+    parser.add_argument("mode", choices=["ours", "ours-one-process", "ours-sequential", "smtplib"])
     parser.add_argument("--ledger", type=Path, required=True, help="folder with the generated CSVs")
     parser.add_argument("--port", type=int, required=True, help="the sink's port on 127.0.0.1")
     parser.add_argument("--count", type=int, default=10_000)
@@ -249,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
-    if args.mode in ("ours", "ours-sequential"):
-        result = run_ours(items, cycle, args.port, args.batch, overlap=args.mode == "ours")
+    if args.mode.startswith("ours"):
+        result = run_ours(items, cycle, args.port, args.batch, overlap=args.mode != "ours-sequential", worker=args.mode == "ours")
     else:
         result = run_smtplib(items, cycle, args.port)
     if profiler:

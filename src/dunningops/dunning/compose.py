@@ -217,8 +217,24 @@ def address(config: RunConfig, batch: Batch, d: Decision) -> tuple[rcpt.Recipien
     return who, resolve(config, d.step.sender, d.account_manager, d.plan.reply_to)
 
 
-def draft(config: RunConfig, renderer: Renderer, batch: Batch, d: Decision, today: date) -> Draft | rcpt.Recipients:
-    """The email for a due email step (with the invoices of the decisions merged into it), or the
+@dataclass(frozen=True)
+class Pending:
+    """An email step addressed, its context built: all it lacks is its rendering."""
+
+    decision: Decision
+    recipients: rcpt.Recipients
+    sender: Sender
+    template: str
+    language: str
+    context: EmailContext
+    invoice_ids: list[int]
+
+    def drafted(self, email: RenderedEmail) -> Draft:
+        return Draft(self.decision, self.recipients, self.sender, self.language, email, self.invoice_ids)
+
+
+def pending(config: RunConfig, batch: Batch, d: Decision, today: date) -> Pending | rcpt.Recipients:
+    """A due email step (with the invoices of the decisions merged into it) ready to render, or the
     Recipients (with its problem, in words a person can act on) when nobody can receive it."""
     who, sender = address(config, batch, d)
     if sender is None:
@@ -228,7 +244,13 @@ def draft(config: RunConfig, renderer: Renderer, batch: Batch, d: Decision, toda
     rows = batch.invoices_for(d)
     url = batch.rating_url(config.settings, d.customer_id, today)
     postal = batch.addresses.get(d.customer_id)
-    email = renderer.render(
-        template, language, context(config, d, rows, who.to[0], sender, today, locale, rating_url=url, address=postal)
-    )
-    return Draft(d, who, sender, language, email, [r.id for r in rows])
+    ctx = context(config, d, rows, who.to[0], sender, today, locale, rating_url=url, address=postal)
+    return Pending(d, who, sender, template, language, ctx, [r.id for r in rows])
+
+
+def draft(config: RunConfig, renderer: Renderer, batch: Batch, d: Decision, today: date) -> Draft | rcpt.Recipients:
+    """``pending``, rendered (RenderError if it cannot be)."""
+    found = pending(config, batch, d, today)
+    if isinstance(found, rcpt.Recipients):
+        return found
+    return found.drafted(renderer.render(found.template, found.language, found.context))

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from dunningops.dunning.calendar import SendingCalendar
+from dunningops.dunning.render_worker import RenderWorker
 from dunningops.dunning.report import CycleReport
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.render import Renderer
@@ -40,13 +41,23 @@ class RunContext:
     stop: threading.Event | None = None  # set: claim nothing more, give the unsent back
 
     @classmethod
-    def build(cls, config: RunConfig, at: datetime, report: CycleReport, batch_size: int = BATCH) -> RunContext:
+    def build(
+        cls, config: RunConfig, at: datetime, report: CycleReport, batch_size: int = BATCH, *, render_worker: bool = False
+    ) -> RunContext:
+        """``render_worker``: a large run's batches render in a process of their own (render_worker.py);
+        the caller then ``close()``s the context."""
         calendar = SendingCalendar(config.settings)
+        # The dry run shows outcomes, not bodies: the plain-text alternative of html emails (the
+        # largest single cost, and a pure function that cannot fail) is left out there.
+        company, plain_text = config.settings.company.model_dump(), not report.dry_run
+        renderer = (
+            RenderWorker(config.templates, company, plain_text=plain_text)
+            if render_worker
+            else Renderer(config.templates, company=company, plain_text=plain_text)
+        )
         return cls(
             config=config,
-            # The dry run shows outcomes, not bodies: the plain-text alternative of html emails (the
-            # largest single cost, and a pure function that cannot fail) is left out there.
-            renderer=Renderer(config.templates, company=config.settings.company.model_dump(), plain_text=not report.dry_run),
+            renderer=renderer,
             calendar=calendar,
             at=at,
             today=calendar.local(at).date(),
@@ -60,3 +71,8 @@ class RunContext:
 
     def with_runner(self, runner: Any, stop: threading.Event | None) -> RunContext:
         return dataclasses.replace(self, runner=runner, stop=stop)
+
+    def close(self) -> None:
+        """Stops the render worker's process, if there is one."""
+        if isinstance(self.renderer, RenderWorker):
+            self.renderer.close()

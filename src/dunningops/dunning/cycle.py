@@ -153,13 +153,16 @@ def _decided(session: Session, ctx: RunContext) -> Iterator[Decision]:
 
 def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int, done: Done, *, prepared: bool) -> None:
     with store.session() as session:
-        ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
-        report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
-        for batch in _batches(_decided(session, ctx), batch_size):
-            acting = [d for d in batch if d.outcome in ("send", "todo")]
-            if acting and prepared:
-                prepare(session, ctx, acting)
-            done(batch)
+        ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size, render_worker=prepared)
+        try:
+            report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
+            for batch in _batches(_decided(session, ctx), batch_size):
+                acting = [d for d in batch if d.outcome in ("send", "todo")]
+                if acting and prepared:
+                    prepare(session, ctx, acting)
+                done(batch)
+        finally:
+            ctx.close()
 
 
 def _run(
@@ -177,7 +180,7 @@ def _run(
         portal.settle_interrupted(session)  # A9: their notifications follow (never sent again)
         claims.release_dead(session)
     with store.session() as session:
-        ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
+        ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size, render_worker=True)
     ctx = ctx.with_runner(runner, stop)
     with store.session(write_lock=True) as session:
         # One cycle at a time ends pauses (PostgreSQL: the others skip it this time).
@@ -212,6 +215,7 @@ def _run(
         report.errors.append(str(exc))
     finally:
         way.close()
+        ctx.close()
 
 
 def _drain(batches: Iterator[list[Decision]], done: Done) -> None:

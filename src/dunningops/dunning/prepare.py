@@ -30,16 +30,35 @@ class PreparedStep:
 def prepare(session: Session, ctx: RunContext, batch: list[Decision]) -> list[PreparedStep]:
     """Recipients and rendering for each due step; updates each decision's outcome and reason to match."""
     loaded = compose.Batch.load(session, [d.customer_id for d in batch], ctx.today)
-    out = []
+    out: list[PreparedStep | RenderError] = []
+    waiting: list[tuple[int, compose.Pending]] = []
     for d in batch:
         try:
-            out.append(_prepare_automatic(ctx, loaded, d) if d.outcome == "send" else _prepare_manual(ctx, loaded, d))
+            if d.outcome != "send":
+                out.append(_prepare_manual(ctx, loaded, d))
+                continue
+            found = compose.pending(ctx.config, loaded, d, ctx.today)
         except RenderError as exc:
+            out.append(exc)
+            continue
+        if isinstance(found, Recipients):
+            out.append(_no_recipient(d, found))
+        else:
+            waiting.append((len(out), found))
+            out.append(PreparedStep(d, "send"))
+    # The automatic emails are rendered together: in a process of their own in a large run (render_worker.py).
+    rendered = ctx.renderer.render_many([(p.template, p.language, p.context) for _, p in waiting])
+    for (i, p), email in zip(waiting, rendered, strict=True):
+        out[i] = email if isinstance(email, RenderError) else PreparedStep(p.decision, "send", draft=p.drafted(email))
+    prepared = []
+    for d, step in zip(batch, out, strict=True):
+        if isinstance(step, RenderError):
             # Never sent (nor prepared for a person) with a hole in it; the step stays due until the template is fixed.
-            d.outcome, d.reason = "error", with_reason(f"cannot be rendered: {exc}", d.reason)
-            ctx.report.errors.append(f"{d.customer} {d.plan.id}.{d.step.id}: {exc}")
-            out.append(PreparedStep(d, "error"))
-    return out
+            d.outcome, d.reason = "error", with_reason(f"cannot be rendered: {step}", d.reason)
+            ctx.report.errors.append(f"{d.customer} {d.plan.id}.{d.step.id}: {step}")
+            step = PreparedStep(d, "error")
+        prepared.append(step)
+    return prepared
 
 
 def with_reason(reason: str, notes: str) -> str:
@@ -51,12 +70,9 @@ def _nobody(problem: str | None) -> str:
     return f"nobody can be written to: {problem}"
 
 
-def _prepare_automatic(ctx: RunContext, loaded: compose.Batch, d: Decision) -> PreparedStep:
-    drafted = compose.draft(ctx.config, ctx.renderer, loaded, d, ctx.today)
-    if isinstance(drafted, Recipients):
-        d.outcome, d.reason = "todo", with_reason(_nobody(drafted.problem), d.reason)
-        return PreparedStep(d, "todo", todo_kind="no_recipient", payload={"action": "email", "problem": drafted.problem})
-    return PreparedStep(d, "send", draft=drafted)
+def _no_recipient(d: Decision, who: Recipients) -> PreparedStep:
+    d.outcome, d.reason = "todo", with_reason(_nobody(who.problem), d.reason)
+    return PreparedStep(d, "todo", todo_kind="no_recipient", payload={"action": "email", "problem": who.problem})
 
 
 def _prepare_manual(ctx: RunContext, loaded: compose.Batch, d: Decision) -> PreparedStep:

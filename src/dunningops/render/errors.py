@@ -20,6 +20,7 @@ class RenderError(DunningOpsError):
         variable: str | None = None,
     ):
         self.template, self.language, self.part, self.line, self.variable = template, language, part, line, variable
+        self._message = message
         where = ""
         if template:
             where = f"template {template!r}" + (f" ({language})" if language else "")
@@ -27,3 +28,12 @@ class RenderError(DunningOpsError):
                 where += f", {part}" + (f" line {line}" if line else "")
             where += ": "
         super().__init__(where + message)
+
+    def __reduce__(self):
+        # Across processes (the send cycle's render worker) with its fields, not only its text.
+        fields = {"template": self.template, "language": self.language, "part": self.part, "line": self.line}
+        return _restore, (self._message, fields, self.variable)
+
+
+def _restore(message: str, fields: dict, variable: str | None) -> RenderError:
+    return RenderError(message, variable=variable, **fields)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -25,7 +26,7 @@ from dunningops.render.layout import Shell, brand_colour, shell, text_to_html
 from dunningops.render.tags import expand_tags
 from dunningops.render.variables import template_vars
 
-__all__ = ["RenderError", "RenderedEmail", "Renderer"]
+__all__ = ["RenderError", "RenderRequest", "RenderedEmail", "Renderer"]
 
 _UNDEFINED = re.compile(r"^(\S+) is undefined$")
 _LINE_SPACE = re.compile(r"[ \t\r\n\f\v]+")  # not no-break spaces: "1 200,00 €" stays in one piece
@@ -37,11 +38,17 @@ _TOO_DEEP = "the template nests too deeply (a macro or a recursive loop calling 
 _TOO_DEEP_SYNTAX = "expressions are nested too deeply"
 
 
+RenderRequest = tuple[str, str, EmailContext]  # (template_id, language, ctx)
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedEmail:
     subject: str
     html: str
     text: str
+
+    def __reduce__(self):
+        return RenderedEmail, (self.subject, self.html, self.text)  # the render worker's answers
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,17 @@ class Renderer:
         finally:
             limits.end(previous)
         return RenderedEmail(subject, html, text)
+
+    def render_many(self, requests: Sequence[RenderRequest]) -> list[RenderedEmail | RenderError]:
+        """Each ``(template_id, language, ctx)`` rendered, or its RenderError, in order (the send
+        cycle's batches; a subclass may render them elsewhere)."""
+        out: list[RenderedEmail | RenderError] = []
+        for template_id, language, ctx in requests:
+            try:
+                out.append(self.render(template_id, language, ctx))
+            except RenderError as exc:
+                out.append(exc)
+        return out
 
     def compiled(self, template_id: str, language: str) -> _Compiled:
         """Compile (once) and return ``template_id`` in ``language``; RenderError if it cannot be."""
