@@ -163,7 +163,7 @@ def test_small_batches_and_one_core_never_start_a_child(example, monkeypatch):
     worker = RenderWorker(*example, processes=True)
     worker.render_many(_requests(render_worker.MIN_REQUESTS - 1))
     assert worker._child is None
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(render_worker, "_cores", lambda: 1)
     one_core = RenderWorker(*example)
     for _ in range(3):
         one_core.render_many(_requests(render_worker.MIN_REQUESTS))

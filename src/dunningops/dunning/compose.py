@@ -15,7 +15,7 @@ from dunningops.dunning.due import invoice_paused
 from dunningops.dunning.runconfig import RunConfig, StepConfig
 from dunningops.dunning.schedule import Decision
 from dunningops.dunning.senders import Sender, resolve
-from dunningops.render import RenderedEmail, Renderer
+from dunningops.render import RenderedEmail
 from dunningops.render.context import EmailContext, InvoiceData
 from dunningops.render.pdf import address_lines
 from dunningops.spec.models import Settings
@@ -229,6 +229,10 @@ class Pending:
     context: EmailContext
     invoice_ids: list[int]
 
+    @property
+    def request(self) -> tuple[str, str, EmailContext]:
+        return self.template, self.language, self.context
+
     def drafted(self, email: RenderedEmail) -> Draft:
         return Draft(self.decision, self.recipients, self.sender, self.language, email, self.invoice_ids)
 
@@ -246,11 +250,3 @@ def pending(config: RunConfig, batch: Batch, d: Decision, today: date) -> Pendin
     postal = batch.addresses.get(d.customer_id)
     ctx = context(config, d, rows, who.to[0], sender, today, locale, rating_url=url, address=postal)
     return Pending(d, who, sender, template, language, ctx, [r.id for r in rows])
-
-
-def draft(config: RunConfig, renderer: Renderer, batch: Batch, d: Decision, today: date) -> Draft | rcpt.Recipients:
-    """``pending``, rendered (RenderError if it cannot be)."""
-    found = pending(config, batch, d, today)
-    if isinstance(found, rcpt.Recipients):
-        return found
-    return found.drafted(renderer.render(found.template, found.language, found.context))

@@ -153,16 +153,14 @@ def _decided(session: Session, ctx: RunContext) -> Iterator[Decision]:
 
 def _dry_run(store: Store, config: RunConfig | None, report: CycleReport, batch_size: int, done: Done, *, prepared: bool) -> None:
     with store.session() as session:
-        ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size, render_worker=prepared)
-        try:
-            report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
-            for batch in _batches(_decided(session, ctx), batch_size):
-                acting = [d for d in batch if d.outcome in ("send", "todo")]
-                if acting and prepared:
-                    prepare(session, ctx, acting)
-                done(batch)
-        finally:
-            ctx.close()
+        # No render worker: with nothing sent meanwhile, rendering elsewhere would only be waited for.
+        ctx = RunContext.build(config or RunConfig.from_store(session), report.at, report, batch_size)
+        report.pauses_ended = pause_ends.expiring(session, today=ctx.today)
+        for batch in _batches(_decided(session, ctx), batch_size):
+            acting = [d for d in batch if d.outcome in ("send", "todo")]
+            if acting and prepared:
+                prepare(session, ctx, acting)
+            done(batch)
 
 
 def _run(

@@ -5,6 +5,7 @@ real run then does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -13,7 +14,8 @@ from dunningops.dunning import compose
 from dunningops.dunning.context import RunContext
 from dunningops.dunning.recipients import Recipients
 from dunningops.dunning.schedule import Decision
-from dunningops.render import RenderError
+from dunningops.render import RenderedEmail, RenderError
+from dunningops.render.renderer import RenderRequest
 
 __all__ = ["PreparedStep", "prepare", "with_reason"]
 
@@ -27,29 +29,25 @@ class PreparedStep:
     payload: dict = field(default_factory=dict)
 
 
+# A step waiting for its rendering: the request, and what the rendered email makes of the step.
+_Waiting = tuple[RenderRequest, Callable[[RenderedEmail], PreparedStep]]
+
+
 def prepare(session: Session, ctx: RunContext, batch: list[Decision]) -> list[PreparedStep]:
     """Recipients and rendering for each due step; updates each decision's outcome and reason to match."""
     loaded = compose.Batch.load(session, [d.customer_id for d in batch], ctx.today)
-    out: list[PreparedStep | RenderError] = []
-    waiting: list[tuple[int, compose.Pending]] = []
+    out: list[PreparedStep | _Waiting | RenderError] = []
     for d in batch:
         try:
-            if d.outcome != "send":
-                out.append(_prepare_manual(ctx, loaded, d))
-                continue
-            found = compose.pending(ctx.config, loaded, d, ctx.today)
+            out.append(_prepare_automatic(ctx, loaded, d) if d.outcome == "send" else _prepare_manual(ctx, loaded, d))
         except RenderError as exc:
             out.append(exc)
-            continue
-        if isinstance(found, Recipients):
-            out.append(_no_recipient(d, found))
-        else:
-            waiting.append((len(out), found))
-            out.append(PreparedStep(d, "send"))
-    # The automatic emails are rendered together: in a process of their own in a large run (render_worker.py).
-    rendered = ctx.renderer.render_many([(p.template, p.language, p.context) for _, p in waiting])
-    for (i, p), email in zip(waiting, rendered, strict=True):
-        out[i] = email if isinstance(email, RenderError) else PreparedStep(p.decision, "send", draft=p.drafted(email))
+    # The batch's emails and letters are rendered together: in a process of their own in a large run
+    # (render_worker.py).
+    waiting = [(i, step) for i, step in enumerate(out) if isinstance(step, tuple)]
+    rendered = ctx.renderer.render_many([request for _, (request, _) in waiting])
+    for (i, (_, finish)), email in zip(waiting, rendered, strict=True):
+        out[i] = email if isinstance(email, RenderError) else finish(email)
     prepared = []
     for d, step in zip(batch, out, strict=True):
         if isinstance(step, RenderError):
@@ -57,6 +55,7 @@ def prepare(session: Session, ctx: RunContext, batch: list[Decision]) -> list[Pr
             d.outcome, d.reason = "error", with_reason(f"cannot be rendered: {step}", d.reason)
             ctx.report.errors.append(f"{d.customer} {d.plan.id}.{d.step.id}: {step}")
             step = PreparedStep(d, "error")
+        assert isinstance(step, PreparedStep)
         prepared.append(step)
     return prepared
 
@@ -70,21 +69,27 @@ def _nobody(problem: str | None) -> str:
     return f"nobody can be written to: {problem}"
 
 
-def _no_recipient(d: Decision, who: Recipients) -> PreparedStep:
-    d.outcome, d.reason = "todo", with_reason(_nobody(who.problem), d.reason)
-    return PreparedStep(d, "todo", todo_kind="no_recipient", payload={"action": "email", "problem": who.problem})
+def _prepare_automatic(ctx: RunContext, loaded: compose.Batch, d: Decision) -> PreparedStep | _Waiting:
+    found = compose.pending(ctx.config, loaded, d, ctx.today)
+    if isinstance(found, Recipients):
+        d.outcome, d.reason = "todo", with_reason(_nobody(found.problem), d.reason)
+        return PreparedStep(d, "todo", todo_kind="no_recipient", payload={"action": "email", "problem": found.problem})
+    return found.request, lambda email: PreparedStep(d, "send", draft=found.drafted(email))
 
 
-def _prepare_manual(ctx: RunContext, loaded: compose.Batch, d: Decision) -> PreparedStep:
+def _prepare_manual(ctx: RunContext, loaded: compose.Batch, d: Decision) -> PreparedStep | _Waiting:
     payload: dict = {"action": d.step.action, "invoice_ids": [r.id for r in loaded.invoices_for(d)]}
     if d.step.action == "email":
-        drafted = compose.draft(ctx.config, ctx.renderer, loaded, d, ctx.today)
-        if isinstance(drafted, Recipients):
-            payload["problem"] = drafted.problem
-            d.reason = with_reason(_nobody(drafted.problem), d.reason)
-        else:
-            payload.update(_prepared_email(drafted))
-        return PreparedStep(d, "todo", todo_kind="email", payload=payload)
+        found = compose.pending(ctx.config, loaded, d, ctx.today)
+        if isinstance(found, Recipients):
+            payload["problem"] = found.problem
+            d.reason = with_reason(_nobody(found.problem), d.reason)
+            return PreparedStep(d, "todo", todo_kind="email", payload=payload)
+
+        def email_todo(email: RenderedEmail) -> PreparedStep:
+            return PreparedStep(d, "todo", todo_kind="email", payload={**payload, **_prepared_email(found.drafted(email))})
+
+        return found.request, email_todo
     if d.step.action == "letter":
         template = compose.template_of(d.step)
         language, locale = compose.pick_language(ctx.config, template, d.locale)
@@ -101,17 +106,13 @@ def _prepare_manual(ctx: RunContext, loaded: compose.Batch, d: Decision) -> Prep
             rating_url=loaded.rating_url(ctx.config.settings, d.customer_id, ctx.today),
             address=loaded.addresses.get(d.customer_id),
         )
-        letter = ctx.renderer.render(template, language, context)
-        payload.update(
-            {
-                "template": template,
-                "language": language,
-                "subject": letter.subject,
-                "html": letter.html,
-                "text": letter.text,
-            }
-        )
-        return PreparedStep(d, "todo", todo_kind="letter", payload=payload)
+
+        def letter_todo(letter: RenderedEmail) -> PreparedStep:
+            rendered = {"template": template, "language": language, "subject": letter.subject}
+            rendered.update(html=letter.html, text=letter.text)
+            return PreparedStep(d, "todo", todo_kind="letter", payload={**payload, **rendered})
+
+        return (template, language, context), letter_todo
     payload["phones"] = [
         {"name": c.name, "phone": c.phone, "email": c.email} for c in loaded.contacts.get(d.customer_id, []) if c.phone
     ]

@@ -63,7 +63,7 @@ class RenderWorker(Renderer):
     ):
         super().__init__(templates, company, plain_text=plain_text)
         self._args = (templates, company, plain_text)
-        self._wanted = (os.cpu_count() or 1) > 1 if processes is None else processes
+        self._wanted = _cores() > 1 if processes is None else processes
         self._min_requests = MIN_REQUESTS if min_requests is None else min_requests
         self._child: subprocess.Popen | None = None
         self._ready = False
@@ -149,6 +149,14 @@ class RenderWorker(Renderer):
             for pipe in (child.stdin, child.stdout):
                 if pipe is not None:
                     pipe.close()
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 # --- in the child (render_child.py) -----------------------------------------------------------
