@@ -53,11 +53,13 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 def main() -> int:
     out = os.dup(1)
     os.dup2(2, 1)  # print() and libraries write to standard error, never into a frame
-    from dunningops.dunning.render_worker import render_batch, start_renderer
-
+    # Read before the renderer's imports: the parent's first write (the templates) may be larger
+    # than a pipe holds, and it must not wait for them.
     first = read_frame(0)
     if first is None:
         return 0
+    from dunningops.dunning.render_worker import render_batch, start_renderer
+
     start_renderer(*pickle.loads(first))
     write_frame(out, READY)
     while (frame := read_frame(0)) is not None:
