@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 import test_ledger_columnar
 from dunningops.errors import DunningOpsError
-from dunningops.ledger import arrow, importer
+from dunningops.ledger import arrow, arrow_convert, importer
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.issues import LedgerImportError
 from dunningops.ledger.mapping import Mapping
@@ -324,7 +324,7 @@ def test_mapping_delimiter_and_latin1(prepared, monkeypatch):
 
 
 def test_strip_is_str_strip():
-    assert arrow.STRIP == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    assert arrow_convert.STRIP == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
 
 
 def test_help_and_small_files_do_not_import_pyarrow(tmp_path):
