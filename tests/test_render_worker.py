@@ -119,44 +119,41 @@ def test_close_ends_the_child(example, waits):
     worker.close()  # twice is harmless
 
 
-def test_a_child_that_dies_costs_only_the_child(example, waits, caplog):
-    templates, company = example
-    requests = _requests(80)
-    expected = Renderer(templates, company=company).render_many(requests)
-    worker = RenderWorker(templates, company, processes=True)
-    try:
-        worker.render_many(requests)
-        _same(worker.render_many(requests), expected)
-        assert worker.used == 1
-        child = worker._child
-        assert child is not None
-        child.kill()
-        child.wait()
-        _same(worker.render_many(requests), expected)  # rendered here
-        assert worker._child is None and worker.used == 1
-        assert "the render worker failed" in caplog.text
-        _same(worker.render_many(requests), expected)  # and here from now on: no new child
-        assert worker._child is None
-    finally:
-        worker.close()
-
-
-def test_a_child_that_hangs_is_stopped_and_the_batch_renders_here(example, waits, monkeypatch):
+@pytest.fixture
+def busy(example, waits):
+    """A worker whose child has rendered a batch; the requests, and what rendering here makes of them."""
     templates, company = example
     requests = _requests(60)
     expected = Renderer(templates, company=company).render_many(requests)
     worker = RenderWorker(templates, company, processes=True)
     try:
-        worker.render_many(requests)
-        worker.render_many(requests)
-        child = worker._child
-        assert child is not None and worker.used == 1
-        monkeypatch.setattr(render_worker, "BATCH_TIMEOUT_S", 0.5)
-        os.kill(child.pid, signal.SIGSTOP)
+        worker.render_many(requests)  # here, while the child starts
         _same(worker.render_many(requests), expected)
-        assert worker._child is None and child.wait(timeout=10) == -signal.SIGKILL
+        assert worker.used == 1 and worker._child is not None
+        yield worker, requests, expected
     finally:
         worker.close()
+
+
+def test_a_child_that_dies_costs_only_the_child(busy, caplog):
+    worker, requests, expected = busy
+    child = worker._child
+    child.kill()
+    child.wait()
+    _same(worker.render_many(requests), expected)  # rendered here
+    assert worker._child is None and worker.used == 1
+    assert "the render worker failed" in caplog.text
+    _same(worker.render_many(requests), expected)  # and here from now on: no new child
+    assert worker._child is None
+
+
+def test_a_child_that_hangs_is_stopped_and_the_batch_renders_here(busy, monkeypatch):
+    worker, requests, expected = busy
+    child = worker._child
+    monkeypatch.setattr(render_worker, "BATCH_TIMEOUT_S", 0.5)
+    os.kill(child.pid, signal.SIGSTOP)
+    _same(worker.render_many(requests), expected)
+    assert worker._child is None and child.wait(timeout=10) == -signal.SIGKILL
 
 
 def test_small_batches_and_one_core_never_start_a_child(example, monkeypatch):
