@@ -11,24 +11,33 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
+import time
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+import smtp_fixtures
 from cycle_helpers import paris, setup_store
 from dunningops.dunning import render_worker
 from dunningops.dunning.cycle import run_send
 from dunningops.dunning.render_worker import RenderWorker
 from dunningops.dunning.runconfig import RunConfig
+from dunningops.dunning.sending import SEND_CHUNK
 from dunningops.reconcile.objects import desired_objects
 from dunningops.render import RenderedEmail, RenderError, Renderer
 from dunningops.render.context import EmailContext, InvoiceData
 from dunningops.spec import load_config
 from dunningops.store import open_store
-from dunningops.store.schema import MessageRow
+from dunningops.store.schema import MessageRow, OutboxRow
 from dunningops.transport.smtp import SmtpTransport
+from outgoing_helpers import finished, kill_while_held
+
+make_faulty_smtp_server = smtp_fixtures.make_faulty_smtp_server
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 TODAY = date(2026, 11, 19)
@@ -258,3 +267,80 @@ def test_the_child_imports_nothing_from_the_working_directory(example, waits, tm
     finally:
         worker.close()
     assert not marker.exists()
+
+
+# --- a kill while the child is there ------------------------------------------------------------
+
+RUN = """
+import sys
+from dunningops.dunning import render_worker
+render_worker.MIN_REQUESTS, render_worker.WAIT_READY_S = 10, 60.0
+start = render_worker.RenderWorker._start
+
+
+def started(self):  # the child's pid, for the test to watch
+    start(self)
+    with open(sys.argv[4], "a") as out:
+        print(self._child.pid, file=out)
+
+
+render_worker.RenderWorker._start = started
+from cycle_helpers import paris
+from dunningops.dunning.cycle import run_send
+from dunningops.store import open_store
+from dunningops.transport.smtp import SmtpTransport
+url, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+factory = lambda config: SmtpTransport(host, port, security="none", pool_size=3, max_attempts=1, timeout=120)
+report = run_send(open_store(url), at=paris(2026, 12, 4), transport_factory=factory, batch_size=40)
+print(f"sent {report.sent} unknown {report.unknown}")
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs the render child (not ended, nor a zombie nobody reaped)."""
+    try:
+        return b"dunningops.dunning.render_child" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _send_in_a_process(url: str, server, pids: Path) -> subprocess.Popen:
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (tests, os.environ.get("PYTHONPATH"))))}
+    return subprocess.Popen([sys.executable, "-c", RUN, url, server.host, str(server.port), str(pids)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_a_run_killed_while_its_child_renders_sends_nothing_twice_and_leaves_no_child(
+    database_url, v1, tmp_path, make_faulty_smtp_server
+):
+    store = open_store(database_url)
+    try:
+        setup_store(store, v1, tmp_path, **_ledger())
+        with store.session() as s:  # the aliases' confirmations went out earlier: the first email is a reminder
+            s.execute(update(OutboxRow).values(delivered_at=paris(2026, 11, 21)))
+    finally:
+        store.dispose()
+    pids = tmp_path / "children"
+    # The first message's final "." is taken and its answer held: the run is killed there, while the
+    # next batch is being rendered in the child (or waits for it).
+    server = make_faulty_smtp_server("late_reply", times=1, delay=60, pipelining=True)
+    held = kill_while_held(_send_in_a_process(database_url, server, pids), server)
+    # The killed run had started its child; the child saw its input end and left with it.
+    (child,) = map(int, pids.read_text().split())
+    deadline = time.monotonic() + 10
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child)
+    code, out, err = finished(_send_in_a_process(database_url, server, pids))
+    assert code == 0 and "Traceback" not in err, (out, err)
+    # The killed run's chunk recorded `sending` (the held one among them) shows as possibly sent and
+    # is never sent again; the second run sends all the others.
+    sent, unknown = (int(n) for n in out.split()[1::2])
+    assert 1 <= unknown <= SEND_CHUNK and sent + unknown == CUSTOMERS
+    # At most once, counted at the server: no Message-ID and no recipient twice, the held one once.
+    reminders = [d for d in server.deliveries if d.complete and b"X-Dunningops-Customer" in d.data]
+    assert server.received(held) == 1
+    assert max(Counter(d.message_id for d in reminders).values()) == 1
+    recipients = Counter(tuple(d.rcpt_tos) for d in reminders)
+    assert max(recipients.values()) == 1 and len(recipients) >= sent
