@@ -29,7 +29,7 @@ from dunningops.dunning.render_worker import RenderWorker
 from dunningops.dunning.runconfig import RunConfig
 from dunningops.dunning.sending import SEND_CHUNK
 from dunningops.reconcile.objects import desired_objects
-from dunningops.render import RenderedEmail, RenderError, Renderer
+from dunningops.render import RenderedEmail, Renderer, RenderError
 from dunningops.render.context import EmailContext, InvoiceData
 from dunningops.spec import load_config
 from dunningops.store import open_store
@@ -219,7 +219,7 @@ def test_a_send_cycle_whose_batches_render_in_the_child_sends_each_reminder_once
         close(self)
 
     monkeypatch.setattr(RenderWorker, "close", spy)
-    factory = lambda config: SmtpTransport(smtp_server.host, smtp_server.port, security="none", pool_size=3)  # noqa: E731
+    factory = lambda config: SmtpTransport(smtp_server.host, smtp_server.port, security="none", pool_size=3)
     store = open_store(database_url)
     try:
         (tmp_path / "a").mkdir()
