@@ -123,9 +123,9 @@ def test_invoice_level_same_day_invoices_one_email(store):
     with store.session() as session:
         config = RunConfig.from_store(session)
         batch = compose.Batch.load(session, [s1.customer_id])
-        drafted = compose.draft(config, Renderer(config.templates, company=config.settings.company.model_dump()),
-                                batch, s1, date(*TUESDAY))
-    assert isinstance(drafted, compose.Draft)
+        pending = compose.pending(config, batch, s1, date(*TUESDAY))
+    assert isinstance(pending, compose.Pending)
+    drafted = pending.drafted(Renderer(config.templates, company=config.settings.company.model_dump()).render(*pending.request))
     assert drafted.email.text.split() == ["CH-1", "(0)", "CH-2", "(0)", "CH-3", "(0)"]
     assert sorted(drafted.invoice_ids) == sorted(s1.anchor_invoice_ids)
 
