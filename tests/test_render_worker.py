@@ -117,6 +117,14 @@ def test_a_render_error_crosses_processes_with_its_fields():
     )
 
 
+def test_what_crosses_to_the_child_comes_back_whole():
+    ((_, _, ctx),) = _requests(3)[2:]
+    assert len(ctx.invoices) == 3
+    email = RenderedEmail("Objet", "<p>Bonjour</p>", "Bonjour\n")
+    for value in (ctx, ctx.invoices[0], email):
+        assert pickle.loads(pickle.dumps(value)) == value
+
+
 def test_close_ends_the_child(example, waits):
     worker = RenderWorker(*example, processes=True)
     worker.render_many(_requests(60))

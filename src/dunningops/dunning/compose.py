@@ -18,6 +18,7 @@ from dunningops.dunning.senders import Sender, resolve
 from dunningops.render import RenderedEmail
 from dunningops.render.context import EmailContext, InvoiceData
 from dunningops.render.pdf import address_lines
+from dunningops.render.renderer import RenderRequest
 from dunningops.spec.models import Settings
 from dunningops.store.meta import signing_key
 from dunningops.store.schema import CustomerRow, InvoiceRow
@@ -230,7 +231,7 @@ class Pending:
     invoice_ids: list[int]
 
     @property
-    def request(self) -> tuple[str, str, EmailContext]:
+    def request(self) -> RenderRequest:
         return self.template, self.language, self.context
 
     def drafted(self, email: RenderedEmail) -> Draft:

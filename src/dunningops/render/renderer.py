@@ -17,7 +17,7 @@ from jinja2.sandbox import SecurityError
 
 from dunningops.render import limits
 from dunningops.render.blocks import BlockError, CompiledBlock, constant_field, parse_blocks, render_blocks
-from dunningops.render.context import EmailContext
+from dunningops.render.context import EmailContext, by_fields
 from dunningops.render.environment import compile_template, environment, render
 from dunningops.render.errors import RenderError
 from dunningops.render.html_text import html_to_text
@@ -48,7 +48,7 @@ class RenderedEmail:
     text: str
 
     def __reduce__(self):
-        return RenderedEmail, (self.subject, self.html, self.text)  # the render worker's answers
+        return by_fields(self)  # the render worker's answers
 
 
 @dataclass(frozen=True)
