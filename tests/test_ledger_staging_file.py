@@ -54,7 +54,7 @@ def _attached(store) -> list[str]:
 
 def _indexes(path: str) -> dict[str, str]:
     with sqlite3.connect(path) as db:
-        return dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'invoices'").fetchall())
+        return dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('invoices', 'contacts')").fetchall())
 
 
 def test_same_rows_as_in_transaction_staging_and_nothing_left(sqlite_url, tmp_path, v1, scratch, monkeypatch):
@@ -119,13 +119,18 @@ def test_dry_run_and_first_import_keep_the_indexes(sqlite_url, tmp_path, v1, scr
     store = _applied(sqlite_url, v1)
     path = sqlite_url.removeprefix("sqlite:///")
     schema_indexes = _indexes(path)
-    assert "ix_invoices_status_due" in schema_indexes
-    for kind in ("customers", "contacts"):
-        import_file(store, kind, folder / f"{kind}.csv", now=NOW)
-    # Small enough for the test to run fast, large enough for the unordered index to be rebuilt.
+    assert {"ix_invoices_status_due", "ix_contacts_email"} <= set(schema_indexes)
+    import_file(store, "customers", folder / "customers.csv", now=NOW)
+    # Small enough for the test to run fast, large enough for the unordered indexes to be rebuilt.
     monkeypatch.setattr("dunningops.ledger.writes._REBUILD_MIN", 10)
     dropped, drop = [], Index.drop
     monkeypatch.setattr(Index, "drop", lambda self, *a, **k: (dropped.append(self.name), drop(self, *a, **k)))
+    dry = import_file(store, "contacts", folder / "contacts.csv", now=NOW, dry_run=True)
+    assert dry.added > 0 and _dump(store)["contacts"] == [] and _indexes(path) == schema_indexes
+    real = import_file(store, "contacts", folder / "contacts.csv", now=NOW)
+    assert real.added == dry.added and _indexes(path) == schema_indexes
+    assert dropped == ["ix_contacts_email"] * 2
+    dropped.clear()
     dry = import_file(store, "invoices", folder / "invoices.csv", now=NOW, dry_run=True)
     assert dry.added > 0 and _dump(store)["invoices"] == []
     assert _indexes(path) == schema_indexes  # dropped and built again inside the transaction, rolled back

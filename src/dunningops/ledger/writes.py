@@ -108,16 +108,18 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
         joins = [cu.c.external_id == stg.c.customer_external_id]
         match = [contacts.c.customer_id == cu.c.id, contacts.c.email == stg.c.email]
         values = {c: stg.c[c] for c in ("name", "phone", "job")} | _validity(stg, now)
-        counts.added, counts.changed = _upsert(
-            session,
-            contacts,
-            stg,
-            match,
-            values,
-            joins,
-            now,
-            {"customer_id": cu.c.id, "email": stg.c.email, "is_primary": literal(False)} | _new_validity(stg, now),
-        )
+        before = session.scalar(select(func.coalesce(func.max(contacts.c.id), 0)))
+        with _built_after(session, contacts, stg, before or 0):
+            counts.added, counts.changed = _upsert(
+                session,
+                contacts,
+                stg,
+                match,
+                values,
+                joins,
+                now,
+                {"customer_id": cu.c.id, "email": stg.c.email, "is_primary": literal(False)} | _new_validity(stg, now),
+            )
         counts.links_changed = _write_links(session)
         _write_primaries(session, now)
     elif kind == "invoices":
@@ -137,7 +139,7 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
         # The invoices this write creates are the ones above today's last id (ledger writers take turns).
         before = session.scalar(select(func.coalesce(func.max(invoices.c.id), 0)))
         reported = stg.c.reported_outstanding_cents
-        with _built_after(session, stg, before or 0):
+        with _built_after(session, invoices, stg, before or 0):
             counts.added, counts.changed = _upsert(
                 session,
                 invoices,
@@ -238,15 +240,16 @@ def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
     return _insert_from(session, payments, list(inserted), source), changed
 
 
-# Indexes whose keys the new invoices bring in no particular order: each row's insert reads and
-# writes a page of its own (seen: half of the INSERT of a 1M-invoice first import on SQLite).
-_UNORDERED = ("ix_invoices_status_due",)
+# Indexes whose keys a file's new rows bring in no particular order: each row's insert reads and
+# writes a page of its own (seen: half of the INSERT of a 1M-invoice first import on SQLite, and a
+# third of the INSERT of 200k contacts, whose emails follow no order).
+_UNORDERED = {"invoices": ("ix_invoices_status_due",), "contacts": ("ix_contacts_email",)}
 _REBUILD_MIN = 10_000  # staged rows below which an index rebuild is not worth its fixed cost
 
 
 @contextmanager
-def _built_after(session: Session, stg: Table, existing: int) -> Iterator[None]:
-    """SQLite, when the write adds at least four times the invoices there are: the unordered indexes
+def _built_after(session: Session, target: Table, stg: Table, existing: int) -> Iterator[None]:
+    """SQLite, when the write adds at least four times the rows ``target`` has: its unordered indexes
     dropped for the INSERT and built afterwards (one sort), in the transaction, so a reader never
     sees them missing. PostgreSQL would lock the table for the transaction: left as it is."""
     if session.get_bind().dialect.name != "sqlite":
@@ -257,7 +260,7 @@ def _built_after(session: Session, stg: Table, existing: int) -> Iterator[None]:
         yield
         return
     connection = session.connection()
-    indexes = [i for i in invoices.indexes if i.name in _UNORDERED]
+    indexes = [i for i in target.indexes if i.name in _UNORDERED[target.name]]
     for index in indexes:
         index.drop(connection)
     yield

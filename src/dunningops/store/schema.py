@@ -245,9 +245,10 @@ class ContactRow(Base):
     """C1-C3, C9-C10: a person at a customer; identified by (customer, email)."""
 
     __tablename__ = "contacts"
+    # The unique (customer_id, email) index also serves lookups by customer: no index of its own.
     __table_args__ = (UniqueConstraint("customer_id", "email"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320), index=True)
     name: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(64))
@@ -274,11 +275,12 @@ class InvoiceRow(Base):
         Index("ix_invoices_status_due", "status", "due_date"),
         # The send cycle loads a batch of customers' open invoices, oldest first: without this,
         # SQLite walked every open invoice by due date for each batch.
+        # It also serves every lookup by customer (a foreign key's cascade too): no index of its own.
         Index("ix_invoices_customer_status_due", "customer_id", "status", "due_date"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     external_id: Mapped[str] = mapped_column(String(128), unique=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     number: Mapped[str] = mapped_column(String(128))
     issue_date: Mapped[date | None] = mapped_column(Date)
     due_date: Mapped[date] = mapped_column(Date)
