@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from dunningops.errors import DunningOpsError
 from dunningops.ledger.importer import import_file, ledger_counts
@@ -16,7 +16,7 @@ from dunningops.ledger.queries import list_contacts, list_customers, reach_by_pl
 from dunningops.reconcile.apply import apply_config
 from dunningops.spec import load_config
 from dunningops.store import open_store
-from dunningops.store.schema import InvoiceRow
+from dunningops.store.schema import ContactRow, InvoiceRow
 
 LEDGER = Path(__file__).with_name("fixtures") / "ledger"
 NOW = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
@@ -76,6 +76,42 @@ def test_contacts_functions_primary_and_case(store):
     # C3: a customer with contacts and none marked primary gets one.
     assert contacts["hans@mueller.de"]["is_primary"]
     assert "rechnungen@schmid.ch" in contacts  # emails compared lower-cased
+
+
+def _primaries(store) -> set[str]:
+    with store.session() as s:
+        return {c["email"] for c in list_contacts(s) if c["is_primary"]}
+
+
+def test_c3_first_import_marks_the_primaries_a_later_import_would(store, tmp_path: Path):
+    # C1 marks its second contact; C2 marks none, its first row comes after C3's; C3 marks its only one.
+    rows = [
+        "C1,a1@martin.fr,,,,,false",
+        "C2,b1@mueller.de,,,,,",
+        "C1,a2@martin.fr,,,,,true",
+        "C3,c1@schmid.ch,,,,,true",
+        "C2,b2@mueller.de,,,,,false",
+        "C1,a3@martin.fr,,,,,",
+    ]
+    header = "customer_external_id,email,name,phone,job,functions,primary"
+    file = tmp_path / "contacts.csv"
+    file.write_text("\n".join([header, *rows]) + "\n")
+    _import(store, "customers")
+    first = import_file(store, "contacts", file, now=NOW)  # into an empty contacts table
+    assert first.added == 6
+    assert _primaries(store) == {"a2@martin.fr", "b1@mueller.de", "c1@schmid.ch"}
+    again = import_file(store, "contacts", file, now=NOW)  # the pass over existing contacts: nothing to move
+    assert (again.added, again.changed) == (0, 0) and _primaries(store) == {"a2@martin.fr", "b1@mueller.de", "c1@schmid.ch"}
+
+    # The same file into a store that already has a contact (of another customer): the same marks.
+    seeded = tmp_path / "seeded.csv"
+    seeded.write_text(header + "\nC3,first@schmid.ch,,,,,\n")
+    with store.session() as s:
+        s.execute(delete(ContactRow))
+    import_file(store, "contacts", seeded, now=NOW)
+    import_file(store, "contacts", file, now=NOW)
+    # first@schmid.ch stays C3's oldest contact, but the file marks c1@schmid.ch (C3: the file's primary wins).
+    assert _primaries(store) == {"a2@martin.fr", "b1@mueller.de", "c1@schmid.ch"}
 
 
 def test_changed_row_updates(store, tmp_path: Path):
