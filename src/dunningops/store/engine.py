@@ -26,6 +26,7 @@ ENV_URL = "DUNNINGOPS_DATABASE_URL"
 # SQLite's sorter threads (PRAGMA threads) for a large import's index builds: only there, as each
 # thread of a sort holds its own buffer (set on every connection, deciding's peak RSS grew 8 MiB at 1M invoices).
 SORT_THREADS = min(4, os.cpu_count() or 1)
+SQLITE_PAGE_SIZE = 8192  # of a store SQLite creates (see _sqlite_engine)
 
 
 def repo_root_of(config_dir: Path) -> Path:
@@ -222,6 +223,10 @@ def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
         # cannot take the write lock up front.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Only a new, empty database takes it (before WAL writes its first page); an existing store
+        # keeps its own. 8 KiB pages: a tenth less of a 1M-invoice first import than 4 KiB, as
+        # fewer pages of each B-tree go through the WAL (interleaved runs: 7.06 → 6.28 s).
+        cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
