@@ -249,7 +249,8 @@ def bench_import(n: int, work: Path, ledger: Path, counts: dict, repeat: int, wa
     bare.unlink(missing_ok=True)
 
     store = work / "ledger.db"
-    runs: dict[str, list[Run]] = {k: [] for k in (*KINDS, "reimport")}
+    runs: dict[str, list[Run]] = {k: [] for k in (*KINDS, "reimport", "one_command")}
+    together = work / "together.db"
     for rep in range(warmup + repeat):
         last = rep == warmup + repeat - 1
         log(f"[{n:,} customers] import pipeline, run {rep + 1} of {warmup + repeat}{' (warm-up)' if rep < warmup else ''}")
@@ -265,6 +266,14 @@ def bench_import(n: int, work: Path, ledger: Path, counts: dict, repeat: int, wa
         expect(f"0 added, 0 changed, {counts['invoices']} unchanged")(run)
         if rep >= warmup:
             runs["reimport"].append(run)
+        # The same four files in one process and one transaction (`ledger import-all`).
+        copy_store(base, together)
+        run = run_cmd(cli("ledger", "import-all", "--config", CONFIG, "--database-url", sqlite_url(together), ledger), now=True)
+        for kind in KINDS:
+            expect(f"{kind}: imported {counts[kind]} rows from {kind}.csv: {counts[kind]} added")(run)
+        if rep >= warmup:
+            runs["one_command"].append(run)
+    together.unlink(missing_ok=True)
 
     entries = {}
     for kind in KINDS:
@@ -274,6 +283,10 @@ def bench_import(n: int, work: Path, ledger: Path, counts: dict, repeat: int, wa
     total, total_anchor = summed([Sample(tuple(runs[k])) for k in KINDS]), summed([anchors[k] for k in KINDS])
     entries["import_all"] = entry(total, total_anchor, "sqlite3 .import of the four files", IMPORT_GOAL,
                                   total.median_s / total_anchor.median_s <= 3.0, rows=sum(counts[k] for k in KINDS))
+    one = Sample(tuple(runs["one_command"]))
+    entries["import_all_one_command"] = entry(one, total_anchor, "sqlite3 .import of the four files", IMPORT_GOAL,
+                                              one.median_s / total_anchor.median_s <= 3.0, rows=sum(counts[k] for k in KINDS),
+                                              vs_four_commands=round(one.median_s / total.median_s, 2))
     re_s, first = Sample(tuple(runs["reimport"])), Sample(tuple(runs["invoices"]))
     entries["reimport_invoices_unchanged"] = entry(
         re_s, anchors["invoices"], "sqlite3 .import invoices.csv", REIMPORT_GOAL,

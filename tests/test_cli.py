@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 
-COMMANDS = [[], ["validate"], ["ledger"], ["ledger", "import"], ["ledger", "generate"], ["customers", "list"], ["contacts"], ["run"], ["run", "send"], ["run", "import"], ["inbox"], ["inbox", "explain"], ["customers"], ["invoices"], ["alerts"], ["status"], ["todo"], ["todo", "send"], ["alias"], ["template"], ["template", "preview"], ["schema"], ["fmt"], ["plan"], ["apply"], ["show"], ["history"], ["db"], ["db", "upgrade"], ["demo"]]
+COMMANDS = [[], ["validate"], ["ledger"], ["ledger", "import"], ["ledger", "import-all"], ["ledger", "generate"], ["customers", "list"], ["contacts"], ["run"], ["run", "send"], ["run", "import"], ["inbox"], ["inbox", "explain"], ["customers"], ["invoices"], ["alerts"], ["status"], ["todo"], ["todo", "send"], ["alias"], ["template"], ["template", "preview"], ["schema"], ["fmt"], ["plan"], ["apply"], ["show"], ["history"], ["db"], ["db", "upgrade"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: "-".join(c) or "main")

@@ -52,13 +52,6 @@ def ledger_import(app: App, kind, file, file_format, mapping, skip_invalid, reje
     from dunningops.ledger.mapping import load_mapping
     from dunningops.progress import row_progress
 
-    def confirm(summary) -> bool:
-        # A prune voids invoices: on a terminal, say how many and ask first.
-        if not (prune and summary.pruned and sys.stdin.isatty()):
-            return True
-        click.echo(summary.line())
-        return click.confirm(f"Void {summary.pruned} invoices absent from {file.name}?", default=False)
-
     with row_progress(f"Importing {kind}") as progress:
         summary = import_file(
             app.store,
@@ -71,15 +64,79 @@ def ledger_import(app: App, kind, file, file_format, mapping, skip_invalid, reje
             reject_file=reject_file,
             prune=prune,
             dry_run=dry_run,
-            confirm=confirm,
+            confirm=_prune_confirm(prune, file.name),
             progress=progress,
         )
-    click.echo(summary.line())
-    if summary.rejected:
+    _summaries(app, [summary], reject_file)
+
+
+@ledger.command("import-all")
+@pass_app
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Import the valid rows; write the invalid ones to --reject-file.")
+@click.option(
+    "--reject-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where --skip-invalid writes the rejected rows of every file and why.",
+)
+@click.option("--prune", is_flag=True, help="The invoices file is a full export; void open invoices it lacks.")
+@click.option("--dry-run", is_flag=True, help="Do everything, show the summaries, write nothing.")
+def ledger_import_all(app: App, directory, skip_invalid, reject_file, prune, dry_run) -> None:
+    """Import the ledger files in DIRECTORY in one transaction: all of them or nothing.
+
+    DIRECTORY holds customers, contacts, invoices and payments files (.csv or
+    .jsonl, named as `ledger generate` writes them); those present are
+    imported in that order, each checked against the ones before. Every file
+    is checked, so one run lists the errors of all of them.
+    """
+    from dunningops.ledger.importer import import_files, ledger_files
+    from dunningops.progress import row_progress
+
+    files = ledger_files(directory)
+    invoices = next((f.path.name for f in files if f.kind == "invoices"), "the invoices file")
+    with row_progress(f"Importing {directory.name or directory}") as progress:
+        done: dict[str, int] = {}
+
+        def each(kind: str, rows: int) -> None:
+            done[kind] = rows
+            progress(sum(done.values()))
+
+        summaries = import_files(
+            app.store,
+            files,
+            now=app.now(),
+            skip_invalid=skip_invalid,
+            reject_file=reject_file,
+            prune=prune,
+            dry_run=dry_run,
+            confirm=_prune_confirm(prune, invoices),
+            progress=each,
+        )
+    _summaries(app, summaries, reject_file)
+
+
+def _prune_confirm(prune: bool, name: str):
+    def confirm(summary) -> bool:
+        # A prune voids invoices: on a terminal, say how many and ask first.
+        if not (prune and summary.pruned and sys.stdin.isatty()):
+            return True
+        click.echo(summary.line())
+        return click.confirm(f"Void {summary.pruned} invoices absent from {name}?", default=False)
+
+    return confirm
+
+
+def _summaries(app: App, summaries: list, reject_file: Path | None) -> None:
+    """Each file's summary line, what --skip-invalid left out, then the payment notifications it owes."""
+    for summary in summaries:
+        click.echo(summary.line())
+    rejected = sum(summary.rejected for summary in summaries)
+    if rejected:
         where = f" (see {reject_file})" if reject_file else ""
-        click.echo(f"{summary.rejected} invalid rows were skipped{where}.", err=True)
-    if kind == "payments":
-        _payment_notifications(app, summary)
+        click.echo(f"{rejected} invalid rows were skipped{where}.", err=True)
+    for summary in summaries:
+        if summary.kind == "payments":
+            _payment_notifications(app, summary)
 
 
 def _payment_notifications(app: App, summary) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +78,31 @@ class _Rollback(Exception):
     """Raised inside the transaction to undo a dry run or a declined confirmation."""
 
 
+@dataclass(frozen=True)
+class LedgerFile:
+    """One file to import: its kind, path, format (None: from the extension) and column mapping."""
+
+    kind: str
+    path: Path
+    fmt: str | None = None
+    mapping: Mapping = field(default_factory=Mapping)
+
+
+def ledger_files(directory: Path) -> list[LedgerFile]:
+    """The ledger files in ``directory``: KIND.csv or KIND.jsonl for each kind (the names `ledger generate` writes)."""
+    found = []
+    for kind in KINDS:
+        present = [directory / f"{kind}.{ext}" for ext in ("csv", "jsonl") if (directory / f"{kind}.{ext}").is_file()]
+        if len(present) > 1:
+            raise InvalidInputError(f"{directory}: both {kind}.csv and {kind}.jsonl: keep one of them")
+        found += [LedgerFile(kind, path) for path in present]
+    if not found:
+        raise InvalidInputError(
+            f"{directory}: no ledger file (expected customers, contacts, invoices or payments, as .csv or .jsonl)"
+        )
+    return found
+
+
 def import_file(
     store: Store,
     kind: str,
@@ -95,51 +120,128 @@ def import_file(
     batch_size: int = BATCH,
 ) -> ImportSummary:
     """Import one file of ``kind`` (customers, contacts, invoices, payments)."""
-    if kind not in KINDS:
-        raise InvalidInputError(f"unknown ledger kind {kind!r} (expected one of: {', '.join(KINDS)})")
-    if prune and kind != "invoices":
+    (summary,) = import_files(
+        store,
+        [LedgerFile(kind, path, fmt, mapping or Mapping())],
+        now=now,
+        skip_invalid=skip_invalid,
+        reject_file=reject_file,
+        prune=prune,
+        dry_run=dry_run,
+        confirm=confirm,
+        progress=None if progress is None else (lambda _kind, done: progress(done)),
+        batch_size=batch_size,
+    )
+    return summary
+
+
+def import_files(
+    store: Store,
+    files: Sequence[LedgerFile],
+    *,
+    now: datetime,
+    skip_invalid: bool = False,
+    reject_file: Path | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+    confirm: Callable[[ImportSummary], bool] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+    batch_size: int = BATCH,
+) -> list[ImportSummary]:
+    """Import files (one of each kind at most) in one transaction: all of them or nothing.
+
+    They are written in the ledger's order (customers, contacts, invoices, payments), each checked
+    against the store as the ones before left it. A file with invalid rows does not stop the others
+    from being checked (against its valid rows), so that one run lists every error; then nothing is
+    written, unless ``skip_invalid``. The summaries come in that order.
+    """
+    kinds = [f.kind for f in files]
+    for kind in kinds:
+        if kind not in KINDS:
+            raise InvalidInputError(f"unknown ledger kind {kind!r} (expected one of: {', '.join(KINDS)})")
+    if len(set(kinds)) != len(kinds):
+        raise InvalidInputError("one file of each kind at most in an import")
+    if prune and "invoices" not in kinds:
         raise InvalidInputError("--prune applies to invoices only (a full export voids the invoices it lacks)")
-    mapping = mapping or Mapping()
-    summary = ImportSummary(kind=kind, file=path.name, dry_run=dry_run)
-
-    def conclude(session: Session, *, customers_later: bool = False) -> None:
-        """After staging, in the write transaction: refuse or reject the bad rows, write, roll back a dry run.
-        ``customers_later``: the unknown customers were not looked for yet (``_customers_later``)."""
-        if summary.issues and not skip_invalid:
-            raise LedgerImportError(summary.issues, summary.rows)
-        if summary.issues:
-            _reject(session, kind, summary, reject_file)
-        counts = write(session, kind, now, prune)
-        if customers_later and counts.added != summary.rows:
-            # A row the write left out has an unknown customer: the same problems the check before
-            # the write words, and the transaction rolls back.
-            found = unknown_customers(session, kind)
-            if not found:
-                raise StoreError(f"{summary.rows - counts.added} rows of {path.name} were not written; nothing was imported")
-            summary.issues.extend(RowIssue(path.name, r, c, m, "row") for r, c, m in found)
-            raise LedgerImportError(summary.issues, summary.rows)
-        summary.added, summary.changed, summary.pruned, summary.links_changed = (
-            counts.added,
-            counts.changed,
-            counts.pruned,
-            counts.links_changed,
-        )
-        summary.notices = counts.notices
-        drop_staging(session, kind)
-        if dry_run or (confirm is not None and not confirm(summary)):
-            raise _Rollback
-
+    order = list(KINDS)
+    jobs = [
+        _Job(f, ImportSummary(kind=f.kind, file=f.path.name, dry_run=dry_run))
+        for f in sorted(files, key=lambda f: order.index(f.kind))
+    ]
     try:
-        arrow = _apart(store, path, fmt, mapping)
-        if arrow is not None:
-            _import_apart(store, arrow, kind, path, mapping, summary, progress, batch_size, conclude, skip_invalid)
-        else:
-            with _store_errors(store), store.session() as session:
-                _stage(session, kind, path, fmt, mapping, summary, progress, batch_size)
-                conclude(session)
+        with ExitStack() as stack:
+            apart = _stage_apart(store, stack, jobs, progress, batch_size)
+            with _store_errors(store), store.session(attach={name: path for name, path, _ in apart.values()}) as session:
+                if apart:
+                    ctx = next(iter(apart.values()))[2].ctx
+                    # The rows were checked against the config as it was read before: the same config, or nothing.
+                    if LedgerContext.load(session) != ctx:
+                        names = ", ".join(job.file.path.name for job in apart)
+                        raise ConflictError(
+                            f"the applied config changed while {names} was read; nothing was imported: run the import again"
+                        )
+                for job in jobs:
+                    staged = apart.get(job)
+                    later = False
+                    if staged is None:
+                        _stage(session, job, _progress(progress, job), batch_size)
+                    else:
+                        drop_staging(session, job.file.kind)  # a TEMP table of the same name would hide the file's
+                        later = _customers_later(session, job.file.kind, job.summary, skip_invalid)
+                        staged[2].check(session, customers_later=later)
+                    last = job is jobs[-1]
+                    _conclude(
+                        session, job, now=now, prune=prune, skip_invalid=skip_invalid, customers_later=later, last=last, jobs=jobs
+                    )
+                issues = [issue for job in jobs for issue in job.summary.issues]
+                if issues and not skip_invalid:
+                    raise LedgerImportError(issues, sum(job.summary.rows for job in jobs))
+                if issues and reject_file is not None:
+                    _write_rejects(reject_file, issues)
+                if dry_run or (confirm is not None and not all(confirm(job.summary) for job in jobs)):
+                    raise _Rollback
     except _Rollback:
         pass
-    return summary
+    return [job.summary for job in jobs]
+
+
+@dataclass(eq=False)
+class _Job:
+    """One file of an import and its summary."""
+
+    file: LedgerFile
+    summary: ImportSummary
+
+
+def _progress(progress: Callable[[str, int], None] | None, job: _Job) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    kind = job.file.kind
+    return lambda done: progress(kind, done)
+
+
+def _stage_apart(store: Store, stack: ExitStack, jobs: list[_Job], progress, batch_size) -> dict[_Job, tuple[str, Path, Staging]]:
+    """The large CSV files on SQLite, each staged through ADBC into a scratch file of its own (removed when
+    ``stack`` closes) before the write transaction, which ATTACHes them: the name, path and staging of each."""
+    apart: dict[_Job, tuple[str, Path, Staging]] = {}
+    ctx: LedgerContext | None = None
+    for job in jobs:
+        file = job.file
+        arrow = _apart(store, file.path, file.fmt, file.mapping)
+        if arrow is None:
+            continue
+        from dunningops.ledger.staging_file import SCHEMA, StagingFile
+
+        if ctx is None:
+            with _store_errors(store), store.session() as session:
+                ctx = LedgerContext.load(session)
+        staged = stack.enter_context(StagingFile(tables(file.kind)))
+        staging = Staging(staged, ctx, True, file.kind, job.summary, file.path.name, "row", file.mapping)
+        with _without_cycle_collector():
+            _stage_arrow(arrow, staging, file.kind, file.path, file.mapping, _progress(progress, job), batch_size, as_table=True)
+        staged.close()
+        apart[job] = (f"{SCHEMA}_{file.kind}", staged.path, staging)
+    return apart
 
 
 def _apart(store: Store, path: Path, fmt: str | None, mapping: Mapping) -> ModuleType | None:
@@ -156,30 +258,44 @@ def _apart(store: Store, path: Path, fmt: str | None, mapping: Mapping) -> Modul
     return arrow
 
 
-def _import_apart(
-    store: Store, arrow, kind, path: Path, mapping: Mapping, summary: ImportSummary, progress, batch_size, conclude, skip_invalid
+def _conclude(
+    session: Session,
+    job: _Job,
+    *,
+    now: datetime,
+    prune: bool,
+    skip_invalid: bool,
+    customers_later: bool,
+    last: bool,
+    jobs: list[_Job],
 ) -> None:
-    """A large CSV file on SQLite: staged through ADBC into a scratch file, then checked and written as the file
-    is ATTACHed to the write transaction."""
-    from dunningops.ledger.staging_file import SCHEMA, StagingFile
-
-    with _store_errors(store), store.session() as session:
-        ctx = LedgerContext.load(session)
-    with StagingFile(tables(kind)) as staged:
-        staging = Staging(staged, ctx, True, kind, summary, path.name, "row", mapping)
-        with _without_cycle_collector():
-            _stage_arrow(arrow, staging, kind, path, mapping, progress, batch_size, as_table=True)
-        staged.close()
-        with _store_errors(store), store.session(attach={SCHEMA: staged.path}) as session:
-            drop_staging(session, kind)  # a TEMP table of the same name would hide the file's
-            # The rows were checked against the config as it was read before: the same config, or nothing.
-            if LedgerContext.load(session) != ctx:
-                raise ConflictError(
-                    f"the applied config changed while {path.name} was read; nothing was imported: run the import again"
-                )
-            later = _customers_later(session, kind, summary, skip_invalid)
-            staging.check(session, customers_later=later)
-            conclude(session, customers_later=later)
+    """After staging, in the write transaction: set the bad rows aside, write the rest.
+    ``customers_later``: the unknown customers were not looked for yet (``_customers_later``)."""
+    kind, summary = job.file.kind, job.summary
+    if summary.issues:
+        if not skip_invalid and last:
+            # Nothing after this file to check against its valid rows: fail without writing them.
+            issues = [issue for other in jobs for issue in other.summary.issues]
+            raise LedgerImportError(issues, sum(other.summary.rows for other in jobs))
+        # The bad rows out of staging: rejected (--skip-invalid), or the import fails once the files
+        # after this one are checked against its valid rows.
+        _drop_rows(session, kind, summary, count=skip_invalid)
+    counts = write(session, kind, now, prune and kind == "invoices")
+    if customers_later and counts.added != summary.rows:
+        # A row the write left out has an unknown customer: the same problems the check before the
+        # write words; the transaction rolls back when every file is checked.
+        found = unknown_customers(session, kind)
+        if not found:
+            raise StoreError(f"{summary.rows - counts.added} rows of {job.file.path.name} were not written; nothing was imported")
+        summary.issues.extend(RowIssue(job.file.path.name, r, c, m, "row") for r, c, m in found)
+    summary.added, summary.changed, summary.pruned, summary.links_changed = (
+        counts.added,
+        counts.changed,
+        counts.pruned,
+        counts.links_changed,
+    )
+    summary.notices = counts.notices
+    drop_staging(session, kind)
 
 
 def _customers_later(session: Session, kind: str, summary: ImportSummary, skip_invalid: bool) -> bool:
@@ -204,8 +320,9 @@ def _store_errors(store: Store) -> Iterator[None]:
         raise StoreError(f"{error}; nothing was imported") from exc
 
 
-def _stage(session: Session, kind, path, fmt, mapping, summary: ImportSummary, progress, batch_size) -> None:
-    file_format = detect_format(path, fmt)
+def _stage(session: Session, job: _Job, progress, batch_size) -> None:
+    kind, path, mapping, summary = job.file.kind, job.file.path, job.file.mapping, job.summary
+    file_format = detect_format(path, job.file.fmt)
     if file_format == "csv":
         _stage_csv(session, kind, path, mapping, summary, progress, batch_size)
         return
@@ -383,22 +500,25 @@ def stage_rows(
     staging.check(session, place)
 
 
-def _reject(session: Session, kind: str, summary: ImportSummary, reject_file: Path | None) -> None:
-    """--skip-invalid: drop the bad rows from staging; write them, with why, to the reject file."""
+def _drop_rows(session: Session, kind: str, summary: ImportSummary, *, count: bool) -> None:
+    """The rows with problems out of staging; ``count``: as rejected (--skip-invalid)."""
     bad = sorted({i.row for i in summary.issues})
-    summary.rejected = len(bad)
+    if count:
+        summary.rejected = len(bad)
     stg = STAGING[kind]
     for start in range(0, len(bad), 1000):
         chunk = bad[start : start + 1000]
         session.execute(delete(stg).where(stg.c.row_no.in_(chunk)))
         if kind == "contacts":
             session.execute(delete(STAGING_FUNCTIONS).where(STAGING_FUNCTIONS.c.row_no.in_(chunk)))
-    if reject_file is None:
-        return
+
+
+def _write_rejects(reject_file: Path, issues: list[RowIssue]) -> None:
+    """--skip-invalid: the rejected rows of every file, with why."""
     with reject_file.open("w", encoding="utf-8", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(["file", "row", "column", "error"])
-        for issue in summary.issues:
+        for issue in issues:
             out.writerow([issue.file, issue.row, issue.column, issue.message])
 
 

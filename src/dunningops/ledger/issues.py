@@ -36,7 +36,7 @@ class LedgerImportError(InvalidInputError):
     def __init__(self, issues: list[RowIssue], rows: int):
         self.issues = sorted(issues)
         n = len(self.issues)
-        bad_rows = len({i.row for i in self.issues})
+        bad_rows = len({(i.file, i.row) for i in self.issues})  # an import of several files counts each file's rows
         lines = [f"{n} error{'s' if n != 1 else ''} in {bad_rows} of {rows} rows; nothing was imported:"]
         lines += [f"  {i}" for i in self.issues[:SHOWN]]
         if n > SHOWN:

@@ -1,0 +1,218 @@
+"""A ledger imported from several files in one transaction (`ledger import-all`), on SQLite and PostgreSQL:
+the files in the ledger's order, every file's errors in one run, nothing written unless all of it is."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from dunningops.errors import InvalidInputError
+from dunningops.ledger import importer
+from dunningops.ledger.importer import LedgerFile, import_files, ledger_counts, ledger_files
+from dunningops.ledger.issues import LedgerImportError
+from dunningops.reconcile.apply import apply_config
+from dunningops.spec import load_config
+from dunningops.store import open_store
+from dunningops.store.schema import ContactRow, CustomerRow, InvoiceRow
+
+LEDGER = Path(__file__).with_name("fixtures") / "ledger"
+NOW = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
+ORDER = ("customers", "contacts", "invoices", "payments")
+EMPTY = {"customers": 0, "contacts": 0, "invoices": 0, "payments": 0}
+
+
+@pytest.fixture
+def store(database_url: str, v1: Path):
+    s = open_store(database_url)
+    apply_config(s, load_config(v1), now=NOW, actor="t", git_commit=None)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    """A copy of the fixture ledger's four CSV files (tests may edit them)."""
+    directory = tmp_path / "ledger"
+    directory.mkdir()
+    for kind in ORDER:
+        shutil.copy(LEDGER / f"{kind}.csv", directory)
+    return directory
+
+
+def _state(store) -> tuple:
+    """What an import leaves: the counts, each invoice's balance and status, each contact's primary flag."""
+    with store.session() as s:
+        counts = ledger_counts(s)
+        invoices = sorted(s.execute(select(InvoiceRow.external_id, InvoiceRow.outstanding_cents, InvoiceRow.status)).all())
+        contacts = sorted(s.execute(select(ContactRow.email, ContactRow.is_primary)).all())
+    return counts, [tuple(r) for r in invoices], [tuple(r) for r in contacts]
+
+
+def _edit(path: Path, row: int, column: str, value: str) -> None:
+    """Set one cell of a CSV file (``row`` as the import numbers it: the header is row 1)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[row - 2][column] = value
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows(rows)
+
+
+def test_one_transaction_imports_every_file_in_the_ledger_s_order(store, ledger):
+    # Given in any order, written in the ledger's: contacts and invoices need their customers first,
+    # payments their invoices.
+    summaries = import_files(store, list(reversed(ledger_files(ledger))), now=NOW)
+    assert [s.kind for s in summaries] == list(ORDER)
+    assert [(s.added, s.changed) for s in summaries] == [(3, 0), (4, 0), (4, 0), (2, 0)]
+    counts, invoices, contacts = _state(store)
+    assert counts == {"customers": 3, "contacts": 4, "invoices": 4, "payments": 2}
+    # The same balances and primary contacts (C3) as four imports give (test_ledger_import.py).
+    assert invoices == [("I1", 100000, "open"), ("I2", 0, "paid"), ("I3", 0, "paid"), ("I4", 500000, "open")]
+    assert contacts == [
+        ("anne@martin.fr", False),
+        ("hans@mueller.de", True),
+        ("paul@martin.fr", True),
+        ("rechnungen@schmid.ch", True),
+    ]
+    again = import_files(store, ledger_files(ledger), now=NOW)
+    assert [(s.added, s.changed, s.unchanged) for s in again] == [(0, 0, 3), (0, 0, 4), (0, 0, 4), (0, 0, 2)]
+
+
+def test_every_file_s_errors_in_one_run_and_nothing_written(store, ledger):
+    _edit(ledger / "contacts.csv", 3, "email", "anne.martin.fr")
+    _edit(ledger / "invoices.csv", 5, "currency", "EURO")
+    with pytest.raises(LedgerImportError) as caught:
+        import_files(store, ledger_files(ledger), now=NOW)
+    message = str(caught.value)
+    assert message.splitlines()[0] == "2 errors in 2 of 13 rows; nothing was imported:"
+    assert "contacts.csv: row 3, column email: 'anne.martin.fr' is not a valid email address" in message
+    assert "invoices.csv: row 5, column currency: 'EURO' is not a currency code (e.g. EUR)" in message
+    # The customers and payments files were valid: not written either.
+    assert _state(store)[0] == EMPTY
+
+
+def test_a_later_file_is_checked_against_the_valid_rows_before_it(store, ledger):
+    # C3's row is invalid: its contact and invoice name a customer the import would not have.
+    _edit(ledger / "customers.csv", 4, "currency", "FRANCS")
+    with pytest.raises(LedgerImportError) as caught:
+        import_files(store, ledger_files(ledger), now=NOW)
+    issues = {(i.file, i.row, i.column) for i in caught.value.issues}
+    assert ("customers.csv", 4, "currency") in issues
+    assert ("contacts.csv", 5, "customer_external_id") in issues
+    assert ("invoices.csv", 5, "customer_external_id") in issues
+    assert not any(i.file == "payments.csv" for i in caught.value.issues)
+    assert _state(store)[0] == EMPTY
+
+
+def test_skip_invalid_writes_every_file_s_valid_rows_and_one_reject_file(store, ledger, tmp_path):
+    _edit(ledger / "contacts.csv", 3, "email", "anne.martin.fr")
+    _edit(ledger / "invoices.csv", 5, "currency", "EURO")
+    rejects = tmp_path / "rejects.csv"
+    summaries = import_files(store, ledger_files(ledger), now=NOW, skip_invalid=True, reject_file=rejects)
+    assert [s.rejected for s in summaries] == [0, 1, 1, 0]
+    assert _state(store)[0] == {"customers": 3, "contacts": 3, "invoices": 3, "payments": 2}
+    with rejects.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["file", "row", "column", "error"]
+    assert sorted((r[0], r[1], r[2]) for r in rows[1:]) == [("contacts.csv", "3", "email"), ("invoices.csv", "5", "currency")]
+
+
+def test_dry_run_summarises_every_file_and_writes_nothing(store, ledger):
+    summaries = import_files(store, ledger_files(ledger), now=NOW, dry_run=True)
+    assert [(s.dry_run, s.added) for s in summaries] == [(True, 3), (True, 4), (True, 4), (True, 2)]
+    assert _state(store)[0] == EMPTY
+
+
+def test_a_declined_prune_rolls_back_every_file(store, ledger):
+    import_files(store, ledger_files(ledger), now=NOW)
+    lines = (ledger / "invoices.csv").read_text(encoding="utf-8").splitlines()
+    (ledger / "invoices.csv").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # I4 gone from the export
+    _edit(ledger / "customers.csv", 2, "name", "Martin et Fils")
+    asked = []
+    summaries = import_files(store, ledger_files(ledger), now=NOW, prune=True, confirm=lambda s: asked.append(s.kind) or s.kind != "invoices")
+    assert summaries[2].pruned == 1 and "invoices" in asked
+    with store.session() as s:
+        assert s.scalar(select(InvoiceRow.status).where(InvoiceRow.external_id == "I4")) == "open"
+        assert s.scalar(select(CustomerRow.name).where(CustomerRow.external_id == "C1")) != "Martin et Fils"
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, v1: Path):
+    s = open_store(f"sqlite:///{tmp_path}/state.db")
+    apply_config(s, load_config(v1), now=NOW, actor="t", git_commit=None)
+    yield s
+    s.dispose()
+
+
+def test_large_files_are_staged_apart_and_written_in_the_one_transaction(sqlite_store, ledger, monkeypatch, tmp_path):
+    # SQLite's path (PostgreSQL stages with COPY in the transaction). Every CSV file takes the scratch-file path: four files ATTACHed to one write transaction.
+    monkeypatch.setattr(importer, "ARROW_MIN_BYTES", 0)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    staged = []
+    real = importer._stage_apart
+
+    def spy(*args, **kwargs):
+        apart = real(*args, **kwargs)
+        staged.extend(job.file.kind for job in apart)
+        return apart
+
+    monkeypatch.setattr(importer, "_stage_apart", spy)
+    _edit(ledger / "payments.csv", 3, "amount", "lots")
+    with pytest.raises(LedgerImportError) as caught:
+        import_files(sqlite_store, ledger_files(ledger), now=NOW)
+    assert [(i.file, i.row, i.column) for i in caught.value.issues] == [("payments.csv", 3, "amount")]
+    assert staged == list(ORDER)
+    assert _state(sqlite_store)[0] == EMPTY
+    assert not list(scratch.iterdir())  # every scratch file removed
+    shutil.copy(LEDGER / "payments.csv", ledger)
+    summaries = import_files(sqlite_store, ledger_files(ledger), now=NOW)
+    assert [s.added for s in summaries] == [3, 4, 4, 2]
+    assert _state(sqlite_store)[1] == [("I1", 100000, "open"), ("I2", 0, "paid"), ("I3", 0, "paid"), ("I4", 500000, "open")]
+    assert not list(scratch.iterdir())
+
+
+def test_the_files_of_a_directory(tmp_path):
+    directory = tmp_path / "export"
+    directory.mkdir()
+    with pytest.raises(InvalidInputError, match="no ledger file"):
+        ledger_files(directory)
+    shutil.copy(LEDGER / "invoices.csv", directory)
+    shutil.copy(LEDGER / "customers.jsonl", directory)
+    (directory / "notes.txt").write_text("not a ledger file")
+    assert ledger_files(directory) == [
+        LedgerFile("customers", directory / "customers.jsonl"),
+        LedgerFile("invoices", directory / "invoices.csv"),
+    ]
+    shutil.copy(LEDGER / "customers.csv", directory)
+    with pytest.raises(InvalidInputError, match="both customers.csv and customers.jsonl"):
+        ledger_files(directory)
+
+
+def test_one_file_of_each_kind_and_prune_needs_invoices(store, ledger):
+    customers = LedgerFile("customers", ledger / "customers.csv")
+    with pytest.raises(InvalidInputError, match="one file of each kind"):
+        import_files(store, [customers, customers], now=NOW)
+    with pytest.raises(InvalidInputError, match="--prune applies to invoices only"):
+        import_files(store, [customers], now=NOW, prune=True)
+
+
+def test_cli_import_all(run, v1, ledger, tmp_path, snapshot):
+    url = f"sqlite:///{tmp_path}/state.db"
+    assert run("apply", "--config", v1, "--database-url", url, "--auto-approve").exit_code == 0
+    _edit(ledger / "invoices.csv", 5, "currency", "EURO")
+    failed = run("ledger", "import-all", ledger, "--config", v1, "--database-url", url)
+    assert failed.exit_code == 1
+    assert failed.stderr == snapshot(name="error")
+    shutil.copy(LEDGER / "invoices.csv", ledger)
+    done = run("ledger", "import-all", ledger, "--config", v1, "--database-url", url)
+    assert done.exit_code == 0, done.output
+    assert done.stdout == snapshot(name="imported")
