@@ -34,7 +34,7 @@ from dunningops.incidents.notices import Result as NoticeResult
 from dunningops.incidents.ratings import rating_url, tell_team
 from dunningops.incidents.ratings import record as record_rating
 from dunningops.ledger.generate import generate_ledger
-from dunningops.ledger.importer import import_file
+from dunningops.ledger.importer import import_files, ledger_files
 from dunningops.ledger.queries import reach_by_plan
 from dunningops.notify.debtors import Filters
 from dunningops.notify.debtors import notify as notify_debtors
@@ -80,9 +80,8 @@ def _ledger_round(app: App, desired, ledger_dir: Path, echo: Callable[[str], Non
         plans=sorted(desired.plans),
     )
     echo(", ".join(f"{n} {name}" for name, n in counts.items() if n) + " written")
-    for kind in ("customers", "contacts", "invoices", "payments"):
-        echo(f"$ dunningops ledger import {kind} {ledger_dir.name}/{kind}.csv")
-        summary = import_file(store, kind, ledger_dir / f"{kind}.csv", now=app.now())
+    echo(f"$ dunningops ledger import-all {ledger_dir.name}   # the four files in one transaction")
+    for summary in import_files(store, ledger_files(ledger_dir), now=app.now()):
         echo(summary.line())
         if summary.notices:
             # A9: owed in the import's transaction; the aliases are confirmed below, so the send cycle sends them.
