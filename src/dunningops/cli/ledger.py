@@ -23,6 +23,30 @@ def ledger() -> None:
     """Customers, contacts, invoices and payments from the accounting system."""
 
 
+def _write_options(*, rejects: str, prune: str, summary: str):
+    """--skip-invalid, --reject-file, --prune and --dry-run, worded for one file or several."""
+
+    def decorate(command):
+        for option in reversed(
+            (
+                click.option(
+                    "--skip-invalid", is_flag=True, help="Import the valid rows; write the invalid ones to --reject-file."
+                ),
+                click.option(
+                    "--reject-file",
+                    type=click.Path(dir_okay=False, path_type=Path),
+                    help=f"Where --skip-invalid writes {rejects} and why.",
+                ),
+                click.option("--prune", is_flag=True, help=prune),
+                click.option("--dry-run", is_flag=True, help=f"Do everything, show {summary}, write nothing."),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @ledger.command("import")
 @pass_app
 @click.argument("kind", type=KIND)
@@ -33,14 +57,11 @@ def ledger() -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="YAML column mapping for another system's export.",
 )
-@click.option("--skip-invalid", is_flag=True, help="Import the valid rows; write the invalid ones to --reject-file.")
-@click.option(
-    "--reject-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where --skip-invalid writes the rejected rows and why.",
+@_write_options(
+    rejects="the rejected rows",
+    prune="Invoices: the file is a full export; void open invoices it lacks.",
+    summary="the summary",
 )
-@click.option("--prune", is_flag=True, help="Invoices: the file is a full export; void open invoices it lacks.")
-@click.option("--dry-run", is_flag=True, help="Do everything, show the summary, write nothing.")
 def ledger_import(app: App, kind, file, file_format, mapping, skip_invalid, reject_file, prune, dry_run) -> None:
     """Import KIND (customers, contacts, invoices, payments) from a CSV or JSON Lines FILE.
 
@@ -73,14 +94,11 @@ def ledger_import(app: App, kind, file, file_format, mapping, skip_invalid, reje
 @ledger.command("import-all")
 @pass_app
 @click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--skip-invalid", is_flag=True, help="Import the valid rows; write the invalid ones to --reject-file.")
-@click.option(
-    "--reject-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where --skip-invalid writes the rejected rows of every file and why.",
+@_write_options(
+    rejects="the rejected rows of every file",
+    prune="The invoices file is a full export; void open invoices it lacks.",
+    summary="the summaries",
 )
-@click.option("--prune", is_flag=True, help="The invoices file is a full export; void open invoices it lacks.")
-@click.option("--dry-run", is_flag=True, help="Do everything, show the summaries, write nothing.")
 def ledger_import_all(app: App, directory, skip_invalid, reject_file, prune, dry_run) -> None:
     """Import the ledger files in DIRECTORY in one transaction: all of them or nothing.
 
