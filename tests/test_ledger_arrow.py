@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 import test_ledger_columnar
 from dunningops.errors import DunningOpsError
-from dunningops.ledger import arrow, arrow_convert, importer
+from dunningops.ledger import arrow, arrow_convert, stream
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.issues import LedgerImportError
 from dunningops.ledger.mapping import Mapping
@@ -61,11 +61,11 @@ class Spy:
 
 def _way(monkeypatch: pytest.MonkeyPatch, way: str, chunk: int = 1500) -> Spy | None:
     if way == "arrow":
-        monkeypatch.setattr(importer, "ARROW_MIN_BYTES", 0)
+        monkeypatch.setattr(stream, "ARROW_MIN_BYTES", 0)
         monkeypatch.setattr(arrow, "CHUNK_BYTES", chunk)  # many chunks: fallbacks happen mid-file
         return Spy(monkeypatch)
-    monkeypatch.setattr(importer, "ARROW_MIN_BYTES", 10**15)
-    monkeypatch.setattr(importer, "batch_converter", lambda *a, **k: None)
+    monkeypatch.setattr(stream, "ARROW_MIN_BYTES", 10**15)
+    monkeypatch.setattr(stream, "batch_converter", lambda *a, **k: None)
     return None
 
 
@@ -335,8 +335,8 @@ import sys
 from click.testing import CliRunner
 from dunningops.cli import cli
 assert CliRunner().invoke(cli, ["--help"]).exit_code == 0
-from dunningops.ledger import importer
-assert importer._arrow(__import__("pathlib").Path({str(small)!r}), importer.Mapping()) is None
+from dunningops.ledger import stream
+assert stream.arrow_module(__import__("pathlib").Path({str(small)!r}), stream.Mapping()) is None
 assert "pyarrow" not in sys.modules, "pyarrow imported"
 """
     subprocess.run([sys.executable, "-c", code], check=True)

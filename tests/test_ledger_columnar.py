@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from dunningops.ledger import importer
+from dunningops.ledger import stream
 from dunningops.ledger.generate import generate_ledger
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.issues import LedgerImportError
@@ -45,7 +45,7 @@ def urls(request: pytest.FixtureRequest, database_url: str, tmp_path: Path):
 
 
 def _row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(importer, "batch_converter", lambda *a, **k: None)
+    monkeypatch.setattr(stream, "batch_converter", lambda *a, **k: None)
 
 
 def _dump(store) -> dict[str, list[tuple]]:

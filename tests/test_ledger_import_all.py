@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from dunningops.errors import InvalidInputError
-from dunningops.ledger import importer
+from dunningops.ledger import importer, stream
 from dunningops.ledger.importer import LedgerFile, import_files, ledger_counts, ledger_files
 from dunningops.ledger.issues import LedgerImportError
 from dunningops.reconcile.apply import apply_config
@@ -153,7 +153,7 @@ def sqlite_store(tmp_path: Path, v1: Path):
 
 def test_large_files_are_staged_apart_and_written_in_the_one_transaction(sqlite_store, ledger, monkeypatch, tmp_path):
     # SQLite's path (PostgreSQL stages with COPY in the transaction). Every CSV file takes the scratch-file path: four files ATTACHed to one write transaction.
-    monkeypatch.setattr(importer, "ARROW_MIN_BYTES", 0)
+    monkeypatch.setattr(stream, "ARROW_MIN_BYTES", 0)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Index, text
 
 from dunningops.errors import ConflictError, DunningOpsError
-from dunningops.ledger import importer, staging_file
+from dunningops.ledger import importer, staging_file, stream
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.issues import LedgerImportError
 from dunningops.store.schema import InvoiceRow
@@ -24,7 +24,7 @@ from test_ledger_columnar import NOW, _applied, _dump, _import_all, _ledger
 @pytest.fixture
 def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every file goes the staging file's way; the scratch files land in a folder the test watches."""
-    monkeypatch.setattr(importer, "ARROW_MIN_BYTES", 0)
+    monkeypatch.setattr(stream, "ARROW_MIN_BYTES", 0)
     folder = tmp_path / "scratch"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))

@@ -12,7 +12,7 @@ reported exactly as before.
 A chunk's columns are then checked and converted in ``pyarrow.compute`` (``arrow_convert.py``, whose
 ``converter`` and ``staging_schema`` this module hands on); anything that is not sure there raises
 ``Slow``, and the chunk's ``records`` (the raw cells, as ``csv.reader`` splits them) go through the
-columnar path, then row by row. pyarrow costs ~0.1 s to import: only files of ``importer.ARROW_MIN_BYTES`` or more come here.
+columnar path, then row by row. pyarrow costs ~0.1 s to import: only files of ``stream.ARROW_MIN_BYTES`` or more come here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The ledger's items as the HTTP API receives them: JSON objects, checked and upserted by the very
-code a file's rows go through (``importer.stage_rows``, ``writes``), in the caller's transaction.
+code a file's rows go through (``stream.stage_rows``, ``writes``), in the caller's transaction.
 
 Same cell parsers, same set-based checks, same messages and the same idempotence as
 ``dunningops ledger import``; an item is placed by its index in the request (0 first) instead of a
@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from dunningops.errors import InvalidInputError
 from dunningops.ledger.columns import KINDS
-from dunningops.ledger.importer import ImportSummary, stage_rows
+from dunningops.ledger.importer import ImportSummary
 from dunningops.ledger.issues import RowIssue
 from dunningops.ledger.loading import drop_staging
 from dunningops.ledger.mapping import Mapping
 from dunningops.ledger.reader import RawRow, json_cells
+from dunningops.ledger.stream import stage_rows
 from dunningops.ledger.writes import write
 
 __all__ = ["ItemIssue", "ItemsError", "import_items"]
