@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import shutil
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,19 +19,10 @@ from dunningops.reconcile.apply import apply_config
 from dunningops.spec import load_config
 from dunningops.store import open_store
 from dunningops.store.schema import ContactRow, CustomerRow, InvoiceRow
+from test_ledger_import import LEDGER, NOW, store  # noqa: F401  (store: the applied v1 config, SQLite and PostgreSQL)
 
-LEDGER = Path(__file__).with_name("fixtures") / "ledger"
-NOW = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
 ORDER = ("customers", "contacts", "invoices", "payments")
 EMPTY = {"customers": 0, "contacts": 0, "invoices": 0, "payments": 0}
-
-
-@pytest.fixture
-def store(database_url: str, v1: Path):
-    s = open_store(database_url)
-    apply_config(s, load_config(v1), now=NOW, actor="t", git_commit=None)
-    yield s
-    s.dispose()
 
 
 @pytest.fixture
@@ -136,7 +126,9 @@ def test_a_declined_prune_rolls_back_every_file(store, ledger):
     (ledger / "invoices.csv").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # I4 gone from the export
     _edit(ledger / "customers.csv", 2, "name", "Martin et Fils")
     asked = []
-    summaries = import_files(store, ledger_files(ledger), now=NOW, prune=True, confirm=lambda s: asked.append(s.kind) or s.kind != "invoices")
+    summaries = import_files(
+        store, ledger_files(ledger), now=NOW, prune=True, confirm=lambda s: asked.append(s.kind) or s.kind != "invoices"
+    )
     assert summaries[2].pruned == 1 and "invoices" in asked
     with store.session() as s:
         assert s.scalar(select(InvoiceRow.status).where(InvoiceRow.external_id == "I4")) == "open"
@@ -193,7 +185,7 @@ def test_the_files_of_a_directory(tmp_path):
         LedgerFile("invoices", directory / "invoices.csv"),
     ]
     shutil.copy(LEDGER / "customers.csv", directory)
-    with pytest.raises(InvalidInputError, match="both customers.csv and customers.jsonl"):
+    with pytest.raises(InvalidInputError, match=r"both customers\.csv and customers\.jsonl"):
         ledger_files(directory)
 
 
