@@ -53,3 +53,114 @@ def test_a_new_sqlite_store_has_8k_pages_and_an_older_one_keeps_its_own(tmp_path
         with sqlite3.connect(tmp_path / name) as db:
             sizes[name] = (db.execute("PRAGMA page_size").fetchone()[0], db.execute("PRAGMA journal_mode").fetchone()[0])
     assert sizes == {"new.db": (8192, "wal"), "older.db": (4096, "wal")}
+
+
+def _rows(path) -> tuple[int, str]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT count(*) FROM alerts").fetchone()[0], db.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def _fill(session, n: int) -> None:
+    alerts = AlertRow.__table__
+    rows = [{"kind": "bounce", "title": f"t{i}" * 20, "details": {}, "channels": {}, "created_at": AT} for i in range(n)]
+    session.execute(alerts.insert(), rows)
+
+
+def test_a_bulk_write_alone_goes_through_the_rollback_journal_and_the_store_is_back_in_wal(tmp_path):
+    path = tmp_path / "s.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        with store.session(bulk=True) as s:
+            assert s.info["bulk"] is True
+            assert s.execute(text("PRAGMA main.journal_mode")).scalar_one() == "delete"
+            _fill(s, 500)
+        with store.session(bulk=True) as s:  # a failed bulk write leaves nothing, and WAL too
+            _fill(s, 10)
+            s.rollback()
+    finally:
+        store.dispose()
+    assert _rows(path) == (500, "wal")
+
+
+def test_a_bulk_write_while_another_connection_has_the_store_open_stays_in_wal(tmp_path):
+    path = tmp_path / "s.db"
+    store = open_store(f"sqlite:///{path}")
+    other = sqlite3.connect(path)
+    try:
+        other.execute("SELECT count(*) FROM alerts").fetchone()
+        with store.session(bulk=True) as s:
+            assert s.info["bulk"] is False
+            assert s.execute(text("PRAGMA main.journal_mode")).scalar_one() == "wal"
+            _fill(s, 50)
+        assert other.execute("SELECT count(*) FROM alerts").fetchone()[0] == 50
+    finally:
+        other.close()
+        store.dispose()
+
+
+def test_opening_the_store_while_a_bulk_write_holds_it_waits_instead_of_failing(tmp_path):
+    path = tmp_path / "s.db"
+    url = f"sqlite:///{path}"
+    store = open_store(url)
+    try:
+        with store.session(bulk=True) as s:
+            assert s.info["bulk"] is True
+            _fill(s, 20)
+            s.flush()
+            # Another process's connect sets WAL, which SQLite refuses while the write is open: it goes on.
+            second = open_store(url, upgrade=False, busy_timeout_s=0.2)
+            second.dispose()
+        later = open_store(url)
+        with later.session() as s2:
+            assert s2.execute(text("SELECT count(*) FROM alerts")).scalar_one() == 20
+        later.dispose()
+    finally:
+        store.dispose()
+    assert _rows(path) == (20, "wal")
+
+
+_KILLED_CHILD = """
+import sys, time
+from datetime import UTC, datetime
+from sqlalchemy import text
+from dunningops.store import open_store
+from dunningops.store.schema import AlertRow
+store = open_store("sqlite:///" + sys.argv[1])
+with store.session(bulk=True) as s:
+    assert s.info["bulk"]
+    s.execute(text("PRAGMA cache_size=10"))  # a small page cache: the write spills pages into the file itself
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = [{"kind": "bounce", "title": "x" * 200, "details": {}, "channels": {}, "created_at": at} for _ in range(20000)]
+    s.execute(AlertRow.__table__.insert(), rows)
+    s.flush()
+    print("written", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_bulk_write_killed_mid_way_leaves_nothing_and_the_store_opens_in_wal(tmp_path):
+    """Nothing half-imported: the hot rollback journal is rolled back by the next opener."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.db"
+    open_store(f"sqlite:///{path}").dispose()
+    size = path.stat().st_size
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "written"
+        assert (tmp_path / "s.db-journal").exists()
+        assert path.stat().st_size > size  # the spilled pages are in the file, uncommitted
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        with store.session() as s:
+            assert s.execute(text("SELECT count(*) FROM alerts")).scalar_one() == 0
+            assert s.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+    finally:
+        store.dispose()
+    assert _rows(path) == (0, "wal")

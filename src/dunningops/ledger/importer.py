@@ -160,7 +160,10 @@ def import_files(
     try:
         with ExitStack() as stack:
             apart = _stage_apart(store, stack, jobs, progress, batch_size)
-            with _store_errors(store), store.session(attach={name: path for name, path, _ in apart.values()}) as session:
+            with (
+                _store_errors(store),
+                store.session(attach={name: path for name, path, _ in apart.values()}, bulk=bool(apart)) as session,
+            ):
                 if apart:
                     ctx = next(iter(apart.values()))[2].ctx
                     # The rows were checked against the config as it was read before: the same config, or nothing.
