@@ -164,3 +164,39 @@ def test_a_bulk_write_killed_mid_way_leaves_nothing_and_the_store_opens_in_wal(t
     finally:
         store.dispose()
     assert _rows(path) == (0, "wal")
+
+
+def test_a_reader_in_the_way_of_the_switch_back_leaves_no_pooled_connection_in_the_rollback_journal(tmp_path, monkeypatch):
+    from dunningops.store import engine
+
+    path = tmp_path / "s.db"
+    store = open_store(f"sqlite:///{path}")
+    switch = engine._bulk_journal
+    refused = []
+
+    def with_a_reader(raw, on):
+        if on:
+            return switch(raw, on)
+        reader = sqlite3.connect(path)  # holds a shared lock: SQLite refuses to leave the rollback journal
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM alerts").fetchone()
+        try:
+            back = switch(raw, on)
+            refused.append(not back)
+            return back
+        finally:
+            reader.rollback()
+            reader.close()
+
+    monkeypatch.setattr(engine, "_bulk_journal", with_a_reader)
+    try:
+        with store.session(bulk=True) as s:
+            assert s.info["bulk"] is True
+            _fill(s, 30)
+        assert refused == [True]
+        with store.session() as s:  # the pool's next connection: a new one, which set WAL again
+            assert s.execute(text("PRAGMA main.journal_mode")).scalar_one() == "wal"
+            assert s.execute(text("SELECT count(*) FROM alerts")).scalar_one() == 30
+    finally:
+        store.dispose()
+    assert _rows(path) == (30, "wal")

@@ -105,8 +105,10 @@ class Store:
                 yield session
         finally:
             try:
-                if journal:
-                    _bulk_journal(raw, False)
+                if journal and not _bulk_journal(raw, False):
+                    # A reader came in between the commit and the switch: this connection must not go
+                    # back to the pool in the rollback journal; the next one opened sets WAL again.
+                    connection.invalidate()
                 for name in attach or {}:
                     raw.execute(f'DETACH DATABASE "{name}"')  # type: ignore[union-attr]
             except Exception:  # e.g. an ATTACH that failed: a pooled connection must not keep one attached
