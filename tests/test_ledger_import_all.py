@@ -149,15 +149,7 @@ def test_large_files_are_staged_apart_and_written_in_the_one_transaction(sqlite_
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    staged = []
-    real = importer._stage_apart
-
-    def spy(*args, **kwargs):
-        apart = real(*args, **kwargs)
-        staged.extend(job.file.kind for job in apart)
-        return apart
-
-    monkeypatch.setattr(importer, "_stage_apart", spy)
+    staged = _spy_apart(monkeypatch)
     _edit(ledger / "payments.csv", 3, "amount", "lots")
     with pytest.raises(LedgerImportError) as caught:
         import_files(sqlite_store, ledger_files(ledger), now=NOW)
@@ -168,7 +160,7 @@ def test_large_files_are_staged_apart_and_written_in_the_one_transaction(sqlite_
     shutil.copy(LEDGER / "payments.csv", ledger)
     summaries = import_files(sqlite_store, ledger_files(ledger), now=NOW)
     assert [s.added for s in summaries] == [3, 4, 4, 2]
-    assert _state(sqlite_store)[1] == [("I1", 100000, "open"), ("I2", 0, "paid"), ("I3", 0, "paid"), ("I4", 500000, "open")]
+    assert _state(sqlite_store)[1] == BALANCES
     assert not list(scratch.iterdir())
 
 
@@ -208,3 +200,70 @@ def test_cli_import_all(run, v1, ledger, tmp_path, snapshot):
     done = run("ledger", "import-all", ledger, "--config", v1, "--database-url", url)
     assert done.exit_code == 0, done.output
     assert done.stdout == snapshot(name="imported")
+
+
+def _spy_apart(monkeypatch) -> list[str]:
+    staged: list[str] = []
+    real = importer._stage_apart
+
+    def spy(*args, **kwargs):
+        apart = real(*args, **kwargs)
+        staged.extend(job.file.kind for job in apart)
+        return apart
+
+    monkeypatch.setattr(importer, "_stage_apart", spy)
+    return staged
+
+
+BALANCES = [("I1", 100000, "open"), ("I2", 0, "paid"), ("I3", 0, "paid"), ("I4", 500000, "open")]
+
+
+def test_one_large_file_takes_the_smaller_csv_files_apart_with_it(sqlite_store, ledger, monkeypatch, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    staged = _spy_apart(monkeypatch)
+    largest = (ledger / "invoices.csv").stat().st_size
+    assert all((ledger / f"{kind}.csv").stat().st_size < largest for kind in ORDER if kind != "invoices")
+    monkeypatch.setattr(stream, "ARROW_MIN_BYTES", largest + 1)  # no file large enough: all in the transaction
+    import_files(sqlite_store, ledger_files(ledger), now=NOW, dry_run=True)
+    assert staged == []
+    monkeypatch.setattr(stream, "ARROW_MIN_BYTES", largest)  # the invoices only: the other three go with them
+    summaries = import_files(sqlite_store, ledger_files(ledger), now=NOW)
+    assert staged == list(ORDER)
+    assert [s.added for s in summaries] == [3, 4, 4, 2]
+    assert _state(sqlite_store)[1] == BALANCES
+    assert not list(scratch.iterdir())
+
+
+def _invoice_updates(store) -> list[int]:
+    """The rows each UPDATE of the invoices table changed."""
+    from sqlalchemy import event
+
+    changed: list[int] = []
+
+    def seen(conn, cursor, statement, *args):
+        if statement.startswith("UPDATE invoices"):
+            changed.append(cursor.rowcount)
+
+    event.listen(store.engine, "after_cursor_execute", seen)
+    return changed
+
+
+def test_new_invoices_count_the_payments_staged_with_them_so_the_recompute_rewrites_none(sqlite_store, ledger, monkeypatch, tmp_path):
+    monkeypatch.setattr(stream, "ARROW_MIN_BYTES", 0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    changed = _invoice_updates(sqlite_store)
+    import_files(sqlite_store, ledger_files(ledger), now=NOW)
+    assert changed == [0]  # the payments' recompute: I1 and I2 had their balance from the insert
+    assert _state(sqlite_store)[1] == BALANCES
+
+
+def test_skip_invalid_a_rejected_payment_counts_in_no_invoice_s_balance(sqlite_store, ledger, monkeypatch, tmp_path):
+    # A9: P1 (200.00 on I1) has a bad date but a valid amount, staged with the file's other payments.
+    monkeypatch.setattr(stream, "ARROW_MIN_BYTES", 0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _edit(ledger / "payments.csv", 2, "date", "tomorrow")
+    summaries = import_files(sqlite_store, ledger_files(ledger), now=NOW, skip_invalid=True)
+    assert [s.rejected for s in summaries] == [0, 0, 0, 1]
+    assert _state(sqlite_store)[1] == [("I1", 120000, "open"), *BALANCES[1:]]

@@ -172,6 +172,13 @@ def import_files(
                         raise ConflictError(
                             f"the applied config changed while {names} was read; nothing was imported: run the import again"
                         )
+                for job in apart:  # a TEMP table of the same name would hide the file's
+                    drop_staging(session, job.file.kind)
+                # The payments staged already when the invoices are written: a new invoice gets its
+                # balance with its payments, so their recompute has nothing left to change. Not with
+                # --skip-invalid: a payment rejected at its turn would leave its amount counted in an
+                # invoice the recompute no longer looks at; without it, any problem writes nothing.
+                paid_staged = not skip_invalid and any(job.file.kind == "payments" for job in apart)
                 for job in jobs:
                     staged = apart.get(job)
                     later = False
@@ -188,12 +195,19 @@ def import_files(
                             batch_size,
                         )
                     else:
-                        drop_staging(session, job.file.kind)  # a TEMP table of the same name would hide the file's
                         later = _customers_later(session, job.file.kind, job.summary, skip_invalid)
                         staged[2].check(session, customers_later=later)
                     last = job is jobs[-1]
                     _conclude(
-                        session, job, now=now, prune=prune, skip_invalid=skip_invalid, customers_later=later, last=last, jobs=jobs
+                        session,
+                        job,
+                        now=now,
+                        prune=prune,
+                        skip_invalid=skip_invalid,
+                        customers_later=later,
+                        last=last,
+                        jobs=jobs,
+                        paid_staged=paid_staged,
                     )
                 issues = [issue for job in jobs for issue in job.summary.issues]
                 if issues and not skip_invalid:
@@ -227,9 +241,17 @@ def _stage_apart(store: Store, stack: ExitStack, jobs: list[_Job], progress, bat
     ``stack`` closes) before the write transaction, which ATTACHes them: the name, path and staging of each."""
     apart: dict[_Job, tuple[str, Path, Staging]] = {}
     ctx: LedgerContext | None = None
+    modules = {job: apart_module(store, job.file.path, job.file.fmt, job.file.mapping) for job in jobs}
+    if any(modules.values()):
+        # pyarrow and ADBC are loaded for one large file: the smaller CSV files go the same way, which
+        # takes their staging out of the write transaction too (100k customers' 8.7 MB: 1.0 s → 0.3 s).
+        modules = {
+            job: arrow or apart_module(store, job.file.path, job.file.fmt, job.file.mapping, any_size=True)
+            for job, arrow in modules.items()
+        }
     for job in jobs:
         file = job.file
-        arrow = apart_module(store, file.path, file.fmt, file.mapping)
+        arrow = modules[job]
         if arrow is None:
             continue
         from dunningops.ledger.staging_file import SCHEMA, StagingFile
@@ -256,9 +278,11 @@ def _conclude(
     customers_later: bool,
     last: bool,
     jobs: list[_Job],
+    paid_staged: bool = False,
 ) -> None:
     """After staging, in the write transaction: set the bad rows aside, write the rest.
-    ``customers_later``: the unknown customers were not looked for yet (``_customers_later``)."""
+    ``customers_later``: the unknown customers were not looked for yet (``_customers_later``).
+    ``paid_staged``: the payments of this import are staged (and checked at their turn)."""
     kind, summary = job.file.kind, job.summary
     if summary.issues:
         if not skip_invalid and last:
@@ -268,7 +292,7 @@ def _conclude(
         # The bad rows out of staging: rejected (--skip-invalid), or the import fails once the files
         # after this one are checked against its valid rows.
         _drop_rows(session, kind, summary, count=skip_invalid)
-    counts = write(session, kind, now, prune and kind == "invoices")
+    counts = write(session, kind, now, prune and kind == "invoices", paid_staged=paid_staged)
     if customers_later and counts.added != summary.rows:
         # A row the write left out has an unknown customer: the same problems the check before the
         # write words; the transaction rolls back when every file is checked.

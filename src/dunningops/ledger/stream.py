@@ -84,13 +84,14 @@ def _stage_csv_batches(session: Session, kind, path, mapping: Mapping, summary: 
     staging.check(session)
 
 
-def arrow_module(path: Path, mapping: Mapping) -> ModuleType | None:
-    """The pyarrow path's module for a file large enough to pay for importing pyarrow, else None."""
+def arrow_module(path: Path, mapping: Mapping, *, any_size: bool = False) -> ModuleType | None:
+    """The pyarrow path's module for a file large enough to pay for importing pyarrow, else None.
+    ``any_size``: whatever the file's size (pyarrow is imported already, for another file)."""
     try:
         large = path.stat().st_size >= ARROW_MIN_BYTES
     except OSError:
         return None  # the CSV reader words it
-    if not large:
+    if not (large or any_size):
         return None
     try:
         from dunningops.ledger import arrow
@@ -217,11 +218,11 @@ def stage_rows(
     staging.check(session, place)
 
 
-def apart_module(store: Store, path: Path, fmt: str | None, mapping: Mapping) -> ModuleType | None:
+def apart_module(store: Store, path: Path, fmt: str | None, mapping: Mapping, *, any_size: bool = False) -> ModuleType | None:
     """The pyarrow path's module when the file is staged in a file of its own (staging_file.py), else None."""
     if store.dialect != "sqlite" or detect_format(path, fmt) != "csv":
         return None
-    arrow = arrow_module(path, mapping)
+    arrow = arrow_module(path, mapping, any_size=any_size)
     if arrow is None:
         return None
     try:

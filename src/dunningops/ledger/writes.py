@@ -86,7 +86,9 @@ def _insert_from(session: Session, target: Table, columns: list[str], source) ->
 LEDGER_WRITE_LOCK_KEY = 0x64756E6E0101
 
 
-def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCounts:
+def write(session: Session, kind: str, now: datetime, prune: bool, *, paid_staged: bool = False) -> WriteCounts:
+    """``kind``'s staged rows into the ledger. ``paid_staged`` (invoices): the import's payments are
+    staged too, and a new invoice's balance counts them already (``_staged_paid``)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_WRITE_LOCK_KEY})
     stg, counts = STAGING[kind], WriteCounts()
@@ -143,6 +145,7 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
         # The invoices this write creates are the ones above today's last id (ledger writers take turns).
         before = session.scalar(select(func.coalesce(func.max(invoices.c.id), 0)))
         reported = stg.c.reported_outstanding_cents
+        balance = reported - _staged_paid(stg) if paid_staged else reported
         with _built_after(session, invoices, stg, before or 0):
             counts.added, counts.changed = _upsert(
                 session,
@@ -154,10 +157,11 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
                 now,
                 {
                     "external_id": stg.c.external_id,
-                    # A new invoice has no payments yet: its balance is what the file reports, worked out
-                    # here as _recompute_outstanding would, so that pass skips the new rows (a 1M-row pass).
-                    "outstanding_cents": case((reported < 0, 0), else_=reported),
-                    "status": _status(stg.c.reported_status, reported),
+                    # A new invoice has no payments in the store yet: its balance is what the file reports
+                    # (less the payments staged beside it), worked out here as _recompute_outstanding would,
+                    # so that pass skips the new rows (a 1M-row pass), and the payments' one changes none.
+                    "outstanding_cents": case((balance < 0, 0), else_=balance),
+                    "status": _status(stg.c.reported_status, balance),
                     "paused": literal(False),
                 },
             )
@@ -199,6 +203,19 @@ def write(session: Session, kind: str, now: datetime, prune: bool) -> WriteCount
             # A9: the receipts and failed-payment emails the new payments owe, in this transaction.
             counts.notices = owe(session, created_after=before or 0, at=now)
     return counts
+
+
+def _staged_paid(stg: Table):
+    """Per staged invoice, what the staged payments and credit notes for it reduce (A9: a failed payment
+    nothing). Only a head start: the payments' write recomputes every invoice they name from the payments
+    written (a rejected row, a payment moved), and an invoice it finds right it leaves as it is. Without
+    it, that pass rewrote ~32k of a million new invoices spread over the whole table (1 s)."""
+    paid = STAGING["payments"]
+    return (
+        select(func.coalesce(func.sum(paid.c.amount_cents), 0))
+        .where(paid.c.invoice_external_id == stg.c.external_id, paid.c.kind.in_(REDUCING_KINDS))
+        .scalar_subquery()
+    )
 
 
 INVALID_REASON = "marked invalid in the ledger"
