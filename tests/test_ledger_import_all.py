@@ -203,15 +203,17 @@ def test_cli_import_all(run, v1, ledger, tmp_path, snapshot):
 
 
 def _spy_apart(monkeypatch) -> list[str]:
-    staged: list[str] = []
-    real = importer._stage_apart
+    from dunningops.ledger.apart import Apart
 
-    def spy(*args, **kwargs):
-        apart = real(*args, **kwargs)
+    staged: list[str] = []
+    real = Apart.prepare.__func__  # type: ignore[attr-defined]
+
+    def spy(cls, *args, **kwargs):
+        apart = real(cls, *args, **kwargs)
         staged.extend(job.file.kind for job in apart)
         return apart
 
-    monkeypatch.setattr(importer, "_stage_apart", spy)
+    monkeypatch.setattr(Apart, "prepare", classmethod(spy))
     return staged
 
 
@@ -267,3 +269,46 @@ def test_skip_invalid_a_rejected_payment_counts_in_no_invoice_s_balance(sqlite_s
     summaries = import_files(sqlite_store, ledger_files(ledger), now=NOW, skip_invalid=True)
     assert [s.rejected for s in summaries] == [0, 0, 0, 1]
     assert _state(sqlite_store)[1] == [("I1", 120000, "open"), *BALANCES[1:]]
+
+
+def _staging_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("ledger-")]
+
+
+def test_a_failure_in_the_staging_thread_raises_in_the_import_and_writes_nothing(sqlite_store, ledger, monkeypatch, tmp_path):
+    monkeypatch.setattr(stream, "ARROW_MIN_BYTES", 0)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    def progress(kind: str, rows: int) -> None:
+        if kind == "invoices":  # staged in the thread while the customers and contacts are written
+            raise RuntimeError("the disk went away")
+
+    with pytest.raises(RuntimeError, match="the disk went away"):
+        import_files(sqlite_store, ledger_files(ledger), now=NOW, progress=progress)
+    assert _state(sqlite_store)[0] == EMPTY
+    assert not list(scratch.iterdir()) and _staging_threads() == []
+
+
+def test_a_failure_in_the_transaction_stops_the_staging_thread(sqlite_store, ledger, monkeypatch, tmp_path):
+    from dunningops.errors import StoreError
+
+    monkeypatch.setattr(stream, "ARROW_MIN_BYTES", 0)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    real = importer.write
+
+    def failing(session, kind, *args, **kwargs):
+        if kind == "contacts":
+            raise StoreError("the store is full; nothing was imported")
+        return real(session, kind, *args, **kwargs)
+
+    monkeypatch.setattr(importer, "write", failing)
+    with pytest.raises(StoreError, match="the store is full"):
+        import_files(sqlite_store, ledger_files(ledger), now=NOW)
+    assert _state(sqlite_store)[0] == EMPTY
+    assert not list(scratch.iterdir()) and _staging_threads() == []

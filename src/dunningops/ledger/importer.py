@@ -19,15 +19,15 @@ from sqlalchemy import delete, literal, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from dunningops.errors import ConflictError, InvalidInputError, StoreError
+from dunningops.errors import InvalidInputError, StoreError
+from dunningops.ledger.apart import Apart
 from dunningops.ledger.checks import unknown_customers
 from dunningops.ledger.columns import KINDS
-from dunningops.ledger.context import LedgerContext
 from dunningops.ledger.issues import LedgerImportError, RowIssue
-from dunningops.ledger.loading import Staging, drop_staging, tables
+from dunningops.ledger.loading import drop_staging
 from dunningops.ledger.mapping import Mapping
 from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS
-from dunningops.ledger.stream import BATCH, apart_module, stage_arrow, stage_file, without_cycle_collector
+from dunningops.ledger.stream import BATCH, stage_file
 from dunningops.ledger.writes import write
 from dunningops.store.engine import Store, store_error
 from dunningops.store.schema import InvoiceRow
@@ -159,30 +159,20 @@ def import_files(
     ]
     try:
         with ExitStack() as stack:
-            apart = _stage_apart(store, stack, jobs, progress, batch_size)
-            with (
-                _store_errors(store),
-                store.session(attach={name: path for name, path, _ in apart.values()}, bulk=bool(apart)) as session,
-            ):
-                if apart:
-                    ctx = next(iter(apart.values()))[2].ctx
-                    # The rows were checked against the config as it was read before: the same config, or nothing.
-                    if LedgerContext.load(session) != ctx:
-                        names = ", ".join(job.file.path.name for job in apart)
-                        raise ConflictError(
-                            f"the applied config changed while {names} was read; nothing was imported: run the import again"
-                        )
+            apart = Apart.prepare(store, stack, jobs, lambda job: _progress(progress, job), batch_size)
+            with _store_errors(store), store.session(attach=apart.attach, bulk=bool(apart)) as session, apart:
                 for job in apart:  # a TEMP table of the same name would hide the file's
                     drop_staging(session, job.file.kind)
+                apart.start(session)
                 # The payments staged already when the invoices are written: a new invoice gets its
                 # balance with its payments, so their recompute has nothing left to change. Not with
                 # --skip-invalid: a payment rejected at its turn would leave its amount counted in an
                 # invoice the recompute no longer looks at; without it, any problem writes nothing.
-                paid_staged = not skip_invalid and any(job.file.kind == "payments" for job in apart)
+                paid = [job for job in apart if job.file.kind == "payments"]
+                paid_staged = bool(paid) and not skip_invalid
                 for job in jobs:
-                    staged = apart.get(job)
                     later = False
-                    if staged is None:
+                    if job not in apart:
                         file = job.file
                         stage_file(
                             session,
@@ -195,8 +185,11 @@ def import_files(
                             batch_size,
                         )
                     else:
+                        staging = apart.wait(job)
+                        if paid_staged and job.file.kind == "invoices":
+                            apart.wait(paid[0])
                         later = _customers_later(session, job.file.kind, job.summary, skip_invalid)
-                        staged[2].check(session, customers_later=later)
+                        staging.check(session, customers_later=later)
                     last = job is jobs[-1]
                     _conclude(
                         session,
@@ -234,38 +227,6 @@ def _progress(progress: Callable[[str, int], None] | None, job: _Job) -> Callabl
         return None
     kind = job.file.kind
     return lambda done: progress(kind, done)
-
-
-def _stage_apart(store: Store, stack: ExitStack, jobs: list[_Job], progress, batch_size) -> dict[_Job, tuple[str, Path, Staging]]:
-    """The large CSV files on SQLite, each staged through ADBC into a scratch file of its own (removed when
-    ``stack`` closes) before the write transaction, which ATTACHes them: the name, path and staging of each."""
-    apart: dict[_Job, tuple[str, Path, Staging]] = {}
-    ctx: LedgerContext | None = None
-    modules = {job: apart_module(store, job.file.path, job.file.fmt, job.file.mapping) for job in jobs}
-    if any(modules.values()):
-        # pyarrow and ADBC are loaded for one large file: the smaller CSV files go the same way, which
-        # takes their staging out of the write transaction too (100k customers' 8.7 MB: 1.0 s → 0.3 s).
-        modules = {
-            job: arrow or apart_module(store, job.file.path, job.file.fmt, job.file.mapping, any_size=True)
-            for job, arrow in modules.items()
-        }
-    for job in jobs:
-        file = job.file
-        arrow = modules[job]
-        if arrow is None:
-            continue
-        from dunningops.ledger.staging_file import SCHEMA, StagingFile
-
-        if ctx is None:
-            with _store_errors(store), store.session() as session:
-                ctx = LedgerContext.load(session)
-        staged = stack.enter_context(StagingFile(tables(file.kind)))
-        staging = Staging(staged, ctx, True, file.kind, job.summary, file.path.name, "row", file.mapping)
-        with without_cycle_collector():
-            stage_arrow(arrow, staging, file.kind, file.path, file.mapping, _progress(progress, job), batch_size, as_table=True)
-        staged.close()
-        apart[job] = (f"{SCHEMA}_{file.kind}", staged.path, staging)
-    return apart
 
 
 def _conclude(
