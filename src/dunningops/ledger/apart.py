@@ -21,7 +21,6 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from dunningops.ledger.context import LedgerContext
@@ -86,16 +85,11 @@ class Apart:
         return cls(files, progress, batch_size)
 
     def start(self, session: Session) -> None:
-        """Begin staging, in the write transaction that attached the files. It takes the store's write
-        lock first, so that the config the rows are checked against stays the one read here (a writer
-        meanwhile waits for the import's commit, busy timeout) and that the import never fails on
-        turning from reading to writing."""
+        """Begin staging, in the write transaction that attached the files, which holds the store's
+        write lock (``Store.session(write_lock=True)``): the config the rows are checked against,
+        read here, stays the one the transaction writes under."""
         if not self.files:
             return
-        if session.get_bind().dialect.name == "sqlite":
-            # The write lock on the store alone: BEGIN IMMEDIATE would take the attached files' too,
-            # which the staging thread is about to write. A write that changes nothing takes it.
-            session.execute(text("DELETE FROM main.settings WHERE 0"))
         ctx = LedgerContext.load(session)
         for job, file in self.files.items():
             f = job.file

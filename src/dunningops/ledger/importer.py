@@ -160,7 +160,13 @@ def import_files(
     try:
         with ExitStack() as stack:
             apart = Apart.prepare(store, stack, jobs, lambda job: _progress(progress, job), batch_size)
-            with _store_errors(store), store.session(attach=apart.attach, bulk=bool(apart)) as session, apart:
+            # The write lock from the start: a writer meanwhile (an apply, another import) waits for this
+            # import's commit (busy timeout), and the import never fails on turning from reading to writing.
+            with (
+                _store_errors(store),
+                store.session(write_lock=True, attach=apart.attach, bulk=bool(apart)) as session,
+                apart,
+            ):
                 for job in apart:  # a TEMP table of the same name would hide the file's
                     drop_staging(session, job.file.kind)
                 apart.start(session)

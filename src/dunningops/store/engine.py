@@ -78,17 +78,22 @@ class Store:
     ) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on any error.
 
-        ``write_lock`` on SQLite starts the transaction with BEGIN IMMEDIATE, so
+        ``write_lock`` on SQLite takes the write lock as the transaction begins (BEGIN IMMEDIATE), so
         that a second writer waits (busy timeout) instead of failing mid-way.
         ``attach`` (SQLite): scratch databases ATTACHed under their names for the transaction's
         life (a ledger import's staging file); unqualified names find their tables.
         ``bulk`` (SQLite): a write of a large part of the file (``_bulk_journal``); ``session.info["bulk"]``
         says whether it went that way.
         """
+        from sqlalchemy import text
         from sqlalchemy.orm import Session
 
         connection = self.engine.connect()
-        if write_lock and self.dialect == "sqlite":
+        # BEGIN IMMEDIATE locks every attached file too, and another connection may still be writing an
+        # attached scratch file (a ledger import's staging threads): then a write that changes nothing
+        # takes the store's lock alone, as the transaction's first statement.
+        lock_main = write_lock and self.dialect == "sqlite" and bool(attach)
+        if write_lock and self.dialect == "sqlite" and not attach:
             connection = connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         # SQLite attaches only outside a transaction: on the driver's connection, before BEGIN.
         raw = connection.connection.driver_connection if attach or bulk else None
@@ -102,6 +107,8 @@ class Store:
             journal = bulk and self.dialect == "sqlite" and _bulk_journal(raw, True)
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
                 session.info["bulk"] = journal
+                if lock_main:
+                    session.execute(text("DELETE FROM main.settings WHERE 0"))
                 yield session
         finally:
             try:
