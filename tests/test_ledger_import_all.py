@@ -312,3 +312,26 @@ def test_a_failure_in_the_transaction_stops_the_staging_thread(sqlite_store, led
         import_files(sqlite_store, ledger_files(ledger), now=NOW)
     assert _state(sqlite_store)[0] == EMPTY
     assert not list(scratch.iterdir()) and _staging_threads() == []
+
+
+def test_a_writer_during_an_import_in_the_transaction_waits_for_it(sqlite_store, ledger):
+    # Small files, staged in the transaction: it holds the store's write lock from its start, so a
+    # writer meanwhile waits (here: a busy timeout of 0.2 s runs out) and the import does not fail.
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    other = open_store(str(sqlite_store.engine.url), upgrade=False, busy_timeout_s=0.2)
+    refused: list[str] = []
+
+    def write_meanwhile(kind: str, rows: int) -> None:
+        if kind == "customers" and not refused:  # before the import wrote anything
+            try:
+                with other.session() as s:
+                    s.execute(text("UPDATE settings SET data = json_set(data, '$.company.currency', 'USD')"))
+            except OperationalError as exc:
+                refused.append(str(exc.orig))
+
+    summaries = import_files(sqlite_store, ledger_files(ledger), now=NOW, progress=write_meanwhile)
+    assert refused == ["database is locked"]
+    assert [s.added for s in summaries] == [3, 4, 4, 2]
+    other.dispose()
