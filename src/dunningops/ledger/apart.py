@@ -46,7 +46,8 @@ class _Stopped(Exception):
 
 
 class Apart:
-    """The files staged apart: made by ``prepare``, staged while the block runs, each awaited by ``wait``."""
+    """The files staged apart: made by ``prepare``, staged from ``start`` on, each awaited by ``wait``;
+    the ``with`` block's end stops the threads and waits for them (before the files are removed)."""
 
     def __init__(self, files: dict[_Job, _File], progress: Callable, batch_size: int):
         self.files = files
