@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dunningops.errors import InvalidInputError
 from dunningops.ledger import importer, stream
@@ -236,6 +236,8 @@ def test_one_large_file_takes_the_smaller_csv_files_apart_with_it(sqlite_store, 
     assert [s.added for s in summaries] == [3, 4, 4, 2]
     assert _state(sqlite_store)[1] == BALANCES
     assert not list(scratch.iterdir())
+    with sqlite_store.session() as s:  # written without the per-row checks, every reference holds
+        assert s.execute(text("PRAGMA foreign_key_check")).all() == []
 
 
 def _invoice_updates(store) -> list[int]:

@@ -200,3 +200,23 @@ def test_a_reader_in_the_way_of_the_switch_back_leaves_no_pooled_connection_in_t
     finally:
         store.dispose()
     assert _rows(path) == (30, "wal")
+
+
+def test_a_bulk_write_goes_without_the_foreign_key_checks_and_the_pool_has_them_back(tmp_path):
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    dangling = text(
+        "INSERT INTO payments (external_id, invoice_id, paid_on, amount_cents, kind, created_at) "
+        "VALUES ('P1', 999, '2026-11-10', 100, 'payment', '2026-12-01 00:00:00')"
+    )
+    try:
+        with store.session(bulk=True) as s:
+            assert s.execute(text("PRAGMA foreign_keys")).scalar_one() == 0
+        with store.session() as s:  # the same pooled connection: the checks are back
+            assert s.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"), store.session() as s:
+            s.execute(dangling)
+    finally:
+        store.dispose()
