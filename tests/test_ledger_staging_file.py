@@ -17,6 +17,7 @@ from dunningops.errors import DunningOpsError
 from dunningops.ledger import importer, staging_file, stream
 from dunningops.ledger.importer import import_file
 from dunningops.ledger.issues import LedgerImportError
+from dunningops.ledger.loading import tables
 from dunningops.store import open_store
 from dunningops.store.schema import InvoiceRow
 from test_ledger_arrow import _rewrite
@@ -295,3 +296,56 @@ def test_unknown_customers_of_a_first_import_found_after_the_write_the_same(sqli
     lines = _import_all(store, clean)
     assert looked == [] and " 0 rejected" not in lines[2] and "added" in lines[2]
     store.dispose()
+
+
+_HOLD = """
+import time
+from dunningops.ledger.loading import tables
+from dunningops.ledger.staging_file import StagingFile
+staged = StagingFile(tables("invoices"))
+print(staged.path, flush=True)
+time.sleep(120)
+"""
+
+
+def _killed_import_leftover(scratch: Path) -> Path:
+    """A process that made its staging file, SIGKILLed before its cleanup: its directory stays behind."""
+    import os
+    import signal
+    import subprocess
+
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    child = subprocess.Popen([sys.executable, "-c", _HOLD], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout is not None
+        path = Path(child.stdout.readline().strip())
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert path.parent.parent == scratch and path.exists()
+    return path.parent
+
+
+def test_a_killed_imports_scratch_files_are_removed_by_the_next_import(sqlite_url, tmp_path, v1, scratch):
+    left = _killed_import_leftover(scratch)
+    folder = _ledger(tmp_path, v1)
+    store = _applied(sqlite_url, v1)
+    _import_all(store, folder)
+    assert not left.exists()
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_running_imports_scratch_files_are_not_taken_for_orphans(scratch):
+    import os
+    import time
+
+    with staging_file.StagingFile(tables("contacts")) as live:  # held by this process, as an import's are
+        left = _killed_import_leftover(scratch)
+        # One being made this instant (no lock file yet) stays; one that old without a lock file goes.
+        young, old = (Path(tempfile.mkdtemp(prefix=staging_file.PREFIX)) for _ in range(2))
+        past = time.time() - 2 * 3600
+        os.utime(old, (past, past))
+        assert staging_file.remove_orphans() == 2
+        assert live.path.exists() and young.exists()
+        assert not left.exists() and not old.exists()
+    assert list(scratch.iterdir()) == [young]

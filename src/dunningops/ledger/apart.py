@@ -78,6 +78,10 @@ class Apart:
                 for job, arrow in modules.items()
             }
         files: dict[_Job, _File] = {}
+        if any(modules.values()):
+            from dunningops.ledger.staging_file import remove_orphans
+
+            remove_orphans()  # the scratch files killed imports left: before this one adds its own
         for job, arrow in modules.items():
             if arrow is not None:
                 from dunningops.ledger.staging_file import SCHEMA, StagingFile

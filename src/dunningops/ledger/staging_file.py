@@ -12,8 +12,12 @@ Only for a SQLite store: PostgreSQL already loads staging with COPY, in its tran
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +35,61 @@ from dunningops.ledger.staging import KEY_INDEXES
 from dunningops.store.engine import SORT_THREADS
 
 SCHEMA = "stg"  # the name the write transaction attaches the file under
+PREFIX = "dunningops-staging-"  # the scratch directories' names, in the temporary directory
+_LOCK = "owner.lock"  # held (flock) by the process the directory is for, for as long as it lives
+# A directory without its lock file: one being made this instant by another import, or left by a
+# version that made none. Removed only once it is older than this (seconds).
+_UNLOCKED_AGE = 3600.0
+
+
+def remove_orphans(parent: Path | None = None) -> int:
+    """The scratch directories of imports killed (SIGKILL, out of memory, power loss) before their
+    cleanup ran: a million invoices leave ~150 MB each time, so an import run from cron would fill
+    the temporary directory in the end. A directory whose lock no process holds is an orphan (the
+    kernel lets go of a dead process's locks); a running import's lock refuses us. Returns how many
+    were removed. Only this user's, and none we cannot tell about (an error skips the directory)."""
+    parent = Path(parent or tempfile.gettempdir())
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith(PREFIX)]
+    except OSError:
+        return 0
+    removed = 0
+    for directory in candidates:
+        try:
+            info = directory.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            try:
+                fd = os.open(directory / _LOCK, os.O_RDWR)
+            except FileNotFoundError:
+                if time.time() - info.st_mtime < _UNLOCKED_AGE:
+                    continue
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its import is running
+                finally:
+                    os.close(fd)
+            shutil.rmtree(directory)
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _own(directory: Path) -> int:
+    """The directory's lock, held while this process lives, even if it is killed before its cleanup
+    (remove_orphans). Taken under another name, then renamed: a lock file is never seen unheld."""
+    taking = directory / f"{_LOCK}.new"
+    fd = os.open(taking, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        taking.rename(directory / _LOCK)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 class StagingFile:
@@ -40,14 +99,18 @@ class StagingFile:
         self.tables = tables
         self.keys_unique = False  # the staged rows' keys proved unique by their index (index())
         self.schemas = {t.name: staging_schema(t) for t in tables}
+        self._lock: int | None = None
+        self._connection: adbc.Connection | None = None
         try:
-            self._directory = Path(tempfile.mkdtemp(prefix="dunningops-staging-"))
+            self._directory = Path(tempfile.mkdtemp(prefix=PREFIX))
+            self._lock = _own(self._directory)
         except OSError as exc:
+            if hasattr(self, "_directory"):
+                self.__exit__(None, None, None)
             raise StoreError(
                 f"cannot make the import's staging file in {tempfile.gettempdir()}: {exc.strerror}; nothing was imported"
             ) from exc
         self.path = self._directory / "staging.db"
-        self._connection: adbc.Connection | None = None
         try:
             with self._errors():
                 self._connection = adbc.connect(str(self.path), autocommit=True)
@@ -70,6 +133,9 @@ class StagingFile:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
         shutil.rmtree(self._directory, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)  # after the removal: never an orphan a sweep could take for one
+            self._lock = None
 
     def _run(self, sql: str) -> None:
         with self._errors():
