@@ -4,9 +4,13 @@ nothing half-imported, and a config change meanwhile waits for the import."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -310,10 +314,6 @@ time.sleep(120)
 
 def _killed_import_leftover(scratch: Path) -> Path:
     """A process that made its staging file, SIGKILLed before its cleanup: its directory stays behind."""
-    import os
-    import signal
-    import subprocess
-
     env = {**os.environ, "TMPDIR": str(scratch)}
     child = subprocess.Popen([sys.executable, "-c", _HOLD], stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -336,9 +336,6 @@ def test_a_killed_imports_scratch_files_are_removed_by_the_next_import(sqlite_ur
 
 
 def test_a_running_imports_scratch_files_are_not_taken_for_orphans(scratch):
-    import os
-    import time
-
     with staging_file.StagingFile(tables("contacts")) as live:  # held by this process, as an import's are
         left = _killed_import_leftover(scratch)
         # One being made this instant (no lock file yet) stays; one that old without a lock file goes.

@@ -56,26 +56,29 @@ def remove_orphans(parent: Path | None = None) -> int:
     removed = 0
     for directory in candidates:
         try:
-            info = directory.lstat()
-            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-                continue
-            try:
-                fd = os.open(directory / _LOCK, os.O_RDWR)
-            except FileNotFoundError:
-                if time.time() - info.st_mtime < _UNLOCKED_AGE:
-                    continue
-            else:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # its import is running
-                finally:
-                    os.close(fd)
-            shutil.rmtree(directory)
-            removed += 1
+            if _orphan(directory):
+                shutil.rmtree(directory)
+                removed += 1
         except OSError:
-            continue
+            continue  # gone meanwhile, or not ours to remove
     return removed
+
+
+def _orphan(directory: Path) -> bool:
+    info = directory.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        return False
+    try:
+        fd = os.open(directory / _LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        return time.time() - info.st_mtime >= _UNLOCKED_AGE
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its import is running
+    finally:
+        os.close(fd)
+    return True
 
 
 def _own(directory: Path) -> int:
