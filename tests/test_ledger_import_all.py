@@ -259,7 +259,8 @@ def test_new_invoices_count_the_payments_staged_with_them_so_the_recompute_rewri
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     changed = _invoice_updates(sqlite_store)
     import_files(sqlite_store, ledger_files(ledger), now=NOW)
-    assert changed == [0]  # the payments' recompute: I1 and I2 had their balance from the insert
+    # The payments' recompute (its status pass, then its amount pass): I1 and I2 had their balance from the insert.
+    assert changed == [0, 0]
     assert _state(sqlite_store)[1] == BALANCES
 
 

