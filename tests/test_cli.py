@@ -203,3 +203,25 @@ def test_migrations_create_exactly_the_models_tables(database_url: str):
     finally:
         store.dispose()
     assert drift == []
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(v1: Path):
+    """`dunningops validate | head -0`: stdout's pipe closed before the command writes: exit 1, no bug report."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from dunningops.cli import main; main()", "validate", "--config", str(v1)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 1
+    assert done.stderr == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 import click
@@ -43,6 +44,11 @@ class Cli(click.Group):
             raise
         except DunningOpsError as exc:
             self._fail(ctx, exc, str(exc), exc.exit_code)
+        except BrokenPipeError:
+            # The reader of stdout went away (`dunningops plan | head`): no one is left to tell, and the
+            # interpreter's flush at exit must not fail again on the closed pipe. Exit 1: output was lost.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(EXIT_ERROR)
         except Exception as exc:
             from sqlalchemy.exc import DBAPIError
 
