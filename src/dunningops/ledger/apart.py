@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from dunningops.ledger.context import LedgerContext
 from dunningops.ledger.loading import Staging, tables
+from dunningops.ledger.relay import Relay, RelaySink, invoices_empty, per_part, relay_parts
 from dunningops.ledger.stream import apart_module, stage_arrow, without_cycle_collector
 from dunningops.store.engine import Store
 
@@ -33,12 +34,26 @@ if TYPE_CHECKING:
     from dunningops.ledger.staging_file import StagingFile
 
 
+def _parts(store: Store, job: _Job, others: int) -> int:
+    """The parts a relay stages the invoices file in: 1 (none) unless the store has no invoice yet."""
+    parts = relay_parts(job.file.path.stat().st_size, others)
+    if parts > 1:
+        with store.session() as session:  # read before the import's transaction: it only decides the way
+            if not invoices_empty(session):
+                return 1
+    return parts
+
+
 @dataclass(eq=False)
 class _File:
-    name: str  # the name the write transaction attaches it under
-    sink: StagingFile
+    names: list[str]  # the names the write transaction attaches its file (a relay's parts) under
+    sink: StagingFile | RelaySink
     arrow: ModuleType
     staging: Staging | None = None  # made once the transaction has read the config (Apart.start)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [part.path for part in self.sink.files] if isinstance(self.sink, RelaySink) else [self.sink.path]
 
 
 class _Stopped(Exception):
@@ -49,13 +64,22 @@ class Apart:
     """The files staged apart: made by ``prepare``, staged from ``start`` on, each awaited by ``wait``;
     the ``with`` block's end stops the threads and waits for them (before the files are removed)."""
 
-    def __init__(self, files: dict[_Job, _File], progress: Callable, batch_size: int):
+    def __init__(self, files: dict[_Job, _File], progress: Callable, batch_size: int, changed: threading.Condition | None = None):
         self.files = files
         self._progress, self._batch = progress, batch_size
+        # Notified whenever a file is staged or a relay's part sealed (relay.py waits on it).
+        self.changed = changed or threading.Condition()
+        self.relay: Relay | None = None
+        for job, file in files.items():
+            if isinstance(file.sink, RelaySink):
+                self.relay = Relay(job, file.sink, file.names)
         # Two lanes, a thread each: the invoices (most of a ledger) from the start, and the other files
         # in the order the transaction reads them. Staged one after the other, the transaction sat
         # idle for the invoices' staging once it had written the contacts (1.5 s of a 100k ledger).
-        lanes = [[job for job in files if job.file.kind == "invoices"], [job for job in files if job.file.kind != "invoices"]]
+        # A relay's parts count the staged payments in their balances: the payments go before the contacts.
+        first = ("customers", "payments") if self.relay is not None else ("customers",)
+        others = sorted((job for job in files if job.file.kind != "invoices"), key=lambda job: job.file.kind not in first)
+        lanes = [[job for job in files if job.file.kind == "invoices"], others]
         self._done = {job: threading.Event() for job in files}
         self._errors: dict[_Job, BaseException] = {}
         self._stop = threading.Event()
@@ -66,9 +90,12 @@ class Apart:
         ]
 
     @classmethod
-    def prepare(cls, store: Store, stack: ExitStack, jobs: list[_Job], progress: Callable, batch_size: int) -> Apart:
+    def prepare(
+        cls, store: Store, stack: ExitStack, jobs: list[_Job], progress: Callable, batch_size: int, *, relay: bool = False
+    ) -> Apart:
         """The large CSV files on SQLite, and the smaller ones beside a large one: their scratch files,
-        empty (removed when ``stack`` closes)."""
+        empty (removed when ``stack`` closes). ``relay``: a large invoices file may be staged in parts,
+        each written as soon as it is staged (relay.py), when the store has no invoice yet."""
         modules = {job: apart_module(store, job.file.path, job.file.fmt, job.file.mapping) for job in jobs}
         files: dict[_Job, _File] = {}
         if not any(modules.values()):
@@ -82,10 +109,22 @@ class Apart:
         from dunningops.ledger.staging_file import SCHEMA, StagingFile, remove_orphans
 
         remove_orphans()  # the scratch files killed imports left: before this one adds its own
-        for job, arrow in modules.items():
-            if arrow is not None:
-                files[job] = _File(f"{SCHEMA}_{job.file.kind}", stack.enter_context(StagingFile(tables(job.file.kind))), arrow)
-        return cls(files, progress, batch_size)
+        changed = threading.Condition()
+        staged = [job for job, arrow in modules.items() if arrow is not None]
+        for job in staged:
+            kind, name = job.file.kind, f"{SCHEMA}_{job.file.kind}"
+            parts = _parts(store, job, len(staged) - 1) if relay and kind == "invoices" else 1
+            if parts > 1:
+                sink: StagingFile | RelaySink = RelaySink(
+                    [stack.enter_context(StagingFile(tables(kind))) for _ in range(parts)],
+                    per_part(job.file.path.stat().st_size, parts, modules[job].CHUNK_BYTES),  # type: ignore[union-attr]
+                    changed,
+                )
+                names = [name, *(f"{name}_{n}" for n in range(1, parts))]
+            else:
+                sink, names = stack.enter_context(StagingFile(tables(kind))), [name]
+            files[job] = _File(names, sink, modules[job])  # type: ignore[arg-type]
+        return cls(files, progress, batch_size, changed)
 
     def start(self, session: Session) -> None:
         """Begin staging, in the write transaction that attached the files, which holds the store's
@@ -111,7 +150,11 @@ class Apart:
 
     @property
     def attach(self) -> dict[str, Path]:
-        return {f.name: f.sink.path for f in self.files.values()}
+        return {name: path for f in self.files.values() for name, path in zip(f.names, f.paths, strict=True)}
+
+    def staged(self, job: _Job) -> bool:
+        """Whether ``job``'s staging is over (done, or failed: ``wait`` raises its error)."""
+        return self._done[job].is_set()
 
     def __enter__(self) -> Apart:
         return self
@@ -139,8 +182,13 @@ class Apart:
                 except BaseException as exc:  # raised by wait() in the transaction's thread
                     for later in lane[n:]:
                         self._errors[later] = exc
-                        self._done[later].set()
+                        self._mark(later)
                     return
+
+    def _mark(self, job: _Job) -> None:
+        with self.changed:
+            self._done[job].set()
+            self.changed.notify_all()
 
     def _stage(self, job: _Job) -> None:
         file, each = self.files[job], self._progress(job)
@@ -157,4 +205,4 @@ class Apart:
         assert staging is not None  # made by start()
         stage_arrow(file.arrow, staging, kind, path, mapping, progress, self._batch, as_table=True)
         file.sink.close()  # the transaction alone holds the file from here
-        self._done[job].set()
+        self._mark(job)

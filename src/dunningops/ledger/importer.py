@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, literal, select
+from sqlalchemy import delete, func, literal, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -159,7 +159,9 @@ def import_files(
     ]
     try:
         with ExitStack() as stack:
-            apart = Apart.prepare(store, stack, jobs, lambda job: _progress(progress, job), batch_size)
+            apart = Apart.prepare(
+                store, stack, jobs, lambda job: _progress(progress, job), batch_size, relay=not (skip_invalid or prune)
+            )
             # The write lock from the start: a writer meanwhile (an apply, another import) waits for this
             # import's commit (busy timeout), and the import never fails on turning from reading to writing.
             with (
@@ -176,8 +178,12 @@ def import_files(
                 # invoice the recompute no longer looks at; without it, any problem writes nothing.
                 paid = [job for job in apart if job.file.kind == "payments"]
                 paid_staged = bool(paid) and not skip_invalid
+                relay = _Relaying(apart, jobs, now, paid[0] if paid_staged else None)
                 for job in jobs:
                     later = False
+                    relay.meanwhile(session, job)
+                    if relay.written(session, job):
+                        continue
                     if job not in apart:
                         file = job.file
                         stage_file(
@@ -220,6 +226,50 @@ def import_files(
     return [job.summary for job in jobs]
 
 
+class _Relaying:
+    """The relay's turns in the import's loop (relay.py): while the transaction would wait for a file's
+    staging, it writes the invoices' parts staged so far; at the invoices' turn, the rest."""
+
+    def __init__(self, apart: Apart, jobs: list[_Job], now: datetime, paid: _Job | None):
+        self.apart, self.relay, self.jobs, self.now, self.paid = apart, apart.relay, jobs, now, paid
+        # The parts' rows refer to the customers: written first, when the import has them.
+        self._customers = next((job for job in jobs if job.file.kind == "customers"), None)
+
+    def _write(self, session: Session, stg) -> int:
+        return write(session, "invoices", self.now, False, paid_staged=self.paid is not None, stg=stg, fresh=True).added
+
+    def _ready(self) -> bool:
+        return self.paid is None or self.apart.staged(self.paid)
+
+    def _doubt(self) -> bool:
+        return any(job.summary.issues for job in self.jobs)
+
+    def meanwhile(self, session: Session, job: _Job) -> None:
+        """Before ``job``'s turn: the parts staged until ``job`` is (a file staged apart, after the customers)."""
+        relay = self.relay
+        if relay is None or job is relay.job or job not in self.apart or job is self._customers:
+            return
+        if self._customers is not None and self.jobs.index(self._customers) > self.jobs.index(job):
+            return
+        relay.pump(session, self._write, until=lambda: self.apart.staged(job), ready=self._ready, doubt=self._doubt)
+
+    def written(self, session: Session, job: _Job) -> bool:
+        """At the invoices' turn: True once every part is written (the summary says so); False: the usual
+        way follows, from the parts combined in one staging table."""
+        relay = self.relay
+        if relay is None or job is not relay.job:
+            return False
+        relay.pump(session, self._write, until=lambda: self.apart.staged(job), ready=self._ready, doubt=self._doubt)
+        self.apart.wait(job)  # its staging's error, if it failed
+        if self.paid is not None:
+            self.apart.wait(self.paid)
+        if relay.finish(session, self._write, rows=job.summary.rows, doubt=self._doubt):
+            job.summary.added = relay.added
+            return True
+        relay.combine(session)
+        return False
+
+
 @dataclass(eq=False)
 class _Job:
     """One file of an import and its summary."""
@@ -260,12 +310,15 @@ def _conclude(
         # after this one are checked against its valid rows.
         _drop_rows(session, kind, summary, count=skip_invalid)
     counts = write(session, kind, now, prune and kind == "invoices", paid_staged=paid_staged)
-    if customers_later and counts.added != summary.rows:
+    # Every staged row is written unless its customer is unknown; the bad rows (a repeated key, found by
+    # the check) went out of staging first, and a row the reader could not split was never staged.
+    staged = summary.rows if not summary.issues else session.scalar(select(func.count()).select_from(STAGING[kind]))
+    if customers_later and counts.added != staged:
         # A row the write left out has an unknown customer: the same problems the check before the
         # write words; the transaction rolls back when every file is checked.
         found = unknown_customers(session, kind)
         if not found:
-            raise StoreError(f"{summary.rows - counts.added} rows of {job.file.path.name} were not written; nothing was imported")
+            raise StoreError(f"{staged - counts.added} rows of {job.file.path.name} were not written; nothing was imported")
         summary.issues.extend(RowIssue(job.file.path.name, r, c, m, "row") for r, c, m in found)
     summary.added, summary.changed, summary.pruned, summary.links_changed = (
         counts.added,
@@ -322,8 +375,6 @@ def _write_rejects(reject_file: Path, issues: list[RowIssue]) -> None:
 
 
 def ledger_counts(session: Session) -> dict[str, int]:
-    from sqlalchemy import func
-
     from dunningops.store.schema import ContactRow, CustomerRow, InvoiceRow, PaymentRow
 
     return {

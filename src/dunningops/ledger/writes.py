@@ -7,12 +7,28 @@ twice changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import CursorResult, Result, Table, and_, case, delete, exists, func, insert, literal, or_, select, text, update
+from sqlalchemy import (
+    CursorResult,
+    Index,
+    Result,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from dunningops.ledger.columns import REDUCING_KINDS
@@ -48,11 +64,14 @@ def _upsert(
     now: datetime,
     extra_insert: dict | None = None,
     insert_from=None,
+    empty: bool | None = None,
 ) -> tuple[int, int]:
     """UPDATE the rows whose values differ, INSERT the missing ones; returns (added, changed).
-    ``insert_from``: the insert's FROM clause, when ``extra_insert`` needs a join (else: inferred)."""
+    ``insert_from``: the insert's FROM clause, when ``extra_insert`` needs a join (else: inferred).
+    ``empty``: whether ``target`` had no row before this import (None: it has none now)."""
     # An empty table (a first import): nothing to update, and no row to look up before each insert.
-    empty = session.scalar(select(literal(1)).select_from(target).limit(1)) is None
+    if empty is None:
+        empty = session.scalar(select(literal(1)).select_from(target).limit(1)) is None
     changed = 0
     if not empty:
         differs = or_(*(target.c[col].is_distinct_from(expr) for col, expr in values.items()))
@@ -91,12 +110,24 @@ def _insert_from(session: Session, target: Table, columns: list[str], source) ->
 LEDGER_WRITE_LOCK_KEY = 0x64756E6E0101
 
 
-def write(session: Session, kind: str, now: datetime, prune: bool, *, paid_staged: bool = False) -> WriteCounts:
+def write(
+    session: Session,
+    kind: str,
+    now: datetime,
+    prune: bool,
+    *,
+    paid_staged: bool = False,
+    stg: Table | None = None,
+    fresh: bool = False,
+) -> WriteCounts:
     """``kind``'s staged rows into the ledger. ``paid_staged`` (invoices): the import's payments are
-    staged too, and a new invoice's balance counts them already (``_staged_paid``)."""
+    staged too, and a new invoice's balance counts them already (``_staged_paid``). ``stg`` and
+    ``fresh`` (invoices, relay.py): one part of the file, from this staging table, into a table that
+    was empty before the import (only inserts; its indexes are the relay's to drop and build)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_WRITE_LOCK_KEY})
-    stg, counts = STAGING[kind], WriteCounts()
+    counts = WriteCounts()
+    stg = STAGING[kind] if stg is None else stg
     if kind == "customers":
         columns = ("name", "country", "locale", "currency", "account_manager", "plan_id", *ADDRESS_COLUMNS)
         values = {c: stg.c[c] for c in columns}
@@ -152,7 +183,7 @@ def write(session: Session, kind: str, now: datetime, prune: bool, *, paid_stage
         reported = stg.c.reported_outstanding_cents
         paid = _staged_paid() if paid_staged else None
         balance = reported if paid is None else reported - func.coalesce(paid.c.paid, 0)
-        with _built_after(session, invoices, stg, before or 0):
+        with nullcontext() if fresh else _built_after(session, invoices, stg, before or 0):
             counts.added, counts.changed = _upsert(
                 session,
                 invoices,
@@ -171,6 +202,7 @@ def write(session: Session, kind: str, now: datetime, prune: bool, *, paid_stage
                     "paused": literal(False),
                 },
                 insert_from=None if paid is None else stg.outerjoin(paid, paid.c.invoice_external_id == stg.c.external_id),
+                empty=True if fresh else None,
             )
         if prune:
             counts.pruned = _rowcount(
@@ -290,11 +322,24 @@ def _built_after(session: Session, target: Table, stg: Table, existing: int) -> 
     if staged < max(4 * existing, _REBUILD_MIN):
         yield
         return
+    indexes = drop_unordered(session, target)
+    yield
+    build_indexes(session, indexes)
+
+
+def drop_unordered(session: Session, target: Table) -> list[Index]:
+    """SQLite: ``target``'s unordered indexes dropped (for ``build_indexes`` once the rows are in)."""
     connection = session.connection()
     indexes = [i for i in target.indexes if i.name in _UNORDERED[target.name]]
     for index in indexes:
         index.drop(connection)
-    yield
+    return indexes
+
+
+def build_indexes(session: Session, indexes: list[Index]) -> None:
+    if not indexes:
+        return
+    connection = session.connection()
     connection.exec_driver_sql(f"PRAGMA threads={SORT_THREADS}")  # the sort of a million keys, in helper threads
     try:
         for index in indexes:
