@@ -42,10 +42,19 @@ def set_problems(
     if kind == "payments":
         problems += _unknown(session, stg, "invoice_external_id", invoices, "invoice")
     if kind == "contacts":
-        # C3: one primary contact per customer.
+        # C3: one primary contact per customer. The customers marked twice or more found first (one pass
+        # in the staging key's order, and usually none): joining every customer's first primary back to
+        # its rows was 1.2 s of 2M contacts.
+        marked = stg.alias("c3_stg")
+        twice = (
+            select(marked.c.customer_external_id)
+            .where(marked.c.is_primary.is_(True))
+            .group_by(marked.c.customer_external_id)
+            .having(func.count() > 1)
+        )
         first = (
             select(stg.c.customer_external_id, func.min(stg.c.row_no).label("first"))
-            .where(stg.c.is_primary.is_(True))
+            .where(stg.c.is_primary.is_(True), stg.c.customer_external_id.in_(twice))
             .group_by(stg.c.customer_external_id)
             .subquery()
         )

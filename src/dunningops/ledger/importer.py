@@ -312,7 +312,7 @@ def _conclude(
     counts = write(session, kind, now, prune and kind == "invoices", paid_staged=paid_staged)
     # Every staged row is written unless its customer is unknown; the bad rows (a repeated key, found by
     # the check) went out of staging first, and a row the reader could not split was never staged.
-    staged = summary.rows if not summary.issues else session.scalar(select(func.count()).select_from(STAGING[kind]))
+    staged = summary.rows if not summary.issues else session.execute(select(func.count()).select_from(STAGING[kind])).scalar_one()
     if customers_later and counts.added != staged:
         # A row the write left out has an unknown customer: the same problems the check before the
         # write words; the transaction rolls back when every file is checked.

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from dunningops.ledger.staging import STAGING
+from dunningops.ledger.writes import build_indexes, drop_unordered
 from dunningops.store.schema import InvoiceRow
 
 if TYPE_CHECKING:
@@ -67,14 +68,6 @@ class RelaySink:
         self.sealed = 0  # parts handed over, in order
         self.finished = False  # every row staged, the last part sealed
         self._batches = 0
-
-    @property
-    def path(self):
-        return self.files[0].path
-
-    @property
-    def tables(self) -> list[Table]:
-        return self.files[0].tables
 
     def insert(self, table: Table, rows: list[tuple]) -> None:
         self.files[self.sealed].insert(table, rows)
@@ -156,8 +149,6 @@ class Relay:
                 self.spoilt = True
                 return
             self.begun = True
-            from dunningops.ledger.writes import drop_unordered
-
             self._dropped = drop_unordered(session, invoices)
         n = self.written
         try:
@@ -185,8 +176,6 @@ class Relay:
             self.pump(session, write, until=lambda: self.written >= self.sink.sealed, ready=lambda: True, doubt=doubt)
         if not self.spoilt and (doubt() or self.added != rows):
             self.spoilt = True  # a row left out (an unknown customer), or a problem found meanwhile
-        from dunningops.ledger.writes import build_indexes
-
         if self.spoilt and self.begun:
             session.execute(delete(invoices))  # the table was empty: back to it (the same ids again)
         build_indexes(session, self._dropped)
