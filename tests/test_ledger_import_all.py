@@ -240,14 +240,14 @@ def test_one_large_file_takes_the_smaller_csv_files_apart_with_it(sqlite_store, 
         assert s.execute(text("PRAGMA foreign_key_check")).all() == []
 
 
-def _invoice_updates(store) -> list[int]:
-    """The rows each UPDATE of the invoices table changed."""
+def _invoice_updates(store, statement: str = "UPDATE invoices") -> list[int]:
+    """The rows each UPDATE of the invoices table (or each ``statement``) changed."""
     from sqlalchemy import event
 
     changed: list[int] = []
 
-    def seen(conn, cursor, statement, *args):
-        if statement.startswith("UPDATE invoices"):
+    def seen(conn, cursor, executed, *args):
+        if executed.startswith(statement):
             changed.append(cursor.rowcount)
 
     event.listen(store.engine, "after_cursor_execute", seen)

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from dunningops.ledger import apart, arrow, relay, stream
 from dunningops.ledger.generate import generate_ledger
@@ -20,6 +20,7 @@ from dunningops.reconcile.apply import apply_config
 from dunningops.spec import load_config
 from dunningops.store import open_store
 from test_ledger_import import NOW
+from test_ledger_import_all import _edit, _invoice_updates
 
 TABLES = ("customers", "contacts", "contact_function_links", "invoices", "payments", "portal_notifications")
 
@@ -77,30 +78,13 @@ def _relay(monkeypatch, on: bool) -> list:
 
 def _invoice_inserts(store) -> list[int]:
     """The rows each INSERT into the invoices table wrote."""
-    rows: list[int] = []
-
-    def seen(conn, cursor, statement, *args):
-        if statement.startswith("INSERT INTO invoices"):
-            rows.append(cursor.rowcount)
-
-    event.listen(store.engine, "after_cursor_execute", seen)
-    return rows
+    return _invoice_updates(store, "INSERT INTO invoices")
 
 
 def _dump(store) -> dict[str, list[tuple]]:
     """Every row of the ledger's tables, ids included, in id order."""
     with store.session() as s:
         return {t: [tuple(r) for r in s.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2"))] for t in TABLES}
-
-
-def _edit(path: Path, row: int, column: str, value: str) -> None:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    rows[row - 2][column] = value
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        out = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        out.writeheader()
-        out.writerows(rows)
 
 
 def _rows(path: Path) -> int:
