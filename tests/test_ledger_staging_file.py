@@ -129,7 +129,7 @@ def test_dry_run_and_first_import_keep_the_indexes(sqlite_url, tmp_path, v1, scr
     assert {"ix_invoices_status_due", "ix_contacts_email"} <= set(schema_indexes)
     import_file(store, "customers", folder / "customers.csv", now=NOW)
     # Small enough for the test to run fast, large enough for the unordered indexes to be rebuilt.
-    monkeypatch.setattr("dunningops.ledger.writes._REBUILD_MIN", 10)
+    monkeypatch.setattr("dunningops.ledger.indexes._REBUILD_MIN", 10)
     dropped, drop = [], Index.drop
     monkeypatch.setattr(Index, "drop", lambda self, *a, **k: (dropped.append(self.name), drop(self, *a, **k)))
     dry = import_file(store, "contacts", folder / "contacts.csv", now=NOW, dry_run=True)

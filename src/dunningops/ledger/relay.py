@@ -27,8 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from dunningops.ledger.indexes import build_indexes, drop_unordered
 from dunningops.ledger.staging import STAGING
-from dunningops.ledger.writes import build_indexes, drop_unordered
 from dunningops.store.schema import InvoiceRow
 
 if TYPE_CHECKING:

@@ -6,15 +6,13 @@ twice changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy import (
     CursorResult,
-    Index,
     Result,
     Table,
     and_,
@@ -32,8 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from dunningops.ledger.columns import REDUCING_KINDS
+from dunningops.ledger.indexes import built_after
 from dunningops.ledger.staging import ADDRESS_COLUMNS, STAGING, STAGING_FUNCTIONS
-from dunningops.store.engine import SORT_THREADS
 from dunningops.store.schema import ContactFunctionLinkRow, ContactRow, CustomerRow, InvoiceRow, PaymentRow
 
 customers, contacts, invoices, payments = (t.__table__ for t in (CustomerRow, ContactRow, InvoiceRow, PaymentRow))
@@ -150,7 +148,7 @@ def write(
         # A first import (no contact yet): each customer's primary is known as its contacts are
         # inserted, so no pass over them afterwards (C3, _write_primaries: a fifth of 200k contacts).
         primary = _first_primaries(stg) if before == 0 else literal(False)
-        with _built_after(session, contacts, stg, before):
+        with built_after(session, contacts, stg, before):
             counts.added, counts.changed = _upsert(
                 session,
                 contacts,
@@ -183,7 +181,7 @@ def write(
         reported = stg.c.reported_outstanding_cents
         paid = _staged_paid() if paid_staged else None
         balance = reported if paid is None else reported - func.coalesce(paid.c.paid, 0)
-        with nullcontext() if fresh else _built_after(session, invoices, stg, before or 0):
+        with nullcontext() if fresh else built_after(session, invoices, stg, before or 0):
             counts.added, counts.changed = _upsert(
                 session,
                 invoices,
@@ -301,51 +299,6 @@ def _upsert_payments(session, stg, values, joins, now) -> tuple[int, int]:
     inserted = {**values, "external_id": stg.c.external_id, "created_at": literal(now)}
     source = select(*(e.label(c) for c, e in inserted.items())).where(*joins, ~exists().where(*match)).order_by(stg.c.row_no)
     return _insert_from(session, payments, list(inserted), source), changed
-
-
-# Indexes whose keys a file's new rows bring in no particular order: each row's insert reads and
-# writes a page of its own (seen: half of the INSERT of a 1M-invoice first import on SQLite, and a
-# third of the INSERT of 200k contacts, whose emails follow no order).
-_UNORDERED = {"invoices": ("ix_invoices_status_due",), "contacts": ("ix_contacts_email",)}
-_REBUILD_MIN = 10_000  # staged rows below which an index rebuild is not worth its fixed cost
-
-
-@contextmanager
-def _built_after(session: Session, target: Table, stg: Table, existing: int) -> Iterator[None]:
-    """SQLite, when the write adds at least four times the rows ``target`` has: its unordered indexes
-    dropped for the INSERT and built afterwards (one sort), in the transaction, so a reader never
-    sees them missing. PostgreSQL would lock the table for the transaction: left as it is."""
-    if session.get_bind().dialect.name != "sqlite":
-        yield
-        return
-    staged = session.scalar(select(func.count()).select_from(stg)) or 0
-    if staged < max(4 * existing, _REBUILD_MIN):
-        yield
-        return
-    indexes = drop_unordered(session, target)
-    yield
-    build_indexes(session, indexes)
-
-
-def drop_unordered(session: Session, target: Table) -> list[Index]:
-    """SQLite: ``target``'s unordered indexes dropped (for ``build_indexes`` once the rows are in)."""
-    connection = session.connection()
-    indexes = [i for i in target.indexes if i.name in _UNORDERED[target.name]]
-    for index in indexes:
-        index.drop(connection)
-    return indexes
-
-
-def build_indexes(session: Session, indexes: list[Index]) -> None:
-    if not indexes:
-        return
-    connection = session.connection()
-    connection.exec_driver_sql(f"PRAGMA threads={SORT_THREADS}")  # the sort of a million keys, in helper threads
-    try:
-        for index in indexes:
-            index.create(connection)
-    finally:
-        connection.exec_driver_sql("PRAGMA threads=0")
 
 
 def _status(reported_status, balance):
