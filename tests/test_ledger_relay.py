@@ -183,3 +183,70 @@ def test_invoices_already_in_the_store_or_skip_invalid_take_the_usual_way(stores
     again = import_files(store, ledger_files(generated), now=NOW)
     assert made[-1] is None  # the invoices table holds rows: updates, not only inserts
     assert [s.added for s in again] == [0, 0, 0, 0]
+
+
+_KILLED = """
+import sys, time
+from datetime import datetime, timezone
+from pathlib import Path
+from dunningops.ledger import arrow, relay, stream
+from dunningops.ledger.importer import import_files, ledger_files
+from dunningops.store import open_store
+
+stream.ARROW_MIN_BYTES, arrow.CHUNK_BYTES, relay.RELAY_MIN_BYTES, relay.RELAY_PART_BYTES = 0, 4096, 0, 1
+write = relay.Relay._write
+
+
+def held(self, session, part):
+    write(self, session, part)
+    if self.written == 2:  # two parts in the ledger, uncommitted: the parent kills us here
+        print("two parts written", flush=True)
+        time.sleep(120)
+
+
+relay.Relay._write = held
+import_files(open_store(sys.argv[1]), ledger_files(Path(sys.argv[2])), now=datetime(2026, 11, 16, 9, tzinfo=timezone.utc))
+"""
+
+
+def test_an_import_killed_after_parts_were_written_leaves_nothing_and_the_next_one_imports_it_all(
+    tmp_path, v1, generated
+):
+    """Parts written are in the import's one transaction: a SIGKILL then leaves no invoice and no customer
+    (the next opener rolls the store back), and the next import removes the scratch parts and writes all."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/killed.db"
+    store = open_store(url)
+    apply_config(store, load_config(v1), now=NOW, actor="t", git_commit=None)
+    store.dispose()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED, url, str(generated)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "two parts written"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert len(list(scratch.iterdir())) == 10  # the customers', contacts', payments' and seven parts' files
+    store = open_store(url)
+    try:
+        assert all(rows == [] for rows in _dump(store).values())
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tempfile, "tempdir", str(scratch))
+            made = _relay(patch, on=True)
+            summaries = import_files(store, ledger_files(generated), now=NOW)
+        assert made[-1] is not None and not made[-1].spoilt
+        assert summaries[2].added == _rows(generated / "invoices.csv")
+        assert list(scratch.iterdir()) == []
+    finally:
+        store.dispose()
