@@ -403,3 +403,38 @@ def test_customers_and_contacts_same_outcome_both_ways(urls, v1, tmp_path, monke
             assert spy.converted > 3
     assert outcomes[0] == outcomes[1]
     assert "5 errors in 5 of" in outcomes[0][0]
+
+
+def test_c7_a_chunk_s_function_links_each_once_per_contact_where_first_named_as_tuples_and_as_a_table():
+    """C7: functions by id or label, any case; one named twice for a contact (its id, then its label) is
+    linked once, at its first mention; the staging file's Arrow table holds exactly the tuples' links."""
+    import pyarrow as pa
+
+    from dunningops.ledger.context import LedgerContext
+
+    ctx = LedgerContext(
+        currency="EUR",
+        locale="fr",
+        members={},
+        plans=frozenset(),
+        functions={"payer": "payer", "payeur": "payer", "accountant": "accountant", "comptable": "accountant"},
+    )
+    header = ["customer_external_id", "email", "functions"]
+    cells = [
+        ["C1", "C1", "C2", "C3"],
+        ["a@x.fr", "b@x.fr", "c@x.fr", "d@x.fr"],
+        ["Comptable; payer|PAYEUR", "", "payeur,accountant,ACCOUNTANT,Payer", " ; "],
+    ]
+    chunk = pa.table(cells, names=[f"c{i}" for i in range(3)])
+    positions = [(name, i) for i, name in enumerate(header)]
+    expected = [
+        (10, "C1", "a@x.fr", "accountant"),
+        (10, "C1", "a@x.fr", "payer"),
+        (12, "C2", "c@x.fr", "payer"),
+        (12, "C2", "c@x.fr", "accountant"),
+    ]
+    _, tuples = arrow_convert.converter("contacts", ctx, positions, iso_dates=True)(10, chunk)
+    _, table = arrow_convert.converter("contacts", ctx, positions, iso_dates=True, as_table=True)(10, chunk)
+    assert tuples == expected
+    assert table.schema == arrow_convert.staging_schema(arrow_convert.STAGING_FUNCTIONS)
+    assert list(zip(*(c.to_pylist() for c in table.columns), strict=True)) == expected

@@ -19,7 +19,7 @@ from dunningops.ledger.columnar import Slow
 from dunningops.ledger.columns import _FALSE, _TRUE, KINDS, MAX_DATE, MAX_UNITS_DIGITS, MIN_DATE, PAYMENT_KINDS
 from dunningops.ledger.context import LedgerContext
 from dunningops.ledger.reader import Positions
-from dunningops.ledger.staging import ADDRESS_COLUMNS, STAGING
+from dunningops.ledger.staging import ADDRESS_COLUMNS, STAGING, STAGING_FUNCTIONS
 
 # str.strip()'s characters (str.isspace): cells are stripped exactly as the row-by-row path strips them.
 STRIP = (
@@ -38,8 +38,8 @@ _WORDS_TRUE, _WORDS = sorted(_TRUE), sorted(_TRUE | _FALSE - {""})  # columns.pa
 _NULL = pa.scalar(None, pa.string())
 
 
-# A converter: (first row number, the chunk's raw table) → (staging tuples or table, function-link tuples).
-ArrowConverter = Callable[[int, pa.Table], tuple[Any, list[tuple]]]
+# A converter: (first row number, the chunk's raw table) → (staging tuples or table, function links the same way).
+ArrowConverter = Callable[[int, pa.Table], tuple[Any, Any]]
 
 
 def staging_schema(table: Table) -> pa.Schema:
@@ -51,6 +51,9 @@ def staging_schema(table: Table) -> pa.Schema:
         return pa.int64() if isinstance(column.type, Integer) else pa.string()
 
     return pa.schema([pa.field(c.name, kind(c)) for c in table.columns])
+
+
+_LINKS_SCHEMA = staging_schema(STAGING_FUNCTIONS)
 
 
 def converter(
@@ -88,7 +91,7 @@ def converter(
         out = build(ctx, cells, n, iso_dates)
         out["row_no"] = numbers
         values = list(map(out.__getitem__, order))
-        links = out["links"](numbers) if "links" in out else []
+        links = out["links"](start, schema is not None) if "links" in out else []
         if schema is not None:
             return pa.Table.from_arrays([_typed(v, f.type) for v, f in zip(values, schema, strict=True)], schema=schema), links
         lists = [v if isinstance(v, list) else v.to_pylist() for v in values]
@@ -287,28 +290,32 @@ def _contacts(ctx: LedgerContext, cells: Cells, n: int, iso: bool) -> dict[str, 
     return out
 
 
-def _links(ctx: LedgerContext, functions: pa.Array, customer: pa.Array, emails: pa.Array) -> Callable[[list[int]], list[tuple]]:
-    """C7: functions by id or label (any language), each once per contact, in the file's order."""
+def _links(ctx: LedgerContext, functions: pa.Array, customer: pa.Array, emails: pa.Array) -> Callable[[int, bool], Any]:
+    """C7: functions by id or label (any language), each once per contact, in the file's order: as
+    tuples, or (``as_table``) an Arrow table of the links' staging columns (no Python object per link)."""
     parts = pc.split_pattern_regex(functions, _LIST_SPLIT)
     owners = pc.list_parent_indices(parts)
     names = pc.utf8_trim(pc.list_flatten(parts), characters=STRIP)
     kept = pc.not_equal(names, "")
     owners, names = pc.filter(owners, kept), pc.filter(names, kept)
-    found = {}
-    for name in pc.unique(names).to_pylist():
+    unique = pc.unique(names)
+    found = []
+    for name in unique.to_pylist():
         if (fid := ctx.functions.get(name.lower())) is None:
             raise Slow  # an unknown function: the row-by-row path words it, with the closest one
-        found[name] = fid
-    pairs = list(zip(owners.to_pylist(), map(found.__getitem__, names.to_pylist()), strict=True))
-    customers, addresses = customer.to_pylist(), emails.to_pylist()
+        found.append(fid)
+    fids = pc.take(pa.array(found, pa.string()), pc.index_in(names, value_set=unique))
+    # A function named twice for one contact (by its id and its label, say) once, where first named.
+    mentions = pa.table({"owner": owners, "fid": fids, "at": pa.array(range(len(owners)), pa.int64())})
+    firsts = mentions.group_by(["owner", "fid"], use_threads=False).aggregate([("at", "min")]).column("at_min")
+    once = pc.take(firsts, pc.sort_indices(firsts))
+    owners, fids = pc.take(owners, once), pc.take(fids, once)
 
-    def links(numbers: list[int]) -> list[tuple]:
-        seen: set[tuple[int, str]] = set()
-        out = []
-        for owner, fid in pairs:
-            if (owner, fid) not in seen:
-                seen.add((owner, fid))
-                out.append((numbers[owner], customers[owner], addresses[owner], fid))
-        return out
+    def links(start: int, as_table: bool) -> Any:
+        rows = pc.add(owners.cast(pa.int64()), start)
+        columns = [rows, pc.take(customer, owners), pc.take(emails, owners), fids]
+        if as_table:
+            return pa.Table.from_arrays(columns, schema=_LINKS_SCHEMA)
+        return list(zip(*(c.to_pylist() for c in columns), strict=True))
 
     return links

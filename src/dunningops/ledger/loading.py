@@ -134,11 +134,15 @@ class Staging:
                 self.sink.insert(table, batch)
                 batch.clear()
 
-    def columns(self, data, links: list[tuple], progress) -> None:
-        """A chunk converted at once, as an Arrow table (a StagingFile's sink only), and its function links."""
+    def columns(self, data, links, progress) -> None:
+        """A chunk converted at once, as an Arrow table (a StagingFile's sink only), and its function links
+        (an Arrow table too, or tuples)."""
         self.summary.rows += data.num_rows
         self.sink.insert_table(self.table, data)
-        self.links.extend(links)
+        if isinstance(links, list):
+            self.links.extend(links)
+        else:
+            self.sink.insert_table(STAGING_FUNCTIONS, links)
         self.flush()
         if progress:
             progress(self.summary.rows)
