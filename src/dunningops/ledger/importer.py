@@ -247,9 +247,8 @@ class _Relaying:
     def meanwhile(self, session: Session, job: _Job) -> None:
         """Before ``job``'s turn: the parts staged until ``job`` is (a file staged apart, after the customers)."""
         relay = self.relay
+        # The jobs come in the ledger's order: at any turn but the customers' own, they are written.
         if relay is None or job is relay.job or job not in self.apart or job is self._customers:
-            return
-        if self._customers is not None and self.jobs.index(self._customers) > self.jobs.index(job):
             return
         relay.pump(session, self._write, until=lambda: self.apart.staged(job), ready=self._ready, doubt=self._doubt)
 
@@ -310,16 +309,8 @@ def _conclude(
         # after this one are checked against its valid rows.
         _drop_rows(session, kind, summary, count=skip_invalid)
     counts = write(session, kind, now, prune and kind == "invoices", paid_staged=paid_staged)
-    # Every staged row is written unless its customer is unknown; the bad rows (a repeated key, found by
-    # the check) went out of staging first, and a row the reader could not split was never staged.
-    staged = summary.rows if not summary.issues else session.execute(select(func.count()).select_from(STAGING[kind])).scalar_one()
-    if customers_later and counts.added != staged:
-        # A row the write left out has an unknown customer: the same problems the check before the
-        # write words; the transaction rolls back when every file is checked.
-        found = unknown_customers(session, kind)
-        if not found:
-            raise StoreError(f"{staged - counts.added} rows of {job.file.path.name} were not written; nothing was imported")
-        summary.issues.extend(RowIssue(job.file.path.name, r, c, m, "row") for r, c, m in found)
+    if customers_later:
+        _unknown_after(session, job, counts.added)
     summary.added, summary.changed, summary.pruned, summary.links_changed = (
         counts.added,
         counts.changed,
@@ -328,6 +319,21 @@ def _conclude(
     )
     summary.notices = counts.notices
     drop_staging(session, kind)
+
+
+def _unknown_after(session: Session, job: _Job, added: int) -> None:
+    """Once the write added ``added`` rows: a staged row it left out has an unknown customer, worded as
+    the check before the write words it; the transaction rolls back when every file is checked."""
+    kind, summary = job.file.kind, job.summary
+    # The bad rows (a repeated key, found by the check) went out of staging before the write, and a row
+    # the reader could not split was never staged.
+    staged = summary.rows if not summary.issues else session.execute(select(func.count()).select_from(STAGING[kind])).scalar_one()
+    if added == staged:
+        return
+    found = unknown_customers(session, kind)
+    if not found:
+        raise StoreError(f"{staged - added} rows of {job.file.path.name} were not written; nothing was imported")
+    summary.issues.extend(RowIssue(job.file.path.name, r, c, m, "row") for r, c, m in found)
 
 
 def _customers_later(session: Session, kind: str, summary: ImportSummary, skip_invalid: bool) -> bool:
