@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, func, literal, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from dunningops.ledger.columns import KINDS
 from dunningops.ledger.issues import LedgerImportError, RowIssue
 from dunningops.ledger.loading import drop_staging
 from dunningops.ledger.mapping import Mapping
+from dunningops.ledger.relay import invoices_empty
 from dunningops.ledger.staging import STAGING, STAGING_FUNCTIONS
 from dunningops.ledger.stream import BATCH, stage_file
 from dunningops.ledger.writes import write
@@ -244,13 +245,18 @@ class _Relaying:
     def _doubt(self) -> bool:
         return any(job.summary.issues for job in self.jobs)
 
+    def _pump(self, session: Session, job: _Job) -> None:
+        """The parts sealed so far and meanwhile written, until ``job`` is staged."""
+        assert self.relay is not None
+        self.relay.pump(session, self._write, until=lambda: self.apart.staged(job), ready=self._ready, doubt=self._doubt)
+
     def meanwhile(self, session: Session, job: _Job) -> None:
         """Before ``job``'s turn: the parts staged until ``job`` is (a file staged apart, after the customers)."""
         relay = self.relay
         # The jobs come in the ledger's order: at any turn but the customers' own, they are written.
         if relay is None or job is relay.job or job not in self.apart or job is self._customers:
             return
-        relay.pump(session, self._write, until=lambda: self.apart.staged(job), ready=self._ready, doubt=self._doubt)
+        self._pump(session, job)
 
     def written(self, session: Session, job: _Job) -> bool:
         """At the invoices' turn: True once every part is written (the summary says so); False: the usual
@@ -258,7 +264,7 @@ class _Relaying:
         relay = self.relay
         if relay is None or job is not relay.job:
             return False
-        relay.pump(session, self._write, until=lambda: self.apart.staged(job), ready=self._ready, doubt=self._doubt)
+        self._pump(session, job)
         self.apart.wait(job)  # its staging's error, if it failed
         if self.paid is not None:
             self.apart.wait(self.paid)
@@ -343,7 +349,7 @@ def _customers_later(session: Session, kind: str, summary: ImportSummary, skip_i
     over a million rows); else the check runs, words them, and the transaction rolls back."""
     if kind != "invoices" or summary.issues or skip_invalid:
         return False
-    return session.scalar(select(literal(1)).select_from(InvoiceRow).limit(1)) is None
+    return invoices_empty(session)
 
 
 @contextmanager
@@ -381,7 +387,7 @@ def _write_rejects(reject_file: Path, issues: list[RowIssue]) -> None:
 
 
 def ledger_counts(session: Session) -> dict[str, int]:
-    from dunningops.store.schema import ContactRow, CustomerRow, InvoiceRow, PaymentRow
+    from dunningops.store.schema import ContactRow, CustomerRow, PaymentRow
 
     return {
         name: session.execute(select(func.count()).select_from(row)).scalar_one()
